@@ -1,0 +1,19 @@
+//! The committed outcome of one ingest job, written in the same transaction as its rows.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "ingest_batches")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub job_id: String,
+    pub received: i32,
+    pub inserted: i32,
+    pub duplicates: i32,
+    pub committed_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

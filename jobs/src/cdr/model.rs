@@ -1,0 +1,120 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How a call ended, in the vocabulary Asterisk made the de-facto standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Disposition {
+    #[serde(rename = "ANSWERED")]
+    Answered,
+    #[serde(rename = "NO ANSWER")]
+    NoAnswer,
+    #[serde(rename = "BUSY")]
+    Busy,
+    #[serde(rename = "FAILED")]
+    Failed,
+    #[serde(rename = "CONGESTION")]
+    Congestion,
+}
+
+impl Disposition {
+    pub const ALL: [Disposition; 5] = [
+        Disposition::Answered,
+        Disposition::NoAnswer,
+        Disposition::Busy,
+        Disposition::Failed,
+        Disposition::Congestion,
+    ];
+
+    /// The canonical spelling stored in PostgreSQL and returned by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Answered => "ANSWERED",
+            Disposition::NoAnswer => "NO ANSWER",
+            Disposition::Busy => "BUSY",
+            Disposition::Failed => "FAILED",
+            Disposition::Congestion => "CONGESTION",
+        }
+    }
+}
+
+impl fmt::Display for Disposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Disposition {
+    type Err = String;
+
+    /// Accepts the spellings switches use (`NO ANSWER`, `NO_ANSWER`, `noanswer`, any case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let folded: String = s
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '_' | '-'))
+            .flat_map(char::to_uppercase)
+            .collect();
+        match folded.as_str() {
+            "ANSWERED" | "ANSWER" => Ok(Disposition::Answered),
+            "NOANSWER" => Ok(Disposition::NoAnswer),
+            "BUSY" => Ok(Disposition::Busy),
+            "FAILED" => Ok(Disposition::Failed),
+            "CONGESTION" => Ok(Disposition::Congestion),
+            _ => Err(format!(
+                "unknown disposition {s:?}; expected one of ANSWERED, NO ANSWER, BUSY, FAILED, CONGESTION"
+            )),
+        }
+    }
+}
+
+/// A validated CDR, ready to store: every derived field filled in, times in UTC with
+/// microsecond precision (what PostgreSQL keeps), so what is stored is exactly what was checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cdr {
+    pub call_id: String,
+    pub source: String,
+    pub src_number: String,
+    pub dest_number: String,
+    pub start_time: DateTime<Utc>,
+    pub answer_time: Option<DateTime<Utc>>,
+    pub end_time: DateTime<Utc>,
+    /// Seconds from start to end.
+    pub duration: i32,
+    /// Billable seconds, from answer to end; 0 when unanswered.
+    pub billsec: i32,
+    pub disposition: Disposition,
+    pub call_successful: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hangup_cause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_code: Option<String>,
+    #[serde(default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disposition_accepts_switch_spellings() {
+        for s in ["NO ANSWER", "NO_ANSWER", "no answer", "NoAnswer", "no-answer"] {
+            assert_eq!(s.parse::<Disposition>(), Ok(Disposition::NoAnswer), "{s}");
+        }
+        assert_eq!("answered".parse::<Disposition>(), Ok(Disposition::Answered));
+        let err = "HUNG".parse::<Disposition>().unwrap_err();
+        assert!(err.contains("ANSWERED"), "{err}");
+    }
+
+    #[test]
+    fn disposition_round_trips_through_json() {
+        for d in Disposition::ALL {
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(json, format!("\"{}\"", d.as_str()));
+            assert_eq!(serde_json::from_str::<Disposition>(&json).unwrap(), d);
+        }
+    }
+}

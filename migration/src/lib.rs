@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_create_cdrs;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_create_cdrs::Migration)]
+    }
+}
