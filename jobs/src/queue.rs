@@ -1,0 +1,217 @@
+//! Queue topology on RabbitMQ and the confirmed publisher.
+//!
+//! Every job queue is a durable quorum queue whose rejected messages are dead-lettered to a
+//! durable `.dead` queue, and every message is published persistent and waits for the
+//! broker's confirm: a job acknowledged to a client is on disk in the broker.
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// AMQP `delivery_mode` for messages the broker must write to disk.
+const PERSISTENT: u8 = 2;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The names of one deployment's exchanges and queues.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Ingest jobs: one message per accepted `POST /cdrs` batch.
+    pub ingest: String,
+    /// Ingest jobs that failed for good, kept for inspection and replay.
+    pub ingest_dead: String,
+    /// Exchange the broker routes rejected messages through.
+    pub dead_letter_exchange: String,
+}
+
+impl Topology {
+    pub fn new(namespace: &str) -> Self {
+        Topology {
+            ingest: format!("{namespace}.ingest"),
+            ingest_dead: format!("{namespace}.ingest.dead"),
+            dead_letter_exchange: format!("{namespace}.dlx"),
+        }
+    }
+
+    /// Arguments of the ingest queue. The worker's backend re-declares the queue, and
+    /// RabbitMQ refuses a declaration whose arguments differ, so both sides use this.
+    pub fn ingest_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.dead_letter_exchange.as_str().into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.ingest_dead.as_str().into()),
+        );
+        args
+    }
+
+    pub fn queue_options() -> QueueDeclareOptions {
+        QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
+    }
+
+    /// Declares everything; safe to call from every process at every start.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        channel
+            .exchange_declare(
+                self.dead_letter_exchange.as_str().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+                FieldTable::default(),
+            )
+            .await?;
+        let mut dead_args = FieldTable::default();
+        dead_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        channel
+            .queue_declare(self.ingest_dead.as_str().into(), Self::queue_options(), dead_args)
+            .await?;
+        channel
+            .queue_bind(
+                self.ingest_dead.as_str().into(),
+                self.dead_letter_exchange.as_str().into(),
+                self.ingest_dead.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(self.ingest.as_str().into(), Self::queue_options(), self.ingest_arguments())
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    #[error("message broker unreachable: {0}")]
+    Unreachable(String),
+    #[error("message broker did not confirm the message: {0}")]
+    NotConfirmed(String),
+}
+
+/// A message to publish.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    pub queue: &'a str,
+    /// Becomes the AMQP `message_id`, which the worker sees in its task metadata.
+    pub message_id: &'a str,
+    pub body: &'a [u8],
+    pub headers: FieldTable,
+}
+
+/// Publishes persistent messages and waits for the broker's confirm. Reconnects lazily after
+/// the broker goes away; publishes run concurrently on one confirm-mode channel.
+#[derive(Clone)]
+pub struct Publisher {
+    url: String,
+    topology: Topology,
+    link: Arc<Mutex<Option<(Connection, Channel)>>>,
+}
+
+impl Publisher {
+    pub fn new(url: &str, topology: Topology) -> Self {
+        Publisher { url: url.to_string(), topology, link: Arc::new(Mutex::new(None)) }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    async fn channel(&self) -> Result<Channel, PublishError> {
+        let mut link = self.link.lock().await;
+        if let Some((conn, channel)) = link.as_ref() {
+            if conn.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        *link = None;
+        let unreachable = |e: lapin::Error| PublishError::Unreachable(e.to_string());
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&self.url, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| PublishError::Unreachable("connection timed out".into()))?
+        .map_err(unreachable)?;
+        let channel = conn.create_channel().await.map_err(unreachable)?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unreachable)?;
+        self.topology.declare(&channel).await.map_err(unreachable)?;
+        *link = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn forget(&self) {
+        *self.link.lock().await = None;
+    }
+
+    /// Publishes one message and returns once the broker has confirmed it is stored.
+    pub async fn publish(&self, msg: Outgoing<'_>) -> Result<(), PublishError> {
+        let result = self.try_publish(&msg).await;
+        if matches!(result, Err(PublishError::Unreachable(_))) {
+            self.forget().await;
+        }
+        result
+    }
+
+    async fn try_publish(&self, msg: &Outgoing<'_>) -> Result<(), PublishError> {
+        let channel = self.channel().await?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type(ShortString::from("application/json"))
+            .with_message_id(ShortString::from(msg.message_id))
+            .with_headers(msg.headers.clone());
+        let confirm = channel
+            .basic_publish(
+                ShortString::from(""),
+                ShortString::from(msg.queue),
+                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                msg.body,
+                properties,
+            )
+            .await
+            .map_err(|e| PublishError::Unreachable(e.to_string()))?;
+        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+            .await
+            .map_err(|_| PublishError::Unreachable("confirm timed out".into()))?
+            .map_err(|e| PublishError::Unreachable(e.to_string()))?;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(returned)) => Err(PublishError::NotConfirmed(format!(
+                "unroutable to queue {}: {}",
+                msg.queue, returned.reply_text
+            ))),
+            Confirmation::Nack(_) => Err(PublishError::NotConfirmed("broker refused it".into())),
+            Confirmation::NotRequested => {
+                Err(PublishError::NotConfirmed("channel not in confirm mode".into()))
+            }
+        }
+    }
+
+    /// Messages waiting in a queue (for readiness and backpressure).
+    pub async fn queue_depth(&self, queue: &str) -> Result<u32, PublishError> {
+        let channel = self.channel().await?;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| PublishError::Unreachable(e.to_string()));
+        if q.is_err() {
+            self.forget().await;
+        }
+        Ok(q?.message_count())
+    }
+}

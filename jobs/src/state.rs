@@ -1,0 +1,271 @@
+//! Job state in Redis: what `GET /jobs/{id}` answers.
+//!
+//! One hash per job, rewritten field by field as the job moves
+//! `enqueued → processing → (retrying →)* succeeded | failed`, and expiring a configurable
+//! time after its last change so Redis never grows without bound.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Enum)]
+#[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Validate-and-store of one `POST /cdrs` batch.
+    Ingest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Enum)]
+#[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
+pub enum JobStatus {
+    Enqueued,
+    Processing,
+    Retrying,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Enqueued => "enqueued",
+            JobStatus::Processing => "processing",
+            JobStatus::Retrying => "retrying",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Enqueued, Self::Processing, Self::Retrying, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+
+    /// Whether the job has reached a final state.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed)
+    }
+}
+
+/// Record counts of a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Object)]
+pub struct JobCounts {
+    /// Records in the batch as posted.
+    pub received: u64,
+    /// Records refused by validation at the API (listed in the 202 answer).
+    pub rejected: u64,
+    /// Records newly stored in PostgreSQL.
+    pub inserted: u64,
+    /// Records already stored before (same `source` and `call_id`), not stored again.
+    pub duplicates: u64,
+}
+
+/// A job as clients follow it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Object)]
+pub struct JobState {
+    pub id: String,
+    pub kind: JobKind,
+    pub status: JobStatus,
+    /// Processing attempts so far, across redeliveries.
+    pub attempts: u32,
+    pub enqueued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: JobCounts,
+    /// The last error: why the job is retrying, or why it failed.
+    pub error: Option<String>,
+}
+
+impl JobState {
+    pub fn enqueued(id: String, kind: JobKind, counts: JobCounts) -> Self {
+        JobState {
+            id,
+            kind,
+            status: JobStatus::Enqueued,
+            attempts: 0,
+            enqueued_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            counts,
+            error: None,
+        }
+    }
+}
+
+/// Reads and writes job state. Cloning is cheap: the connection manager is shared and
+/// reconnects on its own after Redis restarts.
+#[derive(Clone)]
+pub struct JobStore {
+    conn: ConnectionManager,
+    prefix: String,
+    ttl_secs: i64,
+}
+
+impl JobStore {
+    pub async fn connect(url: &str, namespace: &str, ttl: Duration) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(3)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(JobStore {
+            conn,
+            prefix: format!("{namespace}:job:"),
+            ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        })
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}{id}", self.prefix)
+    }
+
+    async fn write(&self, id: &str, fields: &[(&str, String)]) -> redis::RedisResult<()> {
+        let key = self.key(id);
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hset_multiple(&key, fields)
+            .ignore()
+            .expire(&key, self.ttl_secs)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Records a new job, before its message is published.
+    pub async fn create(&self, job: &JobState) -> redis::RedisResult<()> {
+        let mut fields = vec![
+            ("kind", kind_str(job.kind).to_string()),
+            ("status", job.status.as_str().to_string()),
+            ("attempts", job.attempts.to_string()),
+            ("enqueued_at", job.enqueued_at.to_rfc3339()),
+        ];
+        fields.extend(count_fields(&job.counts));
+        self.write(&job.id, &fields).await
+    }
+
+    /// Forgets a job whose message never reached the broker.
+    pub async fn delete(&self, id: &str) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        conn.del::<_, ()>(self.key(id)).await
+    }
+
+    /// Marks an attempt as started; returns the attempt number across all deliveries.
+    /// `template` recreates the hash if it expired or Redis lost it.
+    pub async fn start_attempt(&self, template: &JobState) -> redis::RedisResult<u32> {
+        let key = self.key(&template.id);
+        let mut conn = self.conn.clone();
+        let now = Utc::now().to_rfc3339();
+        let (attempts,): (u32,) = redis::pipe()
+            .atomic()
+            .hset_nx(&key, "kind", kind_str(template.kind))
+            .ignore()
+            .hset_nx(&key, "enqueued_at", template.enqueued_at.to_rfc3339())
+            .ignore()
+            .hset_nx(&key, "received", template.counts.received)
+            .ignore()
+            .hset_nx(&key, "rejected", template.counts.rejected)
+            .ignore()
+            .hset_nx(&key, "started_at", &now)
+            .ignore()
+            .hset(&key, "status", JobStatus::Processing.as_str())
+            .ignore()
+            .hincr(&key, "attempts", 1)
+            .expire(&key, self.ttl_secs)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(attempts)
+    }
+
+    pub async fn mark_retrying(&self, id: &str, error: &str) -> redis::RedisResult<()> {
+        self.write(id, &[("status", "retrying".into()), ("error", error.to_string())]).await
+    }
+
+    pub async fn mark_succeeded(&self, id: &str, counts: &JobCounts) -> redis::RedisResult<()> {
+        let mut fields = vec![
+            ("status", "succeeded".to_string()),
+            ("finished_at", Utc::now().to_rfc3339()),
+            ("error", String::new()),
+        ];
+        fields.extend(count_fields(counts));
+        self.write(id, &fields).await
+    }
+
+    pub async fn mark_failed(&self, id: &str, error: &str) -> redis::RedisResult<()> {
+        self.write(
+            id,
+            &[
+                ("status", "failed".into()),
+                ("finished_at", Utc::now().to_rfc3339()),
+                ("error", error.to_string()),
+            ],
+        )
+        .await
+    }
+
+    pub async fn get(&self, id: &str) -> redis::RedisResult<Option<JobState>> {
+        let mut conn = self.conn.clone();
+        let map: HashMap<String, String> = conn.hgetall(self.key(id)).await?;
+        Ok(from_hash(id, &map))
+    }
+
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    }
+}
+
+fn kind_str(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Ingest => "ingest",
+    }
+}
+
+fn count_fields(c: &JobCounts) -> Vec<(&'static str, String)> {
+    vec![
+        ("received", c.received.to_string()),
+        ("rejected", c.rejected.to_string()),
+        ("inserted", c.inserted.to_string()),
+        ("duplicates", c.duplicates.to_string()),
+    ]
+}
+
+fn from_hash(id: &str, map: &HashMap<String, String>) -> Option<JobState> {
+    let status = JobStatus::parse(map.get("status")?)?;
+    let kind = match map.get("kind").map(String::as_str) {
+        Some("ingest") | None => JobKind::Ingest,
+        Some(_) => return None,
+    };
+    let time = |k: &str| {
+        map.get(k)
+            .filter(|s| !s.is_empty())
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let num = |k: &str| map.get(k).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    Some(JobState {
+        id: id.to_string(),
+        kind,
+        status,
+        attempts: u32::try_from(num("attempts")).unwrap_or(u32::MAX),
+        enqueued_at: time("enqueued_at").unwrap_or_else(Utc::now),
+        started_at: time("started_at"),
+        finished_at: time("finished_at"),
+        counts: JobCounts {
+            received: num("received"),
+            rejected: num("rejected"),
+            inserted: num("inserted"),
+            duplicates: num("duplicates"),
+        },
+        error: map.get("error").filter(|s| !s.is_empty()).cloned(),
+    })
+}
