@@ -1,1 +1,32 @@
-// placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod batch;
+pub mod cli;
+pub mod error;
+pub mod routes;
+pub mod state;
+
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApiService;
+use state::AppState;
+
+/// The whole HTTP application: the API, its OpenAPI document and docs pages, with every
+/// error rendered as the shared JSON error body.
+pub fn app(state: AppState) -> impl Endpoint {
+    let api = OpenApiService::new(
+        (routes::cdrs::CdrsApi, routes::jobs::JobsApi, routes::health::HealthApi),
+        "CDR pipeline",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description("Ingest, follow, search and analyse Call Detail Records.");
+    let spec = api.spec_endpoint();
+    let swagger = api.swagger_ui();
+    let redoc = api.redoc();
+    Route::new()
+        .nest("/", api)
+        .nest("/schema/swagger-ui", swagger)
+        .nest("/schema/redoc", redoc)
+        .at("/schema", spec)
+        .data(state)
+        .with(error::JsonErrors)
+}

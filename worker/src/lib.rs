@@ -1,1 +1,5 @@
-// placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod cli;
+pub mod pool;
+pub mod telemetry;

@@ -1,0 +1,173 @@
+//! The one error table of the API.
+//!
+//! Handlers return [`ApiError`]; anything else that fails (an unknown route, a body poem
+//! could not read, a wrong content type) is rewritten by [`JsonErrors`] into the same body,
+//! so clients parse one shape for every error, with the status as the only switch.
+
+use jobs::cdr::RecordError;
+use poem::http::StatusCode;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// Stable, machine-readable error code.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Structured detail where there is some (for example the refused records).
+    #[oai(skip_serializing_if_is_none)]
+    pub details: Option<serde_json::Value>,
+    /// For refused batches: each refused record with its index, call id, field and reason.
+    #[oai(skip_serializing_if_is_none)]
+    pub rejected: Option<Vec<RejectedRecord>>,
+}
+
+/// One refused record of a batch.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct RejectedRecord {
+    /// Position in the batch, from 0.
+    pub index: u64,
+    pub call_id: Option<String>,
+    pub field: String,
+    pub reason: String,
+}
+
+impl From<RecordError> for RejectedRecord {
+    fn from(e: RecordError) -> Self {
+        RejectedRecord { index: e.index as u64, call_id: e.call_id, field: e.field, reason: e.reason }
+    }
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ErrorBody { code: code.into(), message: message.into(), details: None, rejected: None }
+    }
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed: unreadable body, bad JSON, bad parameter.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No such resource.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The batch is over the record or byte limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The request is well-formed but nothing in it can be accepted.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// A dependency is down; nothing was accepted. Retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest(Json(ErrorBody::new(code, message)))
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::NotFound(Json(ErrorBody::new("not_found", message)))
+    }
+
+    pub fn too_large(code: &str, message: impl Into<String>) -> Self {
+        ApiError::PayloadTooLarge(Json(ErrorBody::new(code, message)))
+    }
+
+    pub fn unavailable(dependency: &str, error: impl std::fmt::Display) -> Self {
+        tracing::warn!(dependency, error = %error, "dependency unavailable");
+        ApiError::Unavailable(
+            Json(ErrorBody {
+                details: Some(serde_json::json!({ "dependency": dependency })),
+                ..ErrorBody::new("unavailable", format!("{dependency} is unavailable; retry later"))
+            }),
+            RETRY_AFTER_SECS,
+        )
+    }
+}
+
+/// Status → error code, for errors raised outside our handlers.
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ if status.is_client_error() => "bad_request",
+        _ => "internal",
+    }
+}
+
+/// Renders every error that is not already our JSON body as one, keeping its status.
+pub struct JsonErrors;
+
+impl<E: Endpoint> Middleware<E> for JsonErrors {
+    type Output = JsonErrorsEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        JsonErrorsEndpoint(ep)
+    }
+}
+
+pub struct JsonErrorsEndpoint<E>(E);
+
+impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        normalise_content_type(&mut req);
+        let resp = match self.0.call(req).await {
+            Ok(out) => out.into_response(),
+            Err(err) => {
+                let message = err.to_string();
+                let resp = err.into_response();
+                if is_json(&resp) {
+                    resp
+                } else {
+                    let status = resp.status();
+                    let body = ErrorBody::new(code_for(status), message);
+                    if status.is_server_error() {
+                        tracing::error!(status = status.as_u16(), message = %body.message, "request failed");
+                    }
+                    Json(body).with_status(status).into_response()
+                }
+            }
+        };
+        Ok(resp)
+    }
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers()
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// poem-openapi matches request content types exactly; clients send parameters such as
+/// `; charset=utf-8` and mixed case. Keep only the lower-cased media type.
+fn normalise_content_type(req: &mut Request) {
+    let Some(value) = req.headers().get(poem::http::header::CONTENT_TYPE) else { return };
+    let Ok(text) = value.to_str() else { return };
+    let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence != text {
+        if let Ok(v) = poem::http::HeaderValue::from_str(&essence) {
+            req.headers_mut().insert(poem::http::header::CONTENT_TYPE, v);
+        }
+    }
+}

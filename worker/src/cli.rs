@@ -1,0 +1,50 @@
+//! `cdr-worker`'s settings.
+
+use jobs::config::ServiceSettings;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "cdr-worker", version, about = "Stores and indexes CDR batches from the job queues")]
+pub struct WorkerCli {
+    #[command(flatten)]
+    pub services: ServiceSettings,
+
+    /// Ingest jobs processed at once by this process.
+    #[arg(long, env = "CDR_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// Unacknowledged messages the broker may hand this process ahead of time.
+    #[arg(long, env = "CDR_WORKER_PREFETCH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
+
+    /// Attempts per delivery before a transiently failing job is dead-lettered.
+    #[arg(long, env = "CDR_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+
+    /// First retry delay in milliseconds; doubles each attempt up to --retry-max-ms.
+    #[arg(long, env = "CDR_RETRY_MIN_MS", default_value_t = 250)]
+    pub retry_min_ms: u64,
+
+    /// Longest retry delay in milliseconds.
+    #[arg(long, env = "CDR_RETRY_MAX_MS", default_value_t = 30_000)]
+    pub retry_max_ms: u64,
+
+    /// Seconds in-flight jobs get to finish after SIGTERM before the process exits anyway
+    /// (unfinished messages are redelivered).
+    #[arg(long, env = "CDR_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "CDR_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+impl WorkerCli {
+    pub fn retry_min(&self) -> Duration {
+        Duration::from_millis(self.retry_min_ms.max(1))
+    }
+
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_millis(self.retry_max_ms.max(self.retry_min_ms).max(1))
+    }
+}
