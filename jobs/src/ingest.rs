@@ -112,7 +112,10 @@ impl IngestRunner {
         }
     }
 
-    async fn dead_letter(
+    /// Ends a job for good: dead-letters its message with the reason and marks it `failed`.
+    /// `Err` when the dead-letter queue or the state store could not be written; the message
+    /// must then go back to its queue rather than be acknowledged.
+    pub async fn dead_letter(
         &self,
         job: &IngestJob,
         reason: &str,

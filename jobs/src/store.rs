@@ -16,12 +16,25 @@ const INSERT_CDRS: &str = r#"
 INSERT INTO cdrs (source, call_id, src_number, dest_number, start_time, answer_time, end_time,
                   duration, billsec, disposition, call_successful, hangup_cause, direction,
                   account_code, extra, job_id)
-SELECT t.*, $16
+SELECT t.source, t.call_id, t.src_number, t.dest_number, t.start_time,
+       NULLIF(t.answer_time, '0001-01-01T00:00:00Z'::timestamptz), t.end_time, t.duration,
+       t.billsec, t.disposition, t.call_successful, NULLIF(t.hangup_cause, ''),
+       NULLIF(t.direction, ''), NULLIF(t.account_code, ''), t.extra, $16
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
             $6::timestamptz[], $7::timestamptz[], $8::int4[], $9::int4[], $10::text[],
-            $11::bool[], $12::text[], $13::text[], $14::text[], $15::jsonb[]) AS t
+            $11::bool[], $12::text[], $13::text[], $14::text[], $15::jsonb[])
+     AS t(source, call_id, src_number, dest_number, start_time, answer_time, end_time,
+          duration, billsec, disposition, call_successful, hangup_cause, direction,
+          account_code, extra)
 ON CONFLICT (source, call_id) DO NOTHING
 "#;
+
+/// sea-query cannot bind NULL inside an array, so absent values travel as a sentinel the
+/// statement turns back into NULL: the empty string (validation never keeps an empty text)
+/// and year 1 (validation refuses any year before 1970).
+fn no_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
 
 const FIND_BATCH: &str = "SELECT inserted, duplicates FROM ingest_batches WHERE job_id = $1";
 const RECORD_BATCH: &str =
@@ -99,12 +112,18 @@ fn array(ty: ArrayType, items: Vec<Value>) -> Value {
 }
 
 fn texts<'a>(cdrs: &'a [Cdr], f: impl Fn(&'a Cdr) -> Option<&'a str>) -> Value {
-    array(ArrayType::String, cdrs.iter().map(|c| Value::String(f(c).map(str::to_string))).collect())
+    array(
+        ArrayType::String,
+        cdrs.iter().map(|c| Value::String(Some(f(c).unwrap_or("").to_string()))).collect(),
+    )
 }
 
 fn batch_values(job_id: &str, cdrs: &[Cdr]) -> Vec<Value> {
     let times = |f: &dyn Fn(&Cdr) -> Option<chrono::DateTime<chrono::Utc>>| {
-        array(ArrayType::ChronoDateTimeUtc, cdrs.iter().map(|c| Value::ChronoDateTimeUtc(f(c))).collect())
+        array(
+            ArrayType::ChronoDateTimeUtc,
+            cdrs.iter().map(|c| Value::ChronoDateTimeUtc(Some(f(c).unwrap_or(no_time())))).collect(),
+        )
     };
     let ints = |f: &dyn Fn(&Cdr) -> i32| {
         array(ArrayType::Int, cdrs.iter().map(|c| Value::Int(Some(f(c)))).collect())

@@ -12,7 +12,9 @@ use jobs::queue::{Publisher, Topology};
 use jobs::state::JobStore;
 use jobs::store::CdrStore;
 use lapin::options::BasicNackOptions;
+use futures::FutureExt as _;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,9 +111,9 @@ async fn build_monitor(
             WorkerBuilder::new("cdr-ingest")
                 .backend(backend.clone())
                 .data(runner.clone())
-                .enable_tracing()
-                .retry(RetryPolicy::retries(retries).with_backoff(backoff.clone()))
                 .concurrency(concurrency)
+                .retry(RetryPolicy::retries(retries).with_backoff(backoff.clone()))
+                .enable_tracing()
                 .parallelize(tokio::spawn)
                 .build(handle_ingest)
         })
@@ -126,6 +128,19 @@ async fn handle_ingest(
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
-    runner.run(&job, attempt).await?;
+    match AssertUnwindSafe(runner.run(&job, attempt)).catch_unwind().await {
+        Ok(result) => {
+            result?;
+        }
+        Err(panic) => {
+            // A panic is a bug that retrying will not fix: keep the job for inspection.
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            runner.dead_letter(&job, &format!("internal error: {what}"), attempt).await?;
+        }
+    }
     Ok(())
 }

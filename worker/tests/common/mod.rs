@@ -1,0 +1,230 @@
+//! Test harness: a fresh database, namespace (queues and Redis keys) and worker process per
+//! test, against the real PostgreSQL, Redis and RabbitMQ that `scripts/services up` starts.
+#![allow(dead_code)]
+
+use api::cli::Limits;
+use api::state::AppState;
+use jobs::config::ServiceSettings;
+use poem::test::{TestClient, TestResponse};
+use poem::EndpointExt;
+use poem::endpoint::BoxEndpoint;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+pub fn admin_url() -> String {
+    env_or("DATABASE_URL", "postgres://cdr:cdr@127.0.0.1:5432/cdr")
+}
+
+fn url_with_db(base: &str, db: &str) -> String {
+    let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL has a database name");
+    format!("{prefix}/{db}")
+}
+
+pub fn workspace_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// One test's private slice of the real services.
+pub struct TestApp {
+    pub name: String,
+    pub settings: ServiceSettings,
+    pub client: TestClient<BoxEndpoint<'static, poem::Response>>,
+    pub db: DatabaseConnection,
+    pub worker: Option<Child>,
+    pub worker_env: Vec<(String, String)>,
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        Self::with_limits(Limits::default()).await
+    }
+
+    pub async fn with_limits(limits: Limits) -> TestApp {
+        let name = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
+        let admin = Database::connect(admin_url()).await.expect("PostgreSQL is up (scripts/services up)");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let settings = ServiceSettings {
+            database_url: url_with_db(&admin_url(), &name),
+            amqp_url: env_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            elasticsearch_url: env_or("ELASTICSEARCH_URL", "http://127.0.0.1:9200"),
+            namespace: name.clone(),
+            job_ttl_secs: 3600,
+            db_pool_size: 8,
+        };
+        let state = AppState::connect(&settings, limits).await.expect("API state");
+        let db = jobs::db::connect(&settings.database_url, 4).await.expect("test db");
+        let endpoint = api::app(state).map_to_response().boxed();
+        TestApp {
+            name,
+            client: TestClient::new(endpoint),
+            db,
+            settings,
+            worker: None,
+            worker_env: vec![
+                ("CDR_RETRY_MIN_MS".into(), "100".into()),
+                ("CDR_RETRY_MAX_MS".into(), "1000".into()),
+                ("CDR_MAX_ATTEMPTS".into(), "1000".into()),
+            ],
+        }
+    }
+
+    /// Starts a real `cdr-worker` process for this test's namespace and database.
+    pub async fn start_worker(&mut self) {
+        let log_dir = workspace_dir().join("target").join("test-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("{}-worker.log", self.name)))
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cdr-worker"));
+        cmd.env("DATABASE_URL", &self.settings.database_url)
+            .env("AMQP_URL", &self.settings.amqp_url)
+            .env("REDIS_URL", &self.settings.redis_url)
+            .env("CDR_NAMESPACE", &self.name)
+            .env("CDR_DB_POOL_SIZE", "4")
+            .env("RUST_LOG", "info")
+            .envs(self.worker_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true);
+        self.worker = Some(cmd.spawn().expect("spawn cdr-worker"));
+    }
+
+    /// SIGKILL: the process gets no chance to finish or acknowledge anything.
+    pub async fn kill_worker(&mut self) {
+        if let Some(mut child) = self.worker.take() {
+            child.start_kill().expect("kill worker");
+            child.wait().await.expect("reap worker");
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn stop_worker(&mut self) -> std::process::ExitStatus {
+        let mut child = self.worker.take().expect("a worker runs");
+        let pid = child.id().expect("worker pid");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("send SIGTERM");
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("worker exits within 60 s of SIGTERM")
+            .expect("worker exit status")
+    }
+
+    pub async fn post_json(&self, body: &Value) -> TestResponse {
+        self.client
+            .post("/cdrs")
+            .content_type("application/json")
+            .body(serde_json::to_vec(body).expect("json"))
+            .send()
+            .await
+    }
+
+    pub async fn post_raw(&self, content_type: &str, body: impl Into<Vec<u8>>) -> TestResponse {
+        self.client.post("/cdrs").content_type(content_type).body(body.into()).send().await
+    }
+
+    /// Posts a batch that must be accepted; returns the 202 body.
+    pub async fn ingest(&self, body: &Value) -> Value {
+        let resp = self.post_json(body).await;
+        resp.assert_status(poem::http::StatusCode::ACCEPTED);
+        resp.json().await.value().deserialize::<Value>()
+    }
+
+    pub async fn job(&self, id: &str) -> Option<Value> {
+        let resp = self.client.get(format!("/jobs/{id}")).send().await;
+        if resp.0.status() == poem::http::StatusCode::NOT_FOUND {
+            return None;
+        }
+        resp.assert_status_is_ok();
+        Some(resp.json().await.value().deserialize::<Value>())
+    }
+
+    /// Polls the job until `done` holds for its state, or panics after `timeout`.
+    pub async fn wait_job(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let job = self.job(id).await;
+            if let Some(job) = &job {
+                if done(job) {
+                    return job.clone();
+                }
+            }
+            assert!(start.elapsed() < timeout, "job {id} did not get there in {timeout:?}: {job:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_succeeded(&self, id: &str) -> Value {
+        let job = self
+            .wait_job(id, Duration::from_secs(90), |j| j["status"] == "succeeded" || j["status"] == "failed")
+            .await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        job
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql.to_string()))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0).expect("a count")
+    }
+
+    /// Drops this test's database and queues.
+    pub async fn cleanup(mut self) {
+        self.kill_worker().await;
+        self.db.clone().close().await.ok();
+        if let Ok(admin) = Database::connect(admin_url()).await {
+            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await;
+        }
+        if let Ok(conn) = lapin::Connection::connect(&self.settings.amqp_url, Default::default()).await {
+            if let Ok(ch) = conn.create_channel().await {
+                let t = jobs::queue::Topology::new(&self.name);
+                for q in [&t.ingest, &t.ingest_dead] {
+                    let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+                }
+                let _ = ch.exchange_delete(t.dead_letter_exchange.as_str().into(), Default::default()).await;
+            }
+        }
+    }
+}
+
+/// A realistic answered call; `n` makes the call id unique.
+pub fn answered_cdr(n: usize) -> Value {
+    serde_json::json!({
+        "call_id": format!("call-{n}"),
+        "source": "pbx-test",
+        "src_number": format!("+1415555{:04}", n % 10_000),
+        "dest_number": format!("44207{:06}", n % 1_000_000),
+        "start_time": "2026-03-01T10:00:00+02:00",
+        "answer_time": "2026-03-01T10:00:07+02:00",
+        "end_time": "2026-03-01T10:02:07+02:00",
+        "disposition": "ANSWERED",
+        "hangup_cause": "NORMAL_CLEARING",
+        "direction": "outbound",
+        "account_code": "acme"
+    })
+}
+
+pub fn batch(range: std::ops::Range<usize>) -> Value {
+    Value::Array(range.map(answered_cdr).collect())
+}
