@@ -14,7 +14,11 @@ use state::AppState;
 /// error rendered as the shared JSON error body.
 pub fn app(state: AppState) -> impl Endpoint {
     let api = OpenApiService::new(
-        (routes::cdrs::CdrsApi, routes::jobs::JobsApi, routes::health::HealthApi),
+        (
+            routes::cdrs::CdrsApi,
+            routes::jobs::JobsApi,
+            routes::health::HealthApi,
+        ),
         "CDR pipeline",
         env!("CARGO_PKG_VERSION"),
     )

@@ -23,7 +23,10 @@ pub async fn connect(url: &str, pool_size: u32) -> Result<DatabaseConnection, Db
 /// and worker replicas can start at once and exactly one of them migrates.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     let pool = db.get_postgres_connection_pool();
-    let mut lock_conn = pool.acquire().await.map_err(|e| DbErr::Custom(e.to_string()))?;
+    let mut lock_conn = pool
+        .acquire()
+        .await
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *lock_conn)
@@ -41,7 +44,10 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 
 /// Cheap liveness probe used by readiness checks.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_string(db.get_database_backend(), "SELECT 1"))
-        .await
-        .map(|_| ())
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT 1",
+    ))
+    .await
+    .map(|_| ())
 }

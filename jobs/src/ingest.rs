@@ -27,7 +27,11 @@ impl IngestJob {
         let mut state = JobState::enqueued(
             self.job_id.clone(),
             JobKind::Ingest,
-            JobCounts { received: self.received, rejected: self.rejected, ..JobCounts::default() },
+            JobCounts {
+                received: self.received,
+                rejected: self.rejected,
+                ..JobCounts::default()
+            },
         );
         state.enqueued_at = self.enqueued_at;
         state
@@ -96,7 +100,12 @@ impl IngestRunner {
                 Ok(IngestResult::Stored(outcome))
             }
             Err(e) if !is_transient(&e) => {
-                self.dead_letter(job, &format!("permanent database error: {e}"), total_attempts).await
+                self.dead_letter(
+                    job,
+                    &format!("permanent database error: {e}"),
+                    total_attempts,
+                )
+                .await
             }
             Err(e) if attempt >= self.max_attempts => {
                 let reason = format!("gave up after {attempt} attempts: {e}");
@@ -122,7 +131,9 @@ impl IngestRunner {
         attempts: u32,
     ) -> Result<IngestResult, IngestError> {
         let body = serde_json::to_vec(job).map_err(|e| {
-            IngestError::DeadLetter(PublishError::NotConfirmed(format!("unserialisable job: {e}")))
+            IngestError::DeadLetter(PublishError::NotConfirmed(format!(
+                "unserialisable job: {e}"
+            )))
         })?;
         let mut headers = FieldTable::default();
         headers.insert("x-cdr-error".into(), AMQPValue::LongString(reason.into()));
@@ -138,5 +149,39 @@ impl IngestRunner {
         self.jobs.mark_failed(&job.job_id, reason).await?;
         error!(job_id = %job.job_id, attempts, reason, "ingest job failed; dead-lettered");
         Ok(IngestResult::DeadLettered)
+    }
+
+    /// Dead-letters a message whose body is not an ingest job at all. Its job id, when the
+    /// body still carries one, is marked `failed` so a client following it learns why.
+    pub async fn dead_letter_unreadable(
+        &self,
+        body: &[u8],
+        reason: &str,
+    ) -> Result<(), IngestError> {
+        let job_id = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| {
+                v.get("job_id")
+                    .and_then(|id| id.as_str())
+                    .map(str::to_string)
+            });
+        let mut headers = FieldTable::default();
+        headers.insert("x-cdr-error".into(), AMQPValue::LongString(reason.into()));
+        self.publisher
+            .publish(Outgoing {
+                queue: &self.publisher.topology().ingest_dead,
+                message_id: job_id.as_deref().unwrap_or("unreadable"),
+                body,
+                headers,
+            })
+            .await?;
+        if let Some(id) = &job_id {
+            self.jobs.mark_failed(id, reason).await?;
+        }
+        error!(
+            job_id = job_id.as_deref().unwrap_or("-"),
+            reason, "unreadable ingest message dead-lettered"
+        );
+        Ok(())
     }
 }

@@ -5,5 +5,6 @@ pub mod config;
 pub mod db;
 pub mod ingest;
 pub mod queue;
+pub mod runtime;
 pub mod state;
 pub mod store;

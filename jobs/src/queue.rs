@@ -4,11 +4,11 @@
 //! durable `.dead` queue, and every message is published persistent and waits for the
 //! broker's confirm: a job acknowledged to a client is on disk in the broker.
 
+use lapin::Confirmation;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::Arc;
@@ -44,7 +44,10 @@ impl Topology {
     /// RabbitMQ refuses a declaration whose arguments differ, so both sides use this.
     pub fn ingest_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(self.dead_letter_exchange.as_str().into()),
@@ -57,7 +60,10 @@ impl Topology {
     }
 
     pub fn queue_options() -> QueueDeclareOptions {
-        QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        }
     }
 
     /// Declares everything; safe to call from every process at every start.
@@ -66,14 +72,24 @@ impl Topology {
             .exchange_declare(
                 self.dead_letter_exchange.as_str().into(),
                 ExchangeKind::Direct,
-                ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
                 FieldTable::default(),
             )
             .await?;
         let mut dead_args = FieldTable::default();
-        dead_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        dead_args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         channel
-            .queue_declare(self.ingest_dead.as_str().into(), Self::queue_options(), dead_args)
+            .queue_declare(
+                self.ingest_dead.as_str().into(),
+                Self::queue_options(),
+                dead_args,
+            )
             .await?;
         channel
             .queue_bind(
@@ -85,7 +101,11 @@ impl Topology {
             )
             .await?;
         channel
-            .queue_declare(self.ingest.as_str().into(), Self::queue_options(), self.ingest_arguments())
+            .queue_declare(
+                self.ingest.as_str().into(),
+                Self::queue_options(),
+                self.ingest_arguments(),
+            )
             .await?;
         Ok(())
     }
@@ -121,7 +141,11 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(url: &str, topology: Topology) -> Self {
-        Publisher { url: url.to_string(), topology, link: Arc::new(Mutex::new(None)) }
+        Publisher {
+            url: url.to_string(),
+            topology,
+            link: Arc::new(Mutex::new(None)),
+        }
     }
 
     pub fn topology(&self) -> &Topology {
@@ -130,10 +154,11 @@ impl Publisher {
 
     async fn channel(&self) -> Result<Channel, PublishError> {
         let mut link = self.link.lock().await;
-        if let Some((conn, channel)) = link.as_ref() {
-            if conn.status().connected() && channel.status().connected() {
-                return Ok(channel.clone());
-            }
+        if let Some((conn, channel)) = link.as_ref()
+            && conn.status().connected()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
         }
         *link = None;
         let unreachable = |e: lapin::Error| PublishError::Unreachable(e.to_string());
@@ -145,7 +170,10 @@ impl Publisher {
         .map_err(|_| PublishError::Unreachable("connection timed out".into()))?
         .map_err(unreachable)?;
         let channel = conn.create_channel().await.map_err(unreachable)?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unreachable)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unreachable)?;
         self.topology.declare(&channel).await.map_err(unreachable)?;
         *link = Some((conn, channel.clone()));
         Ok(channel)
@@ -175,7 +203,10 @@ impl Publisher {
             .basic_publish(
                 ShortString::from(""),
                 ShortString::from(msg.queue),
-                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 msg.body,
                 properties,
             )
@@ -192,9 +223,9 @@ impl Publisher {
                 msg.queue, returned.reply_text
             ))),
             Confirmation::Nack(_) => Err(PublishError::NotConfirmed("broker refused it".into())),
-            Confirmation::NotRequested => {
-                Err(PublishError::NotConfirmed("channel not in confirm mode".into()))
-            }
+            Confirmation::NotRequested => Err(PublishError::NotConfirmed(
+                "channel not in confirm mode".into(),
+            )),
         }
     }
 
@@ -204,7 +235,10 @@ impl Publisher {
         let q = channel
             .queue_declare(
                 queue.into(),
-                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
                 FieldTable::default(),
             )
             .await

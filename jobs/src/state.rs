@@ -43,9 +43,15 @@ impl JobStatus {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::Enqueued, Self::Processing, Self::Retrying, Self::Succeeded, Self::Failed]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Self::Enqueued,
+            Self::Processing,
+            Self::Retrying,
+            Self::Succeeded,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 
     /// Whether the job has reached a final state.
@@ -187,7 +193,11 @@ impl JobStore {
     }
 
     pub async fn mark_retrying(&self, id: &str, error: &str) -> redis::RedisResult<()> {
-        self.write(id, &[("status", "retrying".into()), ("error", error.to_string())]).await
+        self.write(
+            id,
+            &[("status", "retrying".into()), ("error", error.to_string())],
+        )
+        .await
     }
 
     pub async fn mark_succeeded(&self, id: &str, counts: &JobCounts) -> redis::RedisResult<()> {

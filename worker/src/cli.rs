@@ -4,7 +4,11 @@ use jobs::config::ServiceSettings;
 use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "cdr-worker", version, about = "Stores and indexes CDR batches from the job queues")]
+#[command(
+    name = "cdr-worker",
+    version,
+    about = "Stores and indexes CDR batches from the job queues"
+)]
 pub struct WorkerCli {
     #[command(flatten)]
     pub services: ServiceSettings,

@@ -1,5 +1,5 @@
 #![doc = include_str!("../README.md")]
 
 pub mod cli;
+pub mod lenient;
 pub mod pool;
-pub mod telemetry;

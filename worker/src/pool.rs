@@ -1,18 +1,19 @@
 //! The apalis worker pool on the RabbitMQ backend.
 
 use crate::cli::WorkerCli;
+use crate::lenient::{Delivery, LenientBackend};
 use anyhow::Context as _;
-use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
 use apalis::layers::retry::HasherRng;
+use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
 use apalis::prelude::*;
 use apalis_amqp::{AmqpBackend, AmqpTask, Config};
+use futures::FutureExt as _;
 use futures::Sink;
 use jobs::ingest::{IngestJob, IngestRunner};
 use jobs::queue::{Publisher, Topology};
 use jobs::state::JobStore;
 use jobs::store::CdrStore;
 use lapin::options::BasicNackOptions;
-use futures::FutureExt as _;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -26,18 +27,26 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(2);
 /// Connects to every service, then runs the pool until `shutdown` resolves. Losing the
 /// broker rebuilds the pool: unacknowledged messages are redelivered, and storing is
 /// idempotent, so nothing is lost or stored twice.
-pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    cli: WorkerCli,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let services = &cli.services;
     let db = jobs::db::connect(&services.database_url, services.db_pool_size)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL)")?;
-    jobs::db::migrate(&db).await.context("applying database migrations")?;
+    jobs::db::migrate(&db)
+        .await
+        .context("applying database migrations")?;
     let job_store = JobStore::connect(&services.redis_url, &services.namespace, services.job_ttl())
         .await
         .context("connecting to Redis (REDIS_URL)")?;
     let topology = Topology::new(&services.namespace);
     let publisher = Publisher::new(&services.amqp_url, topology.clone());
-    publisher.queue_depth(&topology.ingest).await.context("connecting to RabbitMQ (AMQP_URL)")?;
+    publisher
+        .queue_depth(&topology.ingest)
+        .await
+        .context("connecting to RabbitMQ (AMQP_URL)")?;
 
     let runner = Arc::new(IngestRunner {
         store: CdrStore::new(db),
@@ -94,12 +103,19 @@ async fn build_monitor(
         // A failed attempt only reaches the broker when the job should run again later (a
         // transient failure, or shutdown cut its retries short): put it back in the queue.
         // Permanent failures are dead-lettered by the job itself.
-        .nack_options(BasicNackOptions { requeue: true, multiple: false });
-    let mut backend = AmqpBackend::<IngestJob>::new_from_addr(&cli.services.amqp_url)?.with_config(config);
+        .nack_options(BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        });
+    let mut backend = LenientBackend::new(
+        AmqpBackend::<Delivery<IngestJob>>::new_from_addr(&cli.services.amqp_url)?
+            .with_config(config),
+    );
     // apalis-amqp 1.0.0 reports a fresh backend ready before its consumer exists, and its
     // first poll_next then panics. Opening the channel here first makes every worker's
     // poll_ready create its consumer before polling it.
-    std::future::poll_fn(|cx| Sink::<AmqpTask>::poll_ready(Pin::new(&mut backend), cx)).await?;
+    std::future::poll_fn(|cx| Sink::<AmqpTask>::poll_ready(Pin::new(backend.inner_mut()), cx))
+        .await?;
 
     let mut backoff_maker =
         ExponentialBackoffMaker::new(cli.retry_min(), cli.retry_max(), 0.2, HasherRng::default())?;
@@ -123,12 +139,23 @@ async fn build_monitor(
 
 /// One attempt at an ingest job. An error sends the job back for a later attempt.
 async fn handle_ingest(
-    job: IngestJob,
+    delivery: Delivery<IngestJob>,
     runner: Data<Arc<IngestRunner>>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
+    let job = match delivery {
+        Delivery::Job(job) => job,
+        Delivery::Unreadable { body, error } => {
+            let reason = format!("unreadable ingest message: {error}");
+            runner.dead_letter_unreadable(&body, &reason).await?;
+            return Ok(());
+        }
+    };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
-    match AssertUnwindSafe(runner.run(&job, attempt)).catch_unwind().await {
+    match AssertUnwindSafe(runner.run(&job, attempt))
+        .catch_unwind()
+        .await
+    {
         Ok(result) => {
             result?;
         }
@@ -139,7 +166,9 @@ async fn handle_ingest(
                 .map(ToString::to_string)
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            runner.dead_letter(&job, &format!("internal error: {what}"), attempt).await?;
+            runner
+                .dead_letter(&job, &format!("internal error: {what}"), attempt)
+                .await?;
         }
     }
     Ok(())

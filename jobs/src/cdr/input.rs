@@ -46,8 +46,21 @@ const DIRECTION: &[&str] = &["direction"];
 const ACCOUNT_CODE: &[&str] = &["account_code", "accountcode"];
 const EXTRA: &[&str] = &["extra"];
 const KNOWN: &[&[&str]] = &[
-    CALL_ID, SOURCE, SRC_NUMBER, DEST_NUMBER, START_TIME, ANSWER_TIME, END_TIME, DURATION,
-    BILLSEC, DISPOSITION, CALL_SUCCESSFUL, HANGUP_CAUSE, DIRECTION, ACCOUNT_CODE, EXTRA,
+    CALL_ID,
+    SOURCE,
+    SRC_NUMBER,
+    DEST_NUMBER,
+    START_TIME,
+    ANSWER_TIME,
+    END_TIME,
+    DURATION,
+    BILLSEC,
+    DISPOSITION,
+    CALL_SUCCESSFUL,
+    HANGUP_CAUSE,
+    DIRECTION,
+    ACCOUNT_CODE,
+    EXTRA,
 ];
 
 /// Parses every record of a batch; returns the valid ones (with their batch index) and the
@@ -79,7 +92,11 @@ pub fn parse_record(index: usize, value: &Value, default_source: &str) -> Result
             reason: format!("expected an object, got {}", kind(value)),
         });
     };
-    let mut rec = Record { index, obj, call_id: None };
+    let mut rec = Record {
+        index,
+        obj,
+        call_id: None,
+    };
     rec.call_id = rec.opt_text(CALL_ID, MAX_ID_LEN).ok().flatten();
     rec.build(default_source)
 }
@@ -102,15 +119,21 @@ impl Record<'_> {
 
     /// The first of a field's names present and not null.
     fn get(&self, names: &[&str]) -> Option<&Value> {
-        names.iter().find_map(|n| self.obj.get(*n).filter(|v| !v.is_null()))
+        names
+            .iter()
+            .find_map(|n| self.obj.get(*n).filter(|v| !v.is_null()))
     }
 
     fn opt_text(&self, names: &[&str], max: usize) -> Result<Option<String>, RecordError> {
-        let Some(v) = self.get(names) else { return Ok(None) };
+        let Some(v) = self.get(names) else {
+            return Ok(None);
+        };
         let s = match v {
             Value::String(s) => s.trim().to_string(),
             Value::Number(n) => n.to_string(),
-            other => return Err(self.err(names[0], format!("expected a string, got {}", kind(other)))),
+            other => {
+                return Err(self.err(names[0], format!("expected a string, got {}", kind(other))));
+            }
         };
         if s.is_empty() {
             return Ok(None);
@@ -129,7 +152,11 @@ impl Record<'_> {
             .opt_text(names, MAX_NUMBER_LEN)?
             .ok_or_else(|| self.err(names[0], "required"))?;
         let digits = s.strip_prefix('+').unwrap_or(&s);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') {
+        if digits.is_empty()
+            || !digits
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+        {
             return Err(self.err(
                 names[0],
                 format!("{s:?} is not a phone number (digits, optional leading +, * and # for service codes)"),
@@ -147,11 +174,15 @@ impl Record<'_> {
     }
 
     fn seconds(&self, names: &[&str]) -> Result<Option<i64>, RecordError> {
-        let Some(v) = self.get(names) else { return Ok(None) };
+        let Some(v) = self.get(names) else {
+            return Ok(None);
+        };
         let n = match v {
-            Value::Number(n) => n
-                .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0).map(|f| f as i64)),
+            Value::Number(n) => n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && f.fract() == 0.0)
+                    .map(|f| f as i64)
+            }),
             Value::String(s) if s.trim().is_empty() => return Ok(None),
             Value::String(s) => s.trim().parse::<i64>().ok(),
             _ => None,
@@ -174,7 +205,10 @@ impl Record<'_> {
             },
             Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(Some(true)),
             Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(false)),
-            Some(other) => Err(self.err(names[0], format!("expected true or false, got {}", kind(other)))),
+            Some(other) => Err(self.err(
+                names[0],
+                format!("expected true or false, got {}", kind(other)),
+            )),
         }
     }
 
@@ -183,7 +217,9 @@ impl Record<'_> {
         let mut extra = match self.get(EXTRA) {
             None => Map::new(),
             Some(Value::Object(m)) => m.clone(),
-            Some(other) => return Err(self.err("extra", format!("expected an object, got {}", kind(other)))),
+            Some(other) => {
+                return Err(self.err("extra", format!("expected an object, got {}", kind(other))));
+            }
         };
         for (k, v) in self.obj {
             if !KNOWN.iter().any(|names| names.contains(&k.as_str())) {
@@ -191,7 +227,10 @@ impl Record<'_> {
             }
         }
         if contains_nul(&Value::Object(extra.clone())) {
-            return Err(self.err("extra", "contains a NUL character, which PostgreSQL cannot store"));
+            return Err(self.err(
+                "extra",
+                "contains a NUL character, which PostgreSQL cannot store",
+            ));
         }
         Ok(extra)
     }
@@ -202,16 +241,20 @@ impl Record<'_> {
             .unwrap_or_else(|| default_source.to_string());
         let src_number = self.number(SRC_NUMBER)?;
         let dest_number = self.number(DEST_NUMBER)?;
-        let start_time = self.time(START_TIME)?.ok_or_else(|| self.err("start_time", "required"))?;
-        let end_time = self.time(END_TIME)?.ok_or_else(|| self.err("end_time", "required"))?;
+        let start_time = self
+            .time(START_TIME)?
+            .ok_or_else(|| self.err("start_time", "required"))?;
+        let end_time = self
+            .time(END_TIME)?
+            .ok_or_else(|| self.err("end_time", "required"))?;
         if end_time < start_time {
             return Err(self.err("end_time", "is before start_time"));
         }
         let mut answer_time = self.time(ANSWER_TIME)?;
-        if let Some(answer) = answer_time {
-            if answer < start_time || answer > end_time {
-                return Err(self.err("answer_time", "is not between start_time and end_time"));
-            }
+        if let Some(answer) = answer_time
+            && (answer < start_time || answer > end_time)
+        {
+            return Err(self.err("answer_time", "is not between start_time and end_time"));
         }
 
         let span = (end_time - start_time).num_seconds();
@@ -251,7 +294,10 @@ impl Record<'_> {
             (None, None) => 0,
         };
         if billsec > duration {
-            return Err(self.err("billsec", format!("{billsec} exceeds duration ({duration} s)")));
+            return Err(self.err(
+                "billsec",
+                format!("{billsec} exceeds duration ({duration} s)"),
+            ));
         }
         if answer_time.is_none() && billsec > 0 {
             answer_time = Some(end_time - chrono::Duration::seconds(billsec));
@@ -259,9 +305,14 @@ impl Record<'_> {
 
         let answered = answer_time.is_some();
         let disposition = match self.get(DISPOSITION) {
-            Some(Value::String(s)) => s.parse::<Disposition>().map_err(|r| self.err("disposition", r))?,
+            Some(Value::String(s)) => s
+                .parse::<Disposition>()
+                .map_err(|r| self.err("disposition", r))?,
             Some(other) => {
-                return Err(self.err("disposition", format!("expected a string, got {}", kind(other))));
+                return Err(self.err(
+                    "disposition",
+                    format!("expected a string, got {}", kind(other)),
+                ));
             }
             None if answered || successful == Some(true) => Disposition::Answered,
             None if successful == Some(false) => Disposition::Failed,
@@ -308,7 +359,9 @@ impl Record<'_> {
             disposition,
             call_successful,
             hangup_cause: self.opt_text(HANGUP_CAUSE, MAX_SHORT_TEXT)?,
-            direction: self.opt_text(DIRECTION, MAX_SHORT_TEXT)?.map(|d| d.to_ascii_lowercase()),
+            direction: self
+                .opt_text(DIRECTION, MAX_SHORT_TEXT)?
+                .map(|d| d.to_ascii_lowercase()),
             account_code: self.opt_text(ACCOUNT_CODE, MAX_SHORT_TEXT)?,
             extra: self.extra()?,
         })
@@ -338,7 +391,10 @@ fn derive_call_id(
         start.timestamp_micros(),
         end.timestamp_micros()
     );
-    format!("derived-{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()))
+    format!(
+        "derived-{}",
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes())
+    )
 }
 
 #[cfg(test)]
@@ -404,14 +460,20 @@ mod tests {
         }));
         assert_eq!((c.duration, c.billsec), (120, 120));
         assert_eq!(c.disposition, Disposition::Answered);
-        assert_eq!(c.extra.get("timestamp"), Some(&json!("2026-03-01T10:02:01")));
+        assert_eq!(
+            c.extra.get("timestamp"),
+            Some(&json!("2026-03-01T10:02:01"))
+        );
 
         let failed = ok(json!({
             "src_number": "5551234", "dest_number": "5556789", "call_duration": 10,
             "call_successful": false, "start_time": "2026-03-01T10:00:00",
             "end_time": "2026-03-01T10:00:10"
         }));
-        assert_eq!((failed.billsec, failed.disposition), (0, Disposition::Failed));
+        assert_eq!(
+            (failed.billsec, failed.disposition),
+            (0, Disposition::Failed)
+        );
     }
 
     #[test]
@@ -432,7 +494,10 @@ mod tests {
         let mut v = answered();
         v["dest_number"] = json!("44-20-7123");
         let e = bad(v);
-        assert_eq!((e.index, e.field.as_str(), e.call_id.as_deref()), (3, "dest_number", Some("c-1")));
+        assert_eq!(
+            (e.index, e.field.as_str(), e.call_id.as_deref()),
+            (3, "dest_number", Some("c-1"))
+        );
 
         let mut v = answered();
         v["end_time"] = json!("2026-03-01T09:00:00Z");
@@ -477,7 +542,10 @@ mod tests {
     fn nul_characters_are_refused_but_other_text_is_kept_verbatim() {
         let mut v = answered();
         v["hangup_cause"] = json!("NORMAL'; DROP TABLE cdrs; --\u{7}");
-        assert_eq!(ok(v).hangup_cause.as_deref(), Some("NORMAL'; DROP TABLE cdrs; --\u{7}"));
+        assert_eq!(
+            ok(v).hangup_cause.as_deref(),
+            Some("NORMAL'; DROP TABLE cdrs; --\u{7}")
+        );
 
         let mut v = answered();
         v["extra"] = json!({"note": "a\u{0}b"});
@@ -500,6 +568,9 @@ mod tests {
         broken["start_time"] = json!("nope");
         let (valid, rejected) = parse_records(&[answered(), broken, json!("x")], "s");
         assert_eq!(valid.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0]);
-        assert_eq!(rejected.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            rejected.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 }

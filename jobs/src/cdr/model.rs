@@ -101,7 +101,13 @@ mod tests {
 
     #[test]
     fn disposition_accepts_switch_spellings() {
-        for s in ["NO ANSWER", "NO_ANSWER", "no answer", "NoAnswer", "no-answer"] {
+        for s in [
+            "NO ANSWER",
+            "NO_ANSWER",
+            "no answer",
+            "NoAnswer",
+            "no-answer",
+        ] {
             assert_eq!(s.parse::<Disposition>(), Ok(Disposition::NoAnswer), "{s}");
         }
         assert_eq!("answered".parse::<Disposition>(), Ok(Disposition::Answered));

@@ -19,10 +19,8 @@ pub fn parse_time(value: &serde_json::Value) -> Result<DateTime<Utc>, String> {
     let parsed = match value {
         serde_json::Value::String(s) => parse_time_str(s.trim())?,
         serde_json::Value::Number(n) => {
-            let secs = n
-                .as_f64()
-                .ok_or_else(|| format!("{n} is not a time"))?;
-            if !secs.is_finite() || secs < 0.0 || secs > 4_102_444_800.0 {
+            let secs = n.as_f64().ok_or_else(|| format!("{n} is not a time"))?;
+            if !secs.is_finite() || !(0.0..=4_102_444_800.0).contains(&secs) {
                 return Err(format!("epoch seconds {n} out of range"));
             }
             let whole = secs.trunc() as i64;
@@ -31,7 +29,12 @@ pub fn parse_time(value: &serde_json::Value) -> Result<DateTime<Utc>, String> {
                 .single()
                 .ok_or_else(|| format!("epoch seconds {n} out of range"))?
         }
-        other => return Err(format!("expected a time string or epoch seconds, got {}", kind(other))),
+        other => {
+            return Err(format!(
+                "expected a time string or epoch seconds, got {}",
+                kind(other)
+            ));
+        }
     };
     let year = parsed.year();
     if !(MIN_YEAR..=MAX_YEAR).contains(&year) {
@@ -55,12 +58,10 @@ fn parse_time_str(s: &str) -> Result<DateTime<Utc>, String> {
             return Ok(t.and_utc());
         }
     }
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        if let Ok(n) = s.parse::<f64>() {
-            if let Some(n) = serde_json::Number::from_f64(n) {
-                return parse_time(&serde_json::Value::Number(n));
-            }
-        }
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && let Some(n) = s.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
+    {
+        return parse_time(&serde_json::Value::Number(n));
     }
     Err(format!(
         "{s:?} is not a time (RFC 3339, \"YYYY-MM-DD HH:MM:SS\" in UTC, or epoch seconds)"
@@ -109,8 +110,14 @@ mod tests {
 
     #[test]
     fn epoch_seconds_are_accepted() {
-        assert_eq!(parse_time(&json!(1_772_359_200)).unwrap(), utc("2026-03-01T10:00:00Z"));
-        assert_eq!(parse_time(&json!("1772359200")).unwrap(), utc("2026-03-01T10:00:00Z"));
+        assert_eq!(
+            parse_time(&json!(1_772_359_200)).unwrap(),
+            utc("2026-03-01T10:00:00Z")
+        );
+        assert_eq!(
+            parse_time(&json!("1772359200")).unwrap(),
+            utc("2026-03-01T10:00:00Z")
+        );
     }
 
     #[test]
@@ -122,7 +129,11 @@ mod tests {
     #[test]
     fn implausible_years_and_garbage_are_refused() {
         assert!(parse_time(&json!("0000-01-01T00:00:00Z")).is_err());
-        assert!(parse_time(&json!("9999-12-31T23:59:59Z")).unwrap_err().contains("9999"));
+        assert!(
+            parse_time(&json!("9999-12-31T23:59:59Z"))
+                .unwrap_err()
+                .contains("9999")
+        );
         assert!(parse_time(&json!("yesterday")).is_err());
         assert!(parse_time(&json!(-5)).is_err());
         assert!(parse_time(&json!(1e300)).is_err());

@@ -5,9 +5,9 @@
 use api::cli::Limits;
 use api::state::AppState;
 use jobs::config::ServiceSettings;
-use poem::test::{TestClient, TestResponse};
 use poem::EndpointExt;
 use poem::endpoint::BoxEndpoint;
+use poem::test::{TestClient, TestResponse};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -24,7 +24,9 @@ pub fn admin_url() -> String {
 }
 
 fn url_with_db(base: &str, db: &str) -> String {
-    let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL has a database name");
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
     format!("{prefix}/{db}")
 }
 
@@ -49,7 +51,9 @@ impl TestApp {
 
     pub async fn with_limits(limits: Limits) -> TestApp {
         let name = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
-        let admin = Database::connect(admin_url()).await.expect("PostgreSQL is up (scripts/services up)");
+        let admin = Database::connect(admin_url())
+            .await
+            .expect("PostgreSQL is up (scripts/services up)");
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await
@@ -63,8 +67,12 @@ impl TestApp {
             job_ttl_secs: 3600,
             db_pool_size: 8,
         };
-        let state = AppState::connect(&settings, limits).await.expect("API state");
-        let db = jobs::db::connect(&settings.database_url, 4).await.expect("test db");
+        let state = AppState::connect(&settings, limits)
+            .await
+            .expect("API state");
+        let db = jobs::db::connect(&settings.database_url, 4)
+            .await
+            .expect("test db");
         let endpoint = api::app(state).map_to_response().boxed();
         TestApp {
             name,
@@ -96,7 +104,11 @@ impl TestApp {
             .env("CDR_NAMESPACE", &self.name)
             .env("CDR_DB_POOL_SIZE", "4")
             .env("RUST_LOG", "info")
-            .envs(self.worker_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(
+                self.worker_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -137,7 +149,12 @@ impl TestApp {
     }
 
     pub async fn post_raw(&self, content_type: &str, body: impl Into<Vec<u8>>) -> TestResponse {
-        self.client.post("/cdrs").content_type(content_type).body(body.into()).send().await
+        self.client
+            .post("/cdrs")
+            .content_type(content_type)
+            .body(body.into())
+            .send()
+            .await
     }
 
     /// Posts a batch that must be accepted; returns the 202 body.
@@ -157,23 +174,33 @@ impl TestApp {
     }
 
     /// Polls the job until `done` holds for its state, or panics after `timeout`.
-    pub async fn wait_job(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_job(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let job = self.job(id).await;
-            if let Some(job) = &job {
-                if done(job) {
-                    return job.clone();
-                }
+            if let Some(job) = &job
+                && done(job)
+            {
+                return job.clone();
             }
-            assert!(start.elapsed() < timeout, "job {id} did not get there in {timeout:?}: {job:?}");
+            assert!(
+                start.elapsed() < timeout,
+                "job {id} did not get there in {timeout:?}: {job:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub async fn wait_succeeded(&self, id: &str) -> Value {
         let job = self
-            .wait_job(id, Duration::from_secs(90), |j| j["status"] == "succeeded" || j["status"] == "failed")
+            .wait_job(id, Duration::from_secs(90), |j| {
+                j["status"] == "succeeded" || j["status"] == "failed"
+            })
             .await;
         assert_eq!(job["status"], "succeeded", "{job}");
         job
@@ -182,7 +209,10 @@ impl TestApp {
     pub async fn count(&self, sql: &str) -> i64 {
         let row = self
             .db
-            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql.to_string()))
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                sql.to_string(),
+            ))
             .await
             .expect("query")
             .expect("a row");
@@ -194,16 +224,24 @@ impl TestApp {
         self.kill_worker().await;
         self.db.clone().close().await.ok();
         if let Ok(admin) = Database::connect(admin_url()).await {
-            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await;
+            let _ = admin
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .await;
         }
-        if let Ok(conn) = lapin::Connection::connect(&self.settings.amqp_url, Default::default()).await {
-            if let Ok(ch) = conn.create_channel().await {
-                let t = jobs::queue::Topology::new(&self.name);
-                for q in [&t.ingest, &t.ingest_dead] {
-                    let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-                }
-                let _ = ch.exchange_delete(t.dead_letter_exchange.as_str().into(), Default::default()).await;
+        let conn = lapin::Connection::connect(&self.settings.amqp_url, Default::default()).await;
+        if let Ok(conn) = conn
+            && let Ok(ch) = conn.create_channel().await
+        {
+            let t = jobs::queue::Topology::new(&self.name);
+            for q in [&t.ingest, &t.ingest_dead] {
+                let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
             }
+            let _ = ch
+                .exchange_delete(t.dead_letter_exchange.as_str().into(), Default::default())
+                .await;
         }
     }
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests of the ingest pipeline on the real services.
 
+#[path = "../common/mod.rs"]
 mod common;
 mod ingest;
 mod rejects;

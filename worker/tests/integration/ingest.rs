@@ -26,7 +26,10 @@ async fn a_batch_is_stored_with_utc_times_and_derived_fields() {
 
     let job = app.wait_succeeded(id).await;
     assert_eq!(job["kind"], "ingest");
-    assert_eq!(job["counts"], json!({"received": 3, "rejected": 0, "inserted": 3, "duplicates": 0}));
+    assert_eq!(
+        job["counts"],
+        json!({"received": 3, "rejected": 0, "inserted": 3, "duplicates": 0})
+    );
     assert!(job["attempts"].as_u64() >= Some(1));
     assert!(job["started_at"].is_string() && job["finished_at"].is_string());
 
@@ -43,18 +46,22 @@ async fn a_batch_is_stored_with_utc_times_and_derived_fields() {
     );
     // Zone-less input is UTC; an unanswered call has no answer time and no billsec.
     assert_eq!(
-        app.count("SELECT count(*) FROM cdrs WHERE call_id = 'ast-1709287200.42' AND dest_number = '*97'
+        app.count(
+            "SELECT count(*) FROM cdrs WHERE call_id = 'ast-1709287200.42' AND dest_number = '*97'
              AND start_time = '2026-03-01T08:30:00Z' AND answer_time IS NULL AND duration = 20
              AND billsec = 0 AND NOT call_successful AND disposition = 'NO ANSWER'
-             AND hangup_cause IS NULL")
+             AND hangup_cause IS NULL"
+        )
         .await,
         1
     );
     // The reference shape: derived call id, talk time from call_duration, unknown fields kept.
     assert_eq!(
-        app.count("SELECT count(*) FROM cdrs WHERE call_id LIKE 'derived-%' AND source = 'default'
+        app.count(
+            "SELECT count(*) FROM cdrs WHERE call_id LIKE 'derived-%' AND source = 'default'
              AND duration = 42 AND billsec = 42 AND disposition = 'ANSWERED'
-             AND answer_time = start_time AND extra->>'timestamp' = '2026-03-01T09:00:43Z'")
+             AND answer_time = start_time AND extra->>'timestamp' = '2026-03-01T09:00:43Z'"
+        )
         .await,
         1
     );
@@ -67,9 +74,12 @@ async fn the_same_batch_twice_is_stored_once_and_counted_as_duplicates() {
     app.start_worker().await;
     let body = batch(0..500);
     let first = app.ingest(&body).await;
-    app.wait_succeeded(first["job_id"].as_str().expect("id")).await;
+    app.wait_succeeded(first["job_id"].as_str().expect("id"))
+        .await;
     let second = app.ingest(&body).await;
-    let job = app.wait_succeeded(second["job_id"].as_str().expect("id")).await;
+    let job = app
+        .wait_succeeded(second["job_id"].as_str().expect("id"))
+        .await;
     assert_eq!(job["counts"]["inserted"], 0);
     assert_eq!(job["counts"]["duplicates"], 500);
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 500);
@@ -81,17 +91,24 @@ async fn ndjson_batches_and_charset_parameters_are_accepted() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     let lines: String = (0..3).map(|n| format!("{}\r\n", answered_cdr(n))).collect();
-    let resp = app.post_raw("application/x-ndjson", lines.into_bytes()).await;
-    resp.assert_status(poem::http::StatusCode::ACCEPTED);
-    let body = resp.json().await.value().deserialize::<serde_json::Value>();
-    app.wait_succeeded(body["job_id"].as_str().expect("id")).await;
-
     let resp = app
-        .post_raw("Application/JSON; charset=utf-8", serde_json::to_vec(&batch(10..12)).expect("json"))
+        .post_raw("application/x-ndjson", lines.into_bytes())
         .await;
     resp.assert_status(poem::http::StatusCode::ACCEPTED);
     let body = resp.json().await.value().deserialize::<serde_json::Value>();
-    app.wait_succeeded(body["job_id"].as_str().expect("id")).await;
+    app.wait_succeeded(body["job_id"].as_str().expect("id"))
+        .await;
+
+    let resp = app
+        .post_raw(
+            "Application/JSON; charset=utf-8",
+            serde_json::to_vec(&batch(10..12)).expect("json"),
+        )
+        .await;
+    resp.assert_status(poem::http::StatusCode::ACCEPTED);
+    let body = resp.json().await.value().deserialize::<serde_json::Value>();
+    app.wait_succeeded(body["job_id"].as_str().expect("id"))
+        .await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 5);
     app.cleanup().await;
 }
@@ -101,7 +118,8 @@ async fn the_worker_stops_cleanly_on_sigterm() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     let accepted = app.ingest(&batch(0..10)).await;
-    app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("id"))
+        .await;
     let status = app.stop_worker().await;
     assert!(status.success(), "{status:?}");
     app.cleanup().await;

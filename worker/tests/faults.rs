@@ -1,0 +1,55 @@
+//! Tests that stop a shared service. They live in their own test binary, which cargo runs
+//! after the others, and take a lock so they never overlap each other.
+
+mod common;
+
+use common::{TestApp, batch, workspace_dir};
+use std::time::Duration;
+
+static SERVICE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn services(action: &str, name: &str) {
+    let status = std::process::Command::new(workspace_dir().join("scripts/services"))
+        .args([action, name])
+        .status()
+        .expect("run scripts/services");
+    assert!(status.success(), "scripts/services {action} {name} failed");
+}
+
+/// Starts the service again even when the test fails half-way.
+struct Restart(&'static str);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        services("start", self.0);
+    }
+}
+
+#[tokio::test]
+async fn a_job_waiting_on_a_stopped_database_retries_then_succeeds() {
+    let _serial = SERVICE_LOCK.lock().await;
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    let warm = app.ingest(&batch(0..5)).await;
+    app.wait_succeeded(warm["job_id"].as_str().expect("id"))
+        .await;
+
+    let restart = Restart("postgres");
+    services("stop", "postgres");
+    let accepted = app.ingest(&batch(5..1005)).await;
+    let id = accepted["job_id"].as_str().expect("id").to_string();
+    let retrying = app
+        .wait_job(&id, Duration::from_secs(60), |j| j["status"] == "retrying")
+        .await;
+    assert!(
+        !retrying["error"].as_str().unwrap_or("").is_empty(),
+        "{retrying}"
+    );
+    drop(restart);
+
+    let job = app.wait_succeeded(&id).await;
+    assert_eq!(job["counts"]["inserted"], 1000);
+    assert!(job["attempts"].as_u64().expect("attempts") >= 2, "{job}");
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 1005);
+    app.cleanup().await;
+}
