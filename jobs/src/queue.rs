@@ -184,10 +184,16 @@ impl Publisher {
     }
 
     /// Publishes one message and returns once the broker has confirmed it is stored.
+    /// A cached connection the broker dropped (say, by restarting) is only noticed when it
+    /// is used: such a failure is retried on a fresh connection.
     pub async fn publish(&self, msg: Outgoing<'_>) -> Result<(), PublishError> {
-        let result = self.try_publish(&msg).await;
-        if matches!(result, Err(PublishError::Unreachable(_))) {
+        let mut result = self.try_publish(&msg).await;
+        for _ in 0..2 {
+            if !matches!(result, Err(PublishError::Unreachable(_))) {
+                break;
+            }
             self.forget().await;
+            result = self.try_publish(&msg).await;
         }
         result
     }

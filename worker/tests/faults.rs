@@ -53,3 +53,36 @@ async fn a_job_waiting_on_a_stopped_database_retries_then_succeeds() {
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 1005);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_broker_restart_loses_no_job_and_both_sides_reconnect() {
+    let _serial = SERVICE_LOCK.lock().await;
+    let mut app = TestApp::new().await;
+    // Queued while no worker runs: must survive the broker restart on disk.
+    let queued = app.ingest(&batch(0..100)).await;
+
+    let restart = Restart("rabbitmq");
+    services("stop", "rabbitmq");
+    let resp = app.post_json(&batch(100..110)).await;
+    resp.assert_status(poem::http::StatusCode::SERVICE_UNAVAILABLE);
+    resp.assert_header_exist("Retry-After");
+    drop(restart);
+
+    app.start_worker().await;
+    app.wait_succeeded(queued["job_id"].as_str().expect("id"))
+        .await;
+    let after = app.ingest(&batch(100..200)).await;
+    app.wait_succeeded(after["job_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 200);
+
+    // A worker already connected when the broker goes away reconnects by itself.
+    let restart = Restart("rabbitmq");
+    services("stop", "rabbitmq");
+    drop(restart);
+    let last = app.ingest(&batch(200..300)).await;
+    app.wait_succeeded(last["job_id"].as_str().expect("id"))
+        .await;
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 300);
+    app.cleanup().await;
+}
