@@ -68,6 +68,9 @@ pub enum ApiError {
     /// No such resource.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The request conflicts with work in progress.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
     /// The batch is over the record or byte limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),

@@ -3,6 +3,7 @@
 use crate::cli::Limits;
 use jobs::config::ServiceSettings;
 use jobs::queue::{Publisher, Topology};
+use jobs::search::SearchIndex;
 use jobs::state::JobStore;
 use sea_orm::DatabaseConnection;
 
@@ -11,6 +12,7 @@ pub struct AppState {
     pub publisher: Publisher,
     pub jobs: JobStore,
     pub db: DatabaseConnection,
+    pub search: SearchIndex,
     pub limits: Limits,
 }
 
@@ -36,10 +38,16 @@ impl AppState {
             // The API can start without the broker and answer 503 until it is back.
             tracing::warn!(error = %e, "RabbitMQ unreachable at start-up");
         }
+        let search = SearchIndex::new(&services.elasticsearch_url, &services.index_alias)
+            .context("ELASTICSEARCH_URL")?;
+        if let Err(e) = search.ensure().await {
+            tracing::warn!(error = %e, "search index not ready at start-up");
+        }
         Ok(AppState {
             publisher,
             jobs,
             db,
+            search,
             limits,
         })
     }

@@ -39,6 +39,10 @@ pub struct ServiceSettings {
     #[arg(long, env = "CDR_NAMESPACE", default_value = "cdr")]
     pub namespace: String,
 
+    /// Search index alias that reads and writes go through.
+    #[arg(long, env = "CDR_INDEX_ALIAS", default_value = "cdrs")]
+    pub index_alias: String,
+
     /// How long a job's state is kept in Redis after its last change, in seconds.
     #[arg(long, env = "CDR_JOB_TTL_SECS", default_value_t = 7 * 24 * 3600)]
     pub job_ttl_secs: u64,

@@ -1,11 +1,11 @@
 //! The ingest job: one accepted `POST /cdrs` batch, stored in PostgreSQL exactly once.
 
 use crate::cdr::Cdr;
-use crate::queue::{Outgoing, PublishError, Publisher};
+use crate::indexing::IndexTarget;
+use crate::queue::{PublishError, Publisher};
 use crate::state::{JobCounts, JobKind, JobState, JobStore};
 use crate::store::{CdrStore, StoreOutcome, is_transient};
 use chrono::{DateTime, Utc};
-use lapin::types::{AMQPValue, FieldTable};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
@@ -87,7 +87,11 @@ impl IngestRunner {
                     rejected: job.rejected,
                     inserted: outcome.inserted,
                     duplicates: outcome.duplicates,
+                    ..JobCounts::default()
                 };
+                if outcome.inserted > 0 {
+                    self.enqueue_indexing(job).await;
+                }
                 self.jobs.mark_succeeded(&job.job_id, &counts).await?;
                 info!(
                     job_id = %job.job_id,
@@ -121,6 +125,24 @@ impl IngestRunner {
         }
     }
 
+    /// Queues the index job for the rows this job stored. Best effort: if it cannot be
+    /// queued, the rows wait unindexed in PostgreSQL and the sync sweeper queues them.
+    async fn enqueue_indexing(&self, job: &IngestJob) {
+        let target = IndexTarget::IngestJob {
+            ingest_job_id: job.job_id.clone(),
+        };
+        match crate::indexing::enqueue(&self.publisher, &self.jobs, target).await {
+            Ok(index_job_id) => {
+                if let Err(e) = self.jobs.set_index_job(&job.job_id, &index_job_id).await {
+                    warn!(job_id = %job.job_id, error = %e, "could not link the index job");
+                }
+            }
+            Err(e) => {
+                warn!(job_id = %job.job_id, error = %e, "could not queue indexing; the sweeper will")
+            }
+        }
+    }
+
     /// Ends a job for good: dead-letters its message with the reason and marks it `failed`.
     /// `Err` when the dead-letter queue or the state store could not be written; the message
     /// must then go back to its queue rather than be acknowledged.
@@ -135,53 +157,12 @@ impl IngestRunner {
                 "unserialisable job: {e}"
             )))
         })?;
-        let mut headers = FieldTable::default();
-        headers.insert("x-cdr-error".into(), AMQPValue::LongString(reason.into()));
-        headers.insert("x-cdr-attempts".into(), AMQPValue::LongUInt(attempts));
+        let queue = &self.publisher.topology().ingest;
         self.publisher
-            .publish(Outgoing {
-                queue: &self.publisher.topology().ingest_dead,
-                message_id: &job.job_id,
-                body: &body,
-                headers,
-            })
+            .dead_letter(queue, &job.job_id, &body, reason)
             .await?;
         self.jobs.mark_failed(&job.job_id, reason).await?;
         error!(job_id = %job.job_id, attempts, reason, "ingest job failed; dead-lettered");
         Ok(IngestResult::DeadLettered)
-    }
-
-    /// Dead-letters a message whose body is not an ingest job at all. Its job id, when the
-    /// body still carries one, is marked `failed` so a client following it learns why.
-    pub async fn dead_letter_unreadable(
-        &self,
-        body: &[u8],
-        reason: &str,
-    ) -> Result<(), IngestError> {
-        let job_id = serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| {
-                v.get("job_id")
-                    .and_then(|id| id.as_str())
-                    .map(str::to_string)
-            });
-        let mut headers = FieldTable::default();
-        headers.insert("x-cdr-error".into(), AMQPValue::LongString(reason.into()));
-        self.publisher
-            .publish(Outgoing {
-                queue: &self.publisher.topology().ingest_dead,
-                message_id: job_id.as_deref().unwrap_or("unreadable"),
-                body,
-                headers,
-            })
-            .await?;
-        if let Some(id) = &job_id {
-            self.jobs.mark_failed(id, reason).await?;
-        }
-        error!(
-            job_id = job_id.as_deref().unwrap_or("-"),
-            reason, "unreadable ingest message dead-lettered"
-        );
-        Ok(())
     }
 }

@@ -3,8 +3,17 @@
 pub mod cdr;
 pub mod config;
 pub mod db;
+pub mod indexing;
 pub mod ingest;
 pub mod queue;
+pub mod reindex;
 pub mod runtime;
+pub mod search;
 pub mod state;
 pub mod store;
+pub mod sync;
+
+/// A new job id: a ULID, lower-cased, so ids sort by creation time.
+pub fn new_job_id() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
+}

@@ -25,8 +25,10 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Topology {
     /// Ingest jobs: one message per accepted `POST /cdrs` batch.
     pub ingest: String,
-    /// Ingest jobs that failed for good, kept for inspection and replay.
-    pub ingest_dead: String,
+    /// Index jobs: rows to write into the search index.
+    pub index: String,
+    /// Rebuilds of the search index from PostgreSQL.
+    pub reindex: String,
     /// Exchange the broker routes rejected messages through.
     pub dead_letter_exchange: String,
 }
@@ -35,14 +37,25 @@ impl Topology {
     pub fn new(namespace: &str) -> Self {
         Topology {
             ingest: format!("{namespace}.ingest"),
-            ingest_dead: format!("{namespace}.ingest.dead"),
+            index: format!("{namespace}.index"),
+            reindex: format!("{namespace}.reindex"),
             dead_letter_exchange: format!("{namespace}.dlx"),
         }
     }
 
-    /// Arguments of the ingest queue. The worker's backend re-declares the queue, and
-    /// RabbitMQ refuses a declaration whose arguments differ, so both sides use this.
-    pub fn ingest_arguments(&self) -> FieldTable {
+    /// Every job queue.
+    pub fn queues(&self) -> [&str; 3] {
+        [&self.ingest, &self.index, &self.reindex]
+    }
+
+    /// Where a queue's jobs go when they failed for good, kept for inspection and replay.
+    pub fn dead(queue: &str) -> String {
+        format!("{queue}.dead")
+    }
+
+    /// Arguments of a job queue. The worker's backend re-declares its queue, and RabbitMQ
+    /// refuses a declaration whose arguments differ, so both sides use this.
+    pub fn arguments(&self, queue: &str) -> FieldTable {
         let mut args = FieldTable::default();
         args.insert(
             "x-queue-type".into(),
@@ -54,7 +67,7 @@ impl Topology {
         );
         args.insert(
             "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(self.ingest_dead.as_str().into()),
+            AMQPValue::LongString(Self::dead(queue).as_str().into()),
         );
         args
     }
@@ -79,34 +92,29 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        let mut dead_args = FieldTable::default();
-        dead_args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-        channel
-            .queue_declare(
-                self.ingest_dead.as_str().into(),
-                Self::queue_options(),
-                dead_args,
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.ingest_dead.as_str().into(),
-                self.dead_letter_exchange.as_str().into(),
-                self.ingest_dead.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_declare(
-                self.ingest.as_str().into(),
-                Self::queue_options(),
-                self.ingest_arguments(),
-            )
-            .await?;
+        for queue in self.queues() {
+            let dead = Self::dead(queue);
+            let mut dead_args = FieldTable::default();
+            dead_args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+            channel
+                .queue_declare(dead.as_str().into(), Self::queue_options(), dead_args)
+                .await?;
+            channel
+                .queue_bind(
+                    dead.as_str().into(),
+                    self.dead_letter_exchange.as_str().into(),
+                    dead.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            channel
+                .queue_declare(queue.into(), Self::queue_options(), self.arguments(queue))
+                .await?;
+        }
         Ok(())
     }
 }
@@ -235,6 +243,26 @@ impl Publisher {
         }
     }
 
+    /// Parks a job that failed for good in its queue's dead-letter queue, with the reason in
+    /// the `x-cdr-error` header, for inspection and replay.
+    pub async fn dead_letter(
+        &self,
+        queue: &str,
+        message_id: &str,
+        body: &[u8],
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        let mut headers = FieldTable::default();
+        headers.insert("x-cdr-error".into(), AMQPValue::LongString(reason.into()));
+        self.publish(Outgoing {
+            queue: &Topology::dead(queue),
+            message_id,
+            body,
+            headers,
+        })
+        .await
+    }
+
     /// Messages waiting in a queue (for readiness and backpressure).
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, PublishError> {
         let channel = self.channel().await?;
@@ -254,4 +282,36 @@ impl Publisher {
         }
         Ok(q?.message_count())
     }
+}
+
+/// Dead-letters a message whose body is not the job its queue carries. The job id, when the
+/// body still names one, is returned so its state can be marked `failed`.
+pub async fn dead_letter_unreadable(
+    publisher: &Publisher,
+    queue: &str,
+    body: &[u8],
+    reason: &str,
+) -> Result<Option<String>, PublishError> {
+    let job_id = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("job_id")
+                .and_then(|id| id.as_str())
+                .map(str::to_string)
+        });
+    publisher
+        .dead_letter(
+            queue,
+            job_id.as_deref().unwrap_or("unreadable"),
+            body,
+            reason,
+        )
+        .await?;
+    tracing::error!(
+        queue,
+        job_id = job_id.as_deref().unwrap_or("-"),
+        reason,
+        "unreadable message dead-lettered"
+    );
+    Ok(job_id)
 }

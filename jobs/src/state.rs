@@ -18,6 +18,26 @@ use std::time::Duration;
 pub enum JobKind {
     /// Validate-and-store of one `POST /cdrs` batch.
     Ingest,
+    /// Writing stored rows into the search index.
+    Index,
+    /// Rebuilding the search index from PostgreSQL.
+    Reindex,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Ingest => "ingest",
+            JobKind::Index => "index",
+            JobKind::Reindex => "reindex",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Ingest, Self::Index, Self::Reindex]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Enum)]
@@ -71,6 +91,8 @@ pub struct JobCounts {
     pub inserted: u64,
     /// Records already stored before (same `source` and `call_id`), not stored again.
     pub duplicates: u64,
+    /// Records written into the search index (index and reindex jobs).
+    pub indexed: u64,
 }
 
 /// A job as clients follow it.
@@ -87,6 +109,10 @@ pub struct JobState {
     pub counts: JobCounts,
     /// The last error: why the job is retrying, or why it failed.
     pub error: Option<String>,
+    /// For an ingest job: the index job that makes its records searchable.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_job_id: Option<String>,
 }
 
 impl JobState {
@@ -101,6 +127,7 @@ impl JobState {
             finished_at: None,
             counts,
             error: None,
+            index_job_id: None,
         }
     }
 }
@@ -149,7 +176,7 @@ impl JobStore {
     /// Records a new job, before its message is published.
     pub async fn create(&self, job: &JobState) -> redis::RedisResult<()> {
         let mut fields = vec![
-            ("kind", kind_str(job.kind).to_string()),
+            ("kind", job.kind.as_str().to_string()),
             ("status", job.status.as_str().to_string()),
             ("attempts", job.attempts.to_string()),
             ("enqueued_at", job.enqueued_at.to_rfc3339()),
@@ -172,7 +199,7 @@ impl JobStore {
         let now = Utc::now().to_rfc3339();
         let (attempts,): (u32,) = redis::pipe()
             .atomic()
-            .hset_nx(&key, "kind", kind_str(template.kind))
+            .hset_nx(&key, "kind", template.kind.as_str())
             .ignore()
             .hset_nx(&key, "enqueued_at", template.enqueued_at.to_rfc3339())
             .ignore()
@@ -222,6 +249,105 @@ impl JobStore {
         .await
     }
 
+    /// Adds to a job's `indexed` count as chunks land in the index.
+    pub async fn add_indexed(&self, id: &str, n: u64) -> redis::RedisResult<()> {
+        let key = self.key(id);
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hincr(&key, "indexed", n)
+            .ignore()
+            .expire(&key, self.ttl_secs)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Links an ingest job to the index job that follows it.
+    pub async fn set_index_job(&self, id: &str, index_job_id: &str) -> redis::RedisResult<()> {
+        self.write(id, &[("index_job_id", index_job_id.to_string())])
+            .await
+    }
+
+    /// Remembers when rows last reached the index (for `GET /sync-status`).
+    pub async fn touch_last_indexed(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        conn.set::<_, _, ()>(
+            format!("{}last_indexed_at", self.meta_prefix()),
+            Utc::now().to_rfc3339(),
+        )
+        .await
+    }
+
+    pub async fn last_indexed_at(&self) -> redis::RedisResult<Option<DateTime<Utc>>> {
+        let mut conn = self.conn.clone();
+        let v: Option<String> = conn
+            .get(format!("{}last_indexed_at", self.meta_prefix()))
+            .await?;
+        Ok(v.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    /// Takes a named lease if free; returns who holds it otherwise.
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<Result<(), String>> {
+        let key = format!("{}lease:{name}", self.meta_prefix());
+        let mut conn = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut conn)
+            .await?;
+        if taken.is_some() {
+            return Ok(Ok(()));
+        }
+        let current: Option<String> = conn.get(&key).await?;
+        Ok(Err(current.unwrap_or_default()))
+    }
+
+    /// Releases a lease, only if `holder` still holds it.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> redis::RedisResult<()> {
+        let key = format!("{}lease:{name}", self.meta_prefix());
+        let mut conn = self.conn.clone();
+        redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+        )
+        .key(key)
+        .arg(holder)
+        .invoke_async::<()>(&mut conn)
+        .await
+    }
+
+    /// Hands a lease to a new holder regardless of the old one (used to take over a lease
+    /// whose holder is known to be finished).
+    pub async fn force_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<()> {
+        let key = format!("{}lease:{name}", self.meta_prefix());
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(holder)
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    fn meta_prefix(&self) -> String {
+        self.prefix.trim_end_matches("job:").to_string()
+    }
+
     pub async fn get(&self, id: &str) -> redis::RedisResult<Option<JobState>> {
         let mut conn = self.conn.clone();
         let map: HashMap<String, String> = conn.hgetall(self.key(id)).await?;
@@ -234,26 +360,21 @@ impl JobStore {
     }
 }
 
-fn kind_str(kind: JobKind) -> &'static str {
-    match kind {
-        JobKind::Ingest => "ingest",
-    }
-}
-
 fn count_fields(c: &JobCounts) -> Vec<(&'static str, String)> {
     vec![
         ("received", c.received.to_string()),
         ("rejected", c.rejected.to_string()),
         ("inserted", c.inserted.to_string()),
         ("duplicates", c.duplicates.to_string()),
+        ("indexed", c.indexed.to_string()),
     ]
 }
 
 fn from_hash(id: &str, map: &HashMap<String, String>) -> Option<JobState> {
     let status = JobStatus::parse(map.get("status")?)?;
-    let kind = match map.get("kind").map(String::as_str) {
-        Some("ingest") | None => JobKind::Ingest,
-        Some(_) => return None,
+    let kind = match map.get("kind") {
+        Some(k) => JobKind::parse(k)?,
+        None => JobKind::Ingest,
     };
     let time = |k: &str| {
         map.get(k)
@@ -275,7 +396,9 @@ fn from_hash(id: &str, map: &HashMap<String, String>) -> Option<JobState> {
             rejected: num("rejected"),
             inserted: num("inserted"),
             duplicates: num("duplicates"),
+            indexed: num("indexed"),
         },
         error: map.get("error").filter(|s| !s.is_empty()).cloned(),
+        index_job_id: map.get("index_job_id").filter(|s| !s.is_empty()).cloned(),
     })
 }

@@ -38,9 +38,32 @@ pub struct WorkerCli {
     #[arg(long, env = "CDR_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 
+    /// Seconds between sync sweeps, which queue rows still missing from the index.
+    #[arg(long, env = "CDR_SWEEP_INTERVAL_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sweep_interval_secs: u64,
+
+    /// Seconds a stored row may wait for its own index job before the sweeper queues it.
+    #[arg(long, env = "CDR_SWEEP_GRACE_SECS", default_value_t = 30)]
+    pub sweep_grace_secs: u64,
+
+    /// Rows per Elasticsearch bulk request.
+    #[arg(long, env = "CDR_INDEX_CHUNK", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub index_chunk: u64,
+
+    #[command(subcommand)]
+    pub command: Option<WorkerCommand>,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "CDR_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum WorkerCommand {
+    /// Run the worker pool (the default).
+    Run,
+    /// Rebuild the search index from PostgreSQL now, in this process, and exit.
+    Reindex,
 }
 
 impl WorkerCli {

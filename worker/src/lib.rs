@@ -3,3 +3,19 @@
 pub mod cli;
 pub mod lenient;
 pub mod pool;
+
+/// `cdr-worker reindex`: rebuilds the index in this process, under the same lease as
+/// `POST /reindex`, so the two never run at once.
+pub async fn reindex_now(cli: &cli::WorkerCli) -> anyhow::Result<()> {
+    let runners = pool::connect(cli).await?;
+    let job = jobs::reindex::ReindexJob::new();
+    runners.reindex.jobs.create(&job.initial_state()).await?;
+    if let Err(e) = jobs::reindex::claim(&runners.reindex.jobs, &job).await {
+        runners.reindex.jobs.delete(&job.job_id).await?;
+        return Err(e.into());
+    }
+    tracing::info!(job_id = %job.job_id, "rebuilding the search index");
+    let rows = runners.reindex.run(&job).await?;
+    println!("reindexed {rows} rows (job {})", job.job_id);
+    Ok(())
+}

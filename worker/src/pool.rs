@@ -1,19 +1,25 @@
-//! The apalis worker pool on the RabbitMQ backend.
+//! The apalis worker pool on the RabbitMQ backend: ingest, index and reindex workers, and
+//! the sync sweeper beside them.
 
 use crate::cli::WorkerCli;
 use crate::lenient::{Delivery, LenientBackend};
 use anyhow::Context as _;
 use apalis::layers::retry::HasherRng;
-use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use apalis::prelude::*;
 use apalis_amqp::{AmqpBackend, AmqpTask, Config};
 use futures::FutureExt as _;
 use futures::Sink;
+use jobs::indexing::{IndexJob, IndexRunner};
 use jobs::ingest::{IngestJob, IngestRunner};
-use jobs::queue::{Publisher, Topology};
+use jobs::queue::{Publisher, Topology, dead_letter_unreadable};
+use jobs::reindex::{ReindexJob, ReindexRunner};
+use jobs::search::SearchIndex;
 use jobs::state::JobStore;
 use jobs::store::CdrStore;
+use jobs::sync::Sweeper;
 use lapin::options::BasicNackOptions;
+use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -24,13 +30,18 @@ use tracing::{info, warn};
 /// Pause before rebuilding the pool after the broker connection was lost.
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
-/// Connects to every service, then runs the pool until `shutdown` resolves. Losing the
-/// broker rebuilds the pool: unacknowledged messages are redelivered, and storing is
-/// idempotent, so nothing is lost or stored twice.
-pub async fn run(
-    cli: WorkerCli,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// Everything the workers share.
+#[derive(Clone)]
+pub struct Runners {
+    pub ingest: Arc<IngestRunner>,
+    pub index: Arc<IndexRunner>,
+    pub reindex: Arc<ReindexRunner>,
+    pub sweeper: Sweeper,
+    pub topology: Topology,
+}
+
+/// Connects to every service, applying migrations and creating the index if missing.
+pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
     let services = &cli.services;
     let db = jobs::db::connect(&services.database_url, services.db_pool_size)
         .await
@@ -47,23 +58,64 @@ pub async fn run(
         .queue_depth(&topology.ingest)
         .await
         .context("connecting to RabbitMQ (AMQP_URL)")?;
+    let search = SearchIndex::new(&services.elasticsearch_url, &services.index_alias)
+        .context("ELASTICSEARCH_URL")?;
+    if let Err(e) = search.ensure().await {
+        // Indexing retries until Elasticsearch is back; storing goes on meanwhile.
+        warn!(error = %e, "search index not ready at start-up");
+    }
+    Ok(Runners {
+        ingest: Arc::new(IngestRunner {
+            store: CdrStore::new(db.clone()),
+            jobs: job_store.clone(),
+            publisher: publisher.clone(),
+            max_attempts: cli.max_attempts,
+        }),
+        index: Arc::new(IndexRunner {
+            db: db.clone(),
+            jobs: job_store.clone(),
+            search: search.clone(),
+            publisher: publisher.clone(),
+            max_attempts: cli.max_attempts,
+            chunk: cli.index_chunk,
+        }),
+        reindex: Arc::new(ReindexRunner {
+            db: db.clone(),
+            jobs: job_store.clone(),
+            search,
+            chunk: cli.index_chunk,
+        }),
+        sweeper: Sweeper {
+            db,
+            jobs: job_store,
+            publisher,
+            grace: Duration::from_secs(cli.sweep_grace_secs),
+            rows_per_job: cli.index_chunk,
+            max_jobs_per_sweep: 20,
+        },
+        topology,
+    })
+}
 
-    let runner = Arc::new(IngestRunner {
-        store: CdrStore::new(db),
-        jobs: job_store,
-        publisher,
-        max_attempts: cli.max_attempts,
-    });
-
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+/// Runs the pool until `shutdown` resolves. Losing the broker rebuilds the pool:
+/// unacknowledged messages are redelivered, and every job is idempotent.
+pub async fn run(
+    cli: WorkerCli,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let runners = connect(&cli).await?;
+    let shutdown = Box::pin(shutdown).shared();
+    let sweeper = tokio::spawn(runners.sweeper.clone().run(
+        Duration::from_secs(cli.sweep_interval_secs),
+        shutdown.clone(),
+    ));
     loop {
-        let monitor = build_monitor(&cli, &topology, runner.clone()).await;
-        let monitor = match monitor {
+        let monitor = match build_monitor(&cli, &runners).await {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "cannot reach the broker; retrying");
                 tokio::select! {
-                    () = shutdown.clone() => return Ok(()),
+                    () = shutdown.clone() => break,
                     () = tokio::time::sleep(RECONNECT_DELAY) => continue,
                 }
             }
@@ -79,62 +131,107 @@ pub async fn run(
             })
             .await;
         if stopped.load(std::sync::atomic::Ordering::SeqCst) {
-            info!("worker pool stopped");
-            return Ok(());
+            break;
         }
         warn!(result = ?result.err(), "worker pool ended without a shutdown signal; reconnecting");
         tokio::select! {
-            () = shutdown.clone() => return Ok(()),
+            () = shutdown.clone() => break,
             () = tokio::time::sleep(RECONNECT_DELAY) => {}
         }
     }
+    let _ = sweeper.await;
+    info!("worker pool stopped");
+    Ok(())
 }
 
-async fn build_monitor(
+/// A backend for one queue whose consumer is ready before any worker polls it.
+async fn backend<T: DeserializeOwned + Send + 'static>(
     cli: &WorkerCli,
     topology: &Topology,
-    runner: Arc<IngestRunner>,
-) -> anyhow::Result<Monitor> {
+    queue: &str,
+    prefetch: u16,
+) -> anyhow::Result<LenientBackend<T>> {
     let config = Config::default()
-        .queue(topology.ingest.clone())
-        .prefetch_count(cli.prefetch)
+        .queue(queue.to_string())
+        .prefetch_count(prefetch)
         .declare_options(Topology::queue_options())
-        .declare_arguments(topology.ingest_arguments())
+        .declare_arguments(topology.arguments(queue))
         // A failed attempt only reaches the broker when the job should run again later (a
         // transient failure, or shutdown cut its retries short): put it back in the queue.
-        // Permanent failures are dead-lettered by the job itself.
+        // Jobs that failed for good are dead-lettered by the job itself.
         .nack_options(BasicNackOptions {
             requeue: true,
             multiple: false,
         });
     let mut backend = LenientBackend::new(
-        AmqpBackend::<Delivery<IngestJob>>::new_from_addr(&cli.services.amqp_url)?
-            .with_config(config),
+        AmqpBackend::<Delivery<T>>::new_from_addr(&cli.services.amqp_url)?.with_config(config),
     );
     // apalis-amqp 1.0.0 reports a fresh backend ready before its consumer exists, and its
     // first poll_next then panics. Opening the channel here first makes every worker's
     // poll_ready create its consumer before polling it.
     std::future::poll_fn(|cx| Sink::<AmqpTask>::poll_ready(Pin::new(backend.inner_mut()), cx))
         .await?;
+    Ok(backend)
+}
 
+async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Monitor> {
+    let topology = &runners.topology;
     let mut backoff_maker =
         ExponentialBackoffMaker::new(cli.retry_min(), cli.retry_max(), 0.2, HasherRng::default())?;
-    let backoff = backoff_maker.make_backoff();
+    let backoff: ExponentialBackoff = backoff_maker.make_backoff();
     let retries = usize::try_from(cli.max_attempts.saturating_sub(1)).unwrap_or(usize::MAX);
     let concurrency = usize::from(cli.concurrency);
+
+    let ingest_backend =
+        backend::<IngestJob>(cli, topology, &topology.ingest, cli.prefetch).await?;
+    let index_backend = backend::<IndexJob>(cli, topology, &topology.index, cli.prefetch).await?;
+    let reindex_backend = backend::<ReindexJob>(cli, topology, &topology.reindex, 1).await?;
+    let (ingest, index, reindex) = (
+        runners.ingest.clone(),
+        runners.index.clone(),
+        runners.reindex.clone(),
+    );
+    let ingest_backoff = backoff.clone();
     let monitor = Monitor::new()
         .register(move |_restarts| {
             WorkerBuilder::new("cdr-ingest")
-                .backend(backend.clone())
-                .data(runner.clone())
+                .backend(ingest_backend.clone())
+                .data(ingest.clone())
                 .concurrency(concurrency)
-                .retry(RetryPolicy::retries(retries).with_backoff(backoff.clone()))
+                .retry(RetryPolicy::retries(retries).with_backoff(ingest_backoff.clone()))
                 .enable_tracing()
                 .parallelize(tokio::spawn)
                 .build(handle_ingest)
         })
+        .register(move |_restarts| {
+            WorkerBuilder::new("cdr-index")
+                .backend(index_backend.clone())
+                .data(index.clone())
+                .concurrency(concurrency)
+                .retry(RetryPolicy::retries(retries).with_backoff(backoff.clone()))
+                .enable_tracing()
+                .parallelize(tokio::spawn)
+                .build(handle_index)
+        })
+        .register(move |_restarts| {
+            WorkerBuilder::new("cdr-reindex")
+                .backend(reindex_backend.clone())
+                .data(reindex.clone())
+                .concurrency(1)
+                .enable_tracing()
+                .parallelize(tokio::spawn)
+                .build(handle_reindex)
+        })
         .shutdown_timeout(Duration::from_secs(cli.shutdown_timeout_secs));
     Ok(monitor)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// One attempt at an ingest job. An error sends the job back for a later attempt.
@@ -147,7 +244,12 @@ async fn handle_ingest(
         Delivery::Job(job) => job,
         Delivery::Unreadable { body, error } => {
             let reason = format!("unreadable ingest message: {error}");
-            runner.dead_letter_unreadable(&body, &reason).await?;
+            let queue = &runner.publisher.topology().ingest;
+            if let Some(id) =
+                dead_letter_unreadable(&runner.publisher, queue, &body, &reason).await?
+            {
+                runner.jobs.mark_failed(&id, &reason).await?;
+            }
             return Ok(());
         }
     };
@@ -161,15 +263,62 @@ async fn handle_ingest(
         }
         Err(panic) => {
             // A panic is a bug that retrying will not fix: keep the job for inspection.
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(ToString::to_string)
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            runner
-                .dead_letter(&job, &format!("internal error: {what}"), attempt)
-                .await?;
+            let reason = format!("internal error: {}", panic_message(panic.as_ref()));
+            runner.dead_letter(&job, &reason, attempt).await?;
         }
+    }
+    Ok(())
+}
+
+/// One attempt at an index job.
+async fn handle_index(
+    delivery: Delivery<IndexJob>,
+    runner: Data<Arc<IndexRunner>>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let job = match delivery {
+        Delivery::Job(job) => job,
+        Delivery::Unreadable { body, error } => {
+            let reason = format!("unreadable index message: {error}");
+            let queue = &runner.publisher.topology().index;
+            if let Some(id) =
+                dead_letter_unreadable(&runner.publisher, queue, &body, &reason).await?
+            {
+                runner.jobs.mark_failed(&id, &reason).await?;
+            }
+            return Ok(());
+        }
+    };
+    let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
+    match AssertUnwindSafe(runner.run(&job, attempt))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => {
+            result?;
+        }
+        Err(panic) => {
+            // The rows stay unindexed; the sweeper will offer them again.
+            let reason = format!("internal error: {}", panic_message(panic.as_ref()));
+            runner.jobs.mark_failed(&job.job_id, &reason).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A rebuild runs once per delivery; its failure is recorded in its state and it is not
+/// retried by itself (an operator starts another).
+async fn handle_reindex(
+    delivery: Delivery<ReindexJob>,
+    runner: Data<Arc<ReindexRunner>>,
+) -> Result<(), BoxDynError> {
+    match delivery {
+        Delivery::Job(job) => {
+            if let Err(e) = runner.run(&job).await {
+                warn!(job_id = %job.job_id, error = %e, "reindex job ended in failure");
+            }
+        }
+        Delivery::Unreadable { error, .. } => warn!(error, "unreadable reindex message dropped"),
     }
     Ok(())
 }

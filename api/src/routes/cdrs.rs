@@ -41,6 +41,14 @@ pub struct IngestAccepted {
     pub rejected: Vec<RejectedRecord>,
 }
 
+/// A job was queued.
+#[derive(Debug, Object, serde::Serialize, serde::Deserialize)]
+pub struct JobAccepted {
+    /// Follow it at `/jobs/{job_id}`.
+    pub job_id: String,
+    pub status: JobStatus,
+}
+
 #[derive(ApiResponse)]
 pub enum IngestResponse {
     /// Accepted and durably queued.
@@ -97,7 +105,7 @@ impl CdrsApi {
         }
 
         let job = IngestJob {
-            job_id: ulid::Ulid::new().to_string().to_lowercase(),
+            job_id: jobs::new_job_id(),
             enqueued_at: Utc::now(),
             received,
             rejected: rejected.len() as u64,

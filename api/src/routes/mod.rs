@@ -3,6 +3,7 @@
 pub mod cdrs;
 pub mod health;
 pub mod jobs;
+pub mod sync;
 
 #[derive(poem_openapi::Tags)]
 pub enum Tag {
@@ -10,6 +11,8 @@ pub enum Tag {
     Cdrs,
     /// Following jobs.
     Jobs,
+    /// PostgreSQL and the search index compared, and rebuilt.
+    Sync,
     /// Liveness and readiness.
     Health,
 }

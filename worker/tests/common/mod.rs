@@ -64,6 +64,7 @@ impl TestApp {
             redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379/0"),
             elasticsearch_url: env_or("ELASTICSEARCH_URL", "http://127.0.0.1:9200"),
             namespace: name.clone(),
+            index_alias: format!("{name}-cdrs"),
             job_ttl_secs: 3600,
             db_pool_size: 8,
         };
@@ -84,6 +85,8 @@ impl TestApp {
                 ("CDR_RETRY_MIN_MS".into(), "100".into()),
                 ("CDR_RETRY_MAX_MS".into(), "1000".into()),
                 ("CDR_MAX_ATTEMPTS".into(), "1000".into()),
+                ("CDR_SWEEP_INTERVAL_SECS".into(), "1".into()),
+                ("CDR_SWEEP_GRACE_SECS".into(), "2".into()),
             ],
         }
     }
@@ -102,6 +105,8 @@ impl TestApp {
             .env("AMQP_URL", &self.settings.amqp_url)
             .env("REDIS_URL", &self.settings.redis_url)
             .env("CDR_NAMESPACE", &self.name)
+            .env("ELASTICSEARCH_URL", &self.settings.elasticsearch_url)
+            .env("CDR_INDEX_ALIAS", &self.settings.index_alias)
             .env("CDR_DB_POOL_SIZE", "4")
             .env("RUST_LOG", "info")
             .envs(
@@ -219,10 +224,45 @@ impl TestApp {
         row.try_get_by_index::<i64>(0).expect("a count")
     }
 
-    /// Drops this test's database and queues.
+    pub fn search(&self) -> jobs::search::SearchIndex {
+        jobs::search::SearchIndex::new(&self.settings.elasticsearch_url, &self.settings.index_alias)
+            .expect("search client")
+    }
+
+    pub async fn sync_status(&self) -> Value {
+        let resp = self.client.get("/sync-status").send().await;
+        resp.assert_status_is_ok();
+        resp.json().await.value().deserialize::<Value>()
+    }
+
+    /// Polls `/sync-status` until the index holds exactly the PostgreSQL rows.
+    pub async fn wait_in_sync(&self, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let status = self.sync_status().await;
+            if status["in_sync"] == true {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "index did not converge in {timeout:?}: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Drops this test's database, queues and indices.
     pub async fn cleanup(mut self) {
         self.kill_worker().await;
         self.db.clone().close().await.ok();
+        let search = self.search();
+        let _ = search
+            .request(
+                elasticsearch::http::Method::Delete,
+                &format!("/{}*", self.settings.index_alias),
+                None,
+            )
+            .await;
         if let Ok(admin) = Database::connect(admin_url()).await {
             let _ = admin
                 .execute_unprepared(&format!(
@@ -236,8 +276,12 @@ impl TestApp {
             && let Ok(ch) = conn.create_channel().await
         {
             let t = jobs::queue::Topology::new(&self.name);
-            for q in [&t.ingest, &t.ingest_dead] {
-                let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+            for q in t.queues() {
+                for name in [q.to_string(), jobs::queue::Topology::dead(q)] {
+                    let _ = ch
+                        .queue_delete(name.as_str().into(), Default::default())
+                        .await;
+                }
             }
             let _ = ch
                 .exchange_delete(t.dead_letter_exchange.as_str().into(), Default::default())

@@ -2,6 +2,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod indexing;
 mod ingest;
 mod rejects;
 mod resilience;

@@ -142,7 +142,7 @@ async fn a_job_the_database_refuses_is_dead_lettered_with_its_error() {
     // Kept, not dropped: the message waits in the dead-letter queue.
     let start = std::time::Instant::now();
     while publisher
-        .queue_depth(&topology.ingest_dead)
+        .queue_depth(&jobs::queue::Topology::dead(&topology.ingest))
         .await
         .expect("depth")
         != 1
@@ -183,7 +183,7 @@ async fn unreadable_messages_are_dead_lettered_and_do_not_stall_the_pool() {
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 10);
     let start = std::time::Instant::now();
     while publisher
-        .queue_depth(&topology.ingest_dead)
+        .queue_depth(&jobs::queue::Topology::dead(&topology.ingest))
         .await
         .expect("depth")
         != 2

@@ -1,0 +1,103 @@
+//! `GET /sync-status` and `POST /reindex`.
+
+use super::Tag;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::cdrs::JobAccepted;
+use crate::state::AppState;
+use jobs::queue::Outgoing;
+use jobs::reindex::{ReindexError, ReindexJob, claim};
+use jobs::state::JobStatus;
+use jobs::sync::SyncStatus;
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+
+pub struct SyncApi;
+
+#[derive(ApiResponse)]
+pub enum SyncResponse {
+    /// The comparison, in sync or not.
+    #[oai(status = 200)]
+    Ok(Json<SyncStatus>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReindexResponse {
+    /// The rebuild is queued; follow it at the Location.
+    #[oai(status = 202)]
+    Accepted(Json<JobAccepted>, #[oai(header = "Location")] String),
+}
+
+#[OpenApi(tag = "Tag::Sync")]
+impl SyncApi {
+    /// Compare PostgreSQL with the search index
+    ///
+    /// `backlog` counts rows stored but not yet searchable. Always 200: being behind is a
+    /// state to report, not an error.
+    #[oai(path = "/sync-status", method = "get")]
+    async fn sync_status(&self, state: Data<&AppState>) -> Result<SyncResponse, ApiError> {
+        jobs::sync::status(&state.db, &state.search, &state.jobs)
+            .await
+            .map(|s| SyncResponse::Ok(Json(s)))
+            .map_err(|e| match e {
+                jobs::sync::SyncError::Database(e) => ApiError::unavailable("postgres", e),
+                jobs::sync::SyncError::Search(e) => ApiError::unavailable("elasticsearch", e),
+                jobs::sync::SyncError::JobState(e) => ApiError::unavailable("redis", e),
+                other => ApiError::unavailable("sync", other),
+            })
+    }
+
+    /// Rebuild the search index from PostgreSQL
+    ///
+    /// Streams every row into a new index, then moves the `cdrs` alias to it atomically;
+    /// searches answer completely throughout. 409 while another rebuild runs.
+    #[oai(path = "/reindex", method = "post")]
+    async fn reindex(&self, state: Data<&AppState>) -> Result<ReindexResponse, ApiError> {
+        let job = ReindexJob::new();
+        state
+            .jobs
+            .create(&job.initial_state())
+            .await
+            .map_err(|e| ApiError::unavailable("redis", e))?;
+        if let Err(e) = claim(&state.jobs, &job).await {
+            let _ = state.jobs.delete(&job.job_id).await;
+            return Err(match e {
+                ReindexError::AlreadyRunning(other) => ApiError::Conflict(Json(ErrorBody {
+                    details: Some(serde_json::json!({ "job_id": other })),
+                    ..ErrorBody::new(
+                        "reindex_running",
+                        format!("a rebuild is already running: /jobs/{other}"),
+                    )
+                })),
+                other => ApiError::unavailable("redis", other),
+            });
+        }
+        let body = serde_json::to_vec(&job).map_err(|e| ApiError::unavailable("serialiser", e))?;
+        let topology = state.publisher.topology();
+        let published = state
+            .publisher
+            .publish(Outgoing {
+                queue: &topology.reindex,
+                message_id: &job.job_id,
+                body: &body,
+                headers: Default::default(),
+            })
+            .await;
+        if let Err(e) = published {
+            let _ = state
+                .jobs
+                .release_lease(jobs::reindex::LEASE, &job.job_id)
+                .await;
+            let _ = state.jobs.delete(&job.job_id).await;
+            return Err(ApiError::unavailable("rabbitmq", e));
+        }
+        let location = format!("/jobs/{}", job.job_id);
+        Ok(ReindexResponse::Accepted(
+            Json(JobAccepted {
+                job_id: job.job_id,
+                status: JobStatus::Enqueued,
+            }),
+            location,
+        ))
+    }
+}

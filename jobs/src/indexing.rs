@@ -1,0 +1,249 @@
+//! The index job: rows committed in PostgreSQL, written into the search index.
+//!
+//! Rows are read from PostgreSQL (the source of truth), not carried in the message, and
+//! marked `indexed_at` only after Elasticsearch accepted them; the document id is the row
+//! id, so any repeat overwrites instead of duplicating. Items the engine refuses for good
+//! are recorded on the row (`index_error`) and the job is dead-lettered with them.
+
+use crate::queue::{Outgoing, PublishError, Publisher};
+use crate::search::{SearchError, SearchIndex};
+use crate::state::{JobCounts, JobKind, JobState, JobStore};
+use chrono::{DateTime, Utc};
+use entities::cdrs;
+use lapin::types::FieldTable;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+/// Which rows an index job writes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum IndexTarget {
+    /// The rows an ingest job stored.
+    IngestJob { ingest_job_id: String },
+    /// Rows the sync sweeper found waiting.
+    Rows { ids: Vec<i64> },
+}
+
+/// The message body of an index job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexJob {
+    pub job_id: String,
+    pub enqueued_at: DateTime<Utc>,
+    pub target: IndexTarget,
+}
+
+impl IndexJob {
+    pub fn new(target: IndexTarget) -> Self {
+        IndexJob {
+            job_id: crate::new_job_id(),
+            enqueued_at: Utc::now(),
+            target,
+        }
+    }
+
+    pub fn initial_state(&self) -> JobState {
+        let mut state =
+            JobState::enqueued(self.job_id.clone(), JobKind::Index, JobCounts::default());
+        state.enqueued_at = self.enqueued_at;
+        state
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    #[error("database unavailable: {0}")]
+    Database(#[from] DbErr),
+    #[error("{0}")]
+    Search(#[from] SearchError),
+    #[error("job state store unavailable: {0}")]
+    JobState(#[from] redis::RedisError),
+    #[error("could not publish: {0}")]
+    Publish(#[from] PublishError),
+    #[error("{count} rows refused for now by Elasticsearch, first: {first}")]
+    ItemsRetryable { count: usize, first: String },
+}
+
+impl IndexError {
+    fn is_transient(&self) -> bool {
+        match self {
+            IndexError::Search(e) => e.is_transient(),
+            IndexError::Database(e) => crate::store::is_transient(e),
+            _ => true,
+        }
+    }
+}
+
+/// Records the job's state and publishes it; used after an ingest commit and by the sweeper.
+pub async fn enqueue(
+    publisher: &Publisher,
+    jobs: &JobStore,
+    target: IndexTarget,
+) -> Result<String, IndexError> {
+    let job = IndexJob::new(target);
+    jobs.create(&job.initial_state()).await?;
+    let body = serde_json::to_vec(&job)
+        .map_err(|e| PublishError::NotConfirmed(format!("unserialisable index job: {e}")))?;
+    let published = publisher
+        .publish(Outgoing {
+            queue: &publisher.topology().index,
+            message_id: &job.job_id,
+            body: &body,
+            headers: FieldTable::default(),
+        })
+        .await;
+    if let Err(e) = published {
+        let _ = jobs.delete(&job.job_id).await;
+        return Err(e.into());
+    }
+    Ok(job.job_id)
+}
+
+#[derive(Clone)]
+pub struct IndexRunner {
+    pub db: DatabaseConnection,
+    pub jobs: JobStore,
+    pub search: SearchIndex,
+    pub publisher: Publisher,
+    pub max_attempts: u32,
+    /// Rows per bulk request.
+    pub chunk: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexResult {
+    Indexed(u64),
+    Failed,
+}
+
+impl IndexRunner {
+    /// One attempt. `Ok`: acknowledge (done, or failed for good and recorded). `Err`: retry.
+    pub async fn run(&self, job: &IndexJob, attempt: u32) -> Result<IndexResult, IndexError> {
+        if let Err(e) = self.jobs.start_attempt(&job.initial_state()).await {
+            warn!(job_id = %job.job_id, error = %e, "could not record attempt start");
+        }
+        let mut indexed = 0;
+        let mut refused: Vec<(i64, String)> = Vec::new();
+        let outcome = self.index_all(job, &mut indexed, &mut refused).await;
+        match outcome {
+            Ok(()) if refused.is_empty() => {
+                let state = self.jobs.get(&job.job_id).await?;
+                let counts = JobCounts {
+                    indexed: state.map(|s| s.counts.indexed).unwrap_or(indexed),
+                    ..JobCounts::default()
+                };
+                self.jobs.mark_succeeded(&job.job_id, &counts).await?;
+                info!(job_id = %job.job_id, indexed, "index job succeeded");
+                Ok(IndexResult::Indexed(indexed))
+            }
+            Ok(()) => {
+                let reason = format!(
+                    "Elasticsearch refused {} rows for good (first: row {} — {})",
+                    refused.len(),
+                    refused[0].0,
+                    refused[0].1
+                );
+                self.dead_letter(job, &reason).await?;
+                Ok(IndexResult::Failed)
+            }
+            Err(e) if !e.is_transient() => {
+                self.dead_letter(job, &format!("permanent error: {e}"))
+                    .await?;
+                Ok(IndexResult::Failed)
+            }
+            Err(e) if attempt >= self.max_attempts => {
+                // The rows stay unindexed in PostgreSQL, where the sync sweeper finds them.
+                let reason = format!(
+                    "gave up after {attempt} attempts ({e}); the sync sweeper will retry the rows"
+                );
+                self.jobs.mark_failed(&job.job_id, &reason).await?;
+                warn!(job_id = %job.job_id, reason, "index job gave up");
+                Ok(IndexResult::Failed)
+            }
+            Err(e) => {
+                warn!(job_id = %job.job_id, attempt, error = %e, "index attempt failed; will retry");
+                if let Err(re) = self.jobs.mark_retrying(&job.job_id, &e.to_string()).await {
+                    warn!(job_id = %job.job_id, error = %re, "could not record retrying state");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn index_all(
+        &self,
+        job: &IndexJob,
+        indexed: &mut u64,
+        refused: &mut Vec<(i64, String)>,
+    ) -> Result<(), IndexError> {
+        loop {
+            let mut query = cdrs::Entity::find()
+                .filter(cdrs::Column::IndexedAt.is_null())
+                .filter(cdrs::Column::IndexError.is_null());
+            query = match &job.target {
+                IndexTarget::IngestJob { ingest_job_id } => {
+                    query.filter(cdrs::Column::JobId.eq(ingest_job_id.as_str()))
+                }
+                IndexTarget::Rows { ids } => {
+                    query.filter(cdrs::Column::Id.is_in(ids.iter().copied()))
+                }
+            };
+            let rows = query
+                .order_by_asc(cdrs::Column::Id)
+                .limit(self.chunk)
+                .all(&self.db)
+                .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let outcome = self.search.bulk_index(None, &rows).await?;
+            if !outcome.indexed.is_empty() {
+                mark_indexed(&self.db, &outcome.indexed).await?;
+                let n = outcome.indexed.len() as u64;
+                *indexed += n;
+                self.jobs.add_indexed(&job.job_id, n).await?;
+                self.jobs.touch_last_indexed().await?;
+            }
+            for (id, reason) in &outcome.rejected {
+                cdrs::Entity::update_many()
+                    .col_expr(cdrs::Column::IndexError, Expr::value(reason.clone()))
+                    .filter(cdrs::Column::Id.eq(*id))
+                    .exec(&self.db)
+                    .await?;
+            }
+            refused.extend(outcome.rejected);
+            if let Some((_, first)) = outcome.retryable.first() {
+                return Err(IndexError::ItemsRetryable {
+                    count: outcome.retryable.len(),
+                    first: first.clone(),
+                });
+            }
+        }
+    }
+
+    async fn dead_letter(&self, job: &IndexJob, reason: &str) -> Result<(), IndexError> {
+        let body = serde_json::to_vec(job)
+            .map_err(|e| PublishError::NotConfirmed(format!("unserialisable index job: {e}")))?;
+        let queue = &self.publisher.topology().index;
+        self.publisher
+            .dead_letter(queue, &job.job_id, &body, reason)
+            .await?;
+        self.jobs.mark_failed(&job.job_id, reason).await?;
+        error!(job_id = %job.job_id, reason, "index job failed; dead-lettered");
+        Ok(())
+    }
+}
+
+/// Marks rows as present in the index.
+pub async fn mark_indexed(db: &DatabaseConnection, ids: &[i64]) -> Result<(), DbErr> {
+    cdrs::Entity::update_many()
+        .col_expr(cdrs::Column::IndexedAt, Expr::current_timestamp().into())
+        .filter(cdrs::Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await
+        .map(|_| ())
+}

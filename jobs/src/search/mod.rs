@@ -1,0 +1,208 @@
+//! The Elasticsearch side: index layout, documents, bulk writes.
+//!
+//! Reads and writes go through an alias; the physical index behind it is versioned, so a
+//! rebuild fills a new index and swaps the alias atomically while searches keep answering.
+
+mod bulk;
+mod document;
+mod mapping;
+
+pub use bulk::BulkOutcome;
+pub use document::{document, document_id};
+
+use elasticsearch::Elasticsearch;
+use elasticsearch::http::Method;
+use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::transport::Transport;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SearchError {
+    #[error("Elasticsearch unreachable: {0}")]
+    Unreachable(String),
+    #[error("Elasticsearch answered {status}: {body}")]
+    Status { status: u16, body: String },
+}
+
+impl SearchError {
+    /// Worth retrying: the engine is down, overloaded (429) or failing (5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SearchError::Unreachable(_) => true,
+            SearchError::Status { status, .. } => *status == 429 || *status >= 500,
+        }
+    }
+}
+
+/// A handle on the CDR index alias.
+#[derive(Clone)]
+pub struct SearchIndex {
+    es: Elasticsearch,
+    alias: String,
+}
+
+impl SearchIndex {
+    pub fn new(url: &str, alias: &str) -> Result<Self, SearchError> {
+        let transport =
+            Transport::single_node(url).map_err(|e| SearchError::Unreachable(e.to_string()))?;
+        Ok(SearchIndex {
+            es: Elasticsearch::new(transport),
+            alias: alias.to_string(),
+        })
+    }
+
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// Sends one request and returns its JSON body, or the error status with its body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, SearchError> {
+        let body = body.map(|b| b.to_string());
+        self.raw(method, path, body).await
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Value, SearchError> {
+        let response = self
+            .es
+            .send::<String, ()>(
+                method,
+                path,
+                HeaderMap::new(),
+                None,
+                body,
+                Some(REQUEST_TIMEOUT),
+            )
+            .await
+            .map_err(|e| SearchError::Unreachable(e.to_string()))?;
+        let status = response.status_code().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| SearchError::Unreachable(e.to_string()))?;
+        if !(200..300).contains(&status) {
+            return Err(SearchError::Status {
+                status,
+                body: truncate(&text),
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| SearchError::Status {
+            status,
+            body: format!("not JSON: {e}"),
+        })
+    }
+
+    /// Creates the first physical index with the alias on it, unless the alias exists.
+    /// Safe when several processes start at once: the loser sees the index exists.
+    pub async fn ensure(&self) -> Result<(), SearchError> {
+        if self.alias_targets().await?.is_some() {
+            return Ok(());
+        }
+        let first = format!("{}-initial", self.alias);
+        match self.create_index(&first, true).await {
+            Ok(()) => Ok(()),
+            Err(SearchError::Status { status: 400, body })
+                if body.contains("resource_already_exists") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a physical index with the CDR mapping, optionally already behind the alias.
+    pub async fn create_index(&self, name: &str, with_alias: bool) -> Result<(), SearchError> {
+        let mut body = mapping::index_body();
+        if with_alias {
+            body["aliases"] = json!({ self.alias.clone(): {} });
+        }
+        self.request(Method::Put, &format!("/{name}"), Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn delete_index(&self, name: &str) -> Result<(), SearchError> {
+        match self
+            .request(Method::Delete, &format!("/{name}"), None)
+            .await
+        {
+            Ok(_) | Err(SearchError::Status { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The physical indices behind the alias, or `None` when the alias does not exist.
+    pub async fn alias_targets(&self) -> Result<Option<Vec<String>>, SearchError> {
+        match self
+            .request(Method::Get, &format!("/_alias/{}", self.alias), None)
+            .await
+        {
+            Ok(Value::Object(map)) => Ok(Some(map.keys().cloned().collect())),
+            Ok(_) => Ok(Some(Vec::new())),
+            Err(SearchError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Points the alias at `to` and away from `from`, in one atomic step.
+    pub async fn swap_alias(&self, from: &[String], to: &str) -> Result<(), SearchError> {
+        let mut actions: Vec<Value> = from
+            .iter()
+            .map(|i| json!({ "remove": { "index": i, "alias": self.alias } }))
+            .collect();
+        actions.push(json!({ "add": { "index": to, "alias": self.alias } }));
+        self.request(
+            Method::Post,
+            "/_aliases",
+            Some(json!({ "actions": actions })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Documents in the alias (or any index), as of the last refresh.
+    pub async fn count(&self, index: Option<&str>) -> Result<u64, SearchError> {
+        let index = index.unwrap_or(&self.alias);
+        let body = self
+            .request(Method::Get, &format!("/{index}/_count"), None)
+            .await?;
+        Ok(body["count"].as_u64().unwrap_or(0))
+    }
+
+    pub async fn refresh(&self, index: Option<&str>) -> Result<(), SearchError> {
+        let index = index.unwrap_or(&self.alias);
+        self.request(Method::Post, &format!("/{index}/_refresh"), None)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn ping(&self) -> Result<(), SearchError> {
+        self.request(Method::Get, "/_cluster/health", None)
+            .await
+            .map(|_| ())
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= 2000 {
+        return s.to_string();
+    }
+    let mut end = 2000;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
