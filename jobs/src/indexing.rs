@@ -241,7 +241,7 @@ impl IndexRunner {
 /// Marks rows as present in the index.
 pub async fn mark_indexed(db: &DatabaseConnection, ids: &[i64]) -> Result<(), DbErr> {
     cdrs::Entity::update_many()
-        .col_expr(cdrs::Column::IndexedAt, Expr::current_timestamp().into())
+        .col_expr(cdrs::Column::IndexedAt, Expr::current_timestamp())
         .filter(cdrs::Column::Id.is_in(ids.iter().copied()))
         .exec(db)
         .await

@@ -86,3 +86,57 @@ async fn a_broker_restart_loses_no_job_and_both_sides_reconnect() {
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 300);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn with_elasticsearch_stopped_index_jobs_retry_and_the_index_converges() {
+    let _serial = SERVICE_LOCK.lock().await;
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    let warm = app.ingest(&batch(0..10)).await;
+    app.wait_succeeded(warm["job_id"].as_str().expect("id"))
+        .await;
+    app.wait_in_sync(Duration::from_secs(30)).await;
+
+    let restart = Restart("elasticsearch");
+    services("stop", "elasticsearch");
+    let accepted = app.ingest(&batch(10..3010)).await;
+    let ingest = app
+        .wait_succeeded(accepted["job_id"].as_str().expect("id"))
+        .await;
+    // Storing does not wait for the index.
+    assert_eq!(ingest["counts"]["inserted"], 3000);
+    let index_job_id = ingest["index_job_id"]
+        .as_str()
+        .expect("index job")
+        .to_string();
+    let retrying = app
+        .wait_job(&index_job_id, Duration::from_secs(60), |j| {
+            j["status"] == "retrying"
+        })
+        .await;
+    assert!(
+        !retrying["error"].as_str().unwrap_or("").is_empty(),
+        "{retrying}"
+    );
+    drop(restart);
+
+    app.wait_succeeded(&index_job_id).await;
+    let status = app.wait_in_sync(Duration::from_secs(120)).await;
+    assert_eq!(status["database_count"], 3010);
+    assert_eq!(status["index_count"], 3010);
+    // Exactly the PostgreSQL rows: no document twice, none missing.
+    let search = app.search();
+    let distinct = search
+        .request(
+            elasticsearch::http::Method::Post,
+            &format!("/{}/_search", search.alias()),
+            Some(serde_json::json!({
+                "size": 0,
+                "aggs": { "ids": { "cardinality": { "field": "call_id", "precision_threshold": 40000 } } }
+            })),
+        )
+        .await
+        .expect("search");
+    assert_eq!(distinct["aggregations"]["ids"]["value"], 3010);
+    app.cleanup().await;
+}
