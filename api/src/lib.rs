@@ -17,6 +17,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         (
             routes::cdrs::CdrsApi,
             routes::jobs::JobsApi,
+            routes::search::SearchApi,
             routes::sync::SyncApi,
             routes::health::HealthApi,
         ),

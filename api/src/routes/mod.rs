@@ -3,6 +3,7 @@
 pub mod cdrs;
 pub mod health;
 pub mod jobs;
+pub mod search;
 pub mod sync;
 
 #[derive(poem_openapi::Tags)]
@@ -11,6 +12,8 @@ pub enum Tag {
     Cdrs,
     /// Following jobs.
     Jobs,
+    /// Searching CDRs and their statistics.
+    Search,
     /// PostgreSQL and the search index compared, and rebuilt.
     Sync,
     /// Liveness and readiness.

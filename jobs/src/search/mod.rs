@@ -5,10 +5,19 @@
 
 mod bulk;
 mod document;
+mod filters;
 mod mapping;
+mod query;
+mod stats;
 
 pub use bulk::BulkOutcome;
 pub use document::{document, document_id};
+pub use filters::{Filters, NumberMatch, ParamError, parse_filters};
+pub use query::{
+    CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField,
+    validate_cursor,
+};
+pub use stats::{DEFAULT_TOP, Interval, Stats, StatsRequest};
 
 use elasticsearch::Elasticsearch;
 use elasticsearch::http::Method;

@@ -6,3 +6,4 @@ mod indexing;
 mod ingest;
 mod rejects;
 mod resilience;
+mod search;

@@ -1,0 +1,268 @@
+//! `/search`: filtered, sorted pages of CDRs with a stable cursor.
+
+use super::filters::{Filters, ParamError};
+use super::{SearchError, SearchIndex};
+use chrono::{DateTime, Utc};
+use elasticsearch::http::Method;
+use poem_openapi::Object;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 1000;
+
+/// A CDR as search returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Object)]
+pub struct CdrDocument {
+    /// Row id in PostgreSQL (also the document id).
+    pub id: i64,
+    pub call_id: String,
+    pub source: String,
+    pub src_number: String,
+    pub dest_number: String,
+    pub start_time: DateTime<Utc>,
+    pub answer_time: Option<DateTime<Utc>>,
+    pub end_time: DateTime<Utc>,
+    pub duration: i32,
+    pub billsec: i32,
+    pub disposition: String,
+    pub call_successful: bool,
+    pub hangup_cause: Option<String>,
+    pub direction: Option<String>,
+    pub account_code: Option<String>,
+    /// Fields the switch sent that have no column of their own.
+    pub extra: Value,
+    /// The ingest job that stored it.
+    pub job_id: String,
+    pub ingested_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    StartTime,
+    Duration,
+    Billsec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub field: SortField,
+    pub descending: bool,
+}
+
+impl Default for Sort {
+    fn default() -> Self {
+        Sort {
+            field: SortField::StartTime,
+            descending: true,
+        }
+    }
+}
+
+impl Sort {
+    /// `field[:asc|:desc]`, field one of `start_time`, `duration`, `billsec`.
+    pub fn parse(value: &str) -> Result<Sort, ParamError> {
+        let (field, order) = value.split_once(':').unwrap_or((value, "desc"));
+        let field = match field {
+            "start_time" => SortField::StartTime,
+            "duration" => SortField::Duration,
+            "billsec" => SortField::Billsec,
+            _ => {
+                return Err(ParamError::new(
+                    "sort",
+                    format!("unknown sort field {field:?}; use start_time, duration or billsec"),
+                ));
+            }
+        };
+        let descending = match order {
+            "desc" => true,
+            "asc" => false,
+            _ => {
+                return Err(ParamError::new(
+                    "sort",
+                    format!("order must be asc or desc, got {order:?}"),
+                ));
+            }
+        };
+        Ok(Sort { field, descending })
+    }
+
+    fn field_name(self) -> &'static str {
+        match self.field {
+            SortField::StartTime => "start_time",
+            SortField::Duration => "duration",
+            SortField::Billsec => "billsec",
+        }
+    }
+
+    fn key(self) -> String {
+        format!(
+            "{}:{}",
+            self.field_name(),
+            if self.descending { "desc" } else { "asc" }
+        )
+    }
+
+    /// The sort clause, with the row id as tie-breaker so pages never overlap or skip.
+    fn clause(self) -> Value {
+        let order = if self.descending { "desc" } else { "asc" };
+        json!([{ self.field_name(): { "order": order } }, { "id": { "order": order } }])
+    }
+}
+
+/// One page request.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub filters: Filters,
+    pub sort: Sort,
+    pub limit: usize,
+    /// Where the previous page ended.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
+pub struct SearchPage {
+    /// Every match, not only this page's.
+    pub total: u64,
+    pub items: Vec<CdrDocument>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Makes a cursor: the sort it belongs to and the last item's sort values, hex-encoded so it
+/// is opaque and URL-safe.
+fn encode_cursor(sort: Sort, after: &Value) -> String {
+    let raw = json!({ "s": sort.key(), "a": after }).to_string();
+    raw.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(sort: Sort, cursor: &str) -> Result<Value, ParamError> {
+    let bad = || ParamError::new("cursor", "not a cursor returned by this endpoint");
+    if cursor.len() % 2 != 0 || cursor.len() > 4096 {
+        return Err(bad());
+    }
+    let bytes: Vec<u8> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if value["s"] != json!(sort.key()) {
+        return Err(ParamError::new(
+            "cursor",
+            "belongs to a different sort order",
+        ));
+    }
+    match &value["a"] {
+        Value::Array(a) if a.len() == 2 => Ok(value["a"].clone()),
+        _ => Err(bad()),
+    }
+}
+
+/// Checks the cursor before any request is made.
+pub fn validate_cursor(request: &SearchRequest) -> Result<Option<Value>, ParamError> {
+    request
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(request.sort, c))
+        .transpose()
+}
+
+impl SearchIndex {
+    /// One page, with an exact total.
+    pub async fn search_page(
+        &self,
+        request: &SearchRequest,
+        after: Option<Value>,
+    ) -> Result<SearchPage, SearchError> {
+        let limit = request.limit.clamp(1, MAX_LIMIT);
+        let mut body = json!({
+            "size": limit + 1,
+            "track_total_hits": true,
+            "query": request.filters.to_query(),
+            "sort": request.sort.clause(),
+        });
+        if let Some(after) = after {
+            body["search_after"] = after;
+        }
+        let response = self
+            .request(
+                Method::Post,
+                &format!("/{}/_search", self.alias()),
+                Some(body),
+            )
+            .await?;
+        let total = response["hits"]["total"]["value"].as_u64().unwrap_or(0);
+        let hits = response["hits"]["hits"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let more = hits.len() > limit;
+        let mut items = Vec::with_capacity(limit.min(hits.len()));
+        let mut last_sort = Value::Null;
+        for hit in hits.into_iter().take(limit) {
+            last_sort = hit["sort"].clone();
+            let doc: CdrDocument = serde_json::from_value(hit["_source"].clone()).map_err(|e| {
+                SearchError::Status {
+                    status: 500,
+                    body: format!("unexpected document: {e}"),
+                }
+            })?;
+            items.push(doc);
+        }
+        let next_cursor = more.then(|| encode_cursor(request.sort, &last_sort));
+        Ok(SearchPage {
+            total,
+            items,
+            next_cursor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_parses_and_defaults_to_descending() {
+        assert_eq!(
+            Sort::parse("duration").unwrap(),
+            Sort {
+                field: SortField::Duration,
+                descending: true
+            }
+        );
+        assert_eq!(
+            Sort::parse("billsec:asc").unwrap(),
+            Sort {
+                field: SortField::Billsec,
+                descending: false
+            }
+        );
+        assert_eq!(Sort::parse("price:asc").unwrap_err().parameter, "sort");
+        assert_eq!(Sort::parse("duration:up").unwrap_err().parameter, "sort");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_are_tied_to_their_sort() {
+        let sort = Sort::default();
+        let c = encode_cursor(sort, &json!([1_772_359_200_000_i64, 42]));
+        assert!(c.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            decode_cursor(sort, &c).unwrap(),
+            json!([1_772_359_200_000_i64, 42])
+        );
+        let other = Sort {
+            field: SortField::Duration,
+            descending: true,
+        };
+        assert!(
+            decode_cursor(other, &c)
+                .unwrap_err()
+                .reason
+                .contains("different sort")
+        );
+        assert_eq!(decode_cursor(sort, "zz").unwrap_err().parameter, "cursor");
+        assert_eq!(decode_cursor(sort, "7b7d").unwrap_err().parameter, "cursor");
+    }
+}

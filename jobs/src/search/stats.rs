@@ -1,0 +1,395 @@
+//! `/stats`: telecom KPIs over a filtered window, in one Elasticsearch request.
+//!
+//! Definitions, as the industry uses them:
+//! - ASR (answer-seizure ratio) = answered / attempts;
+//! - ACD (average call duration) = Σ billsec of answered calls / answered calls;
+//! - NER (network effectiveness ratio) = (answered + busy + no answer + rejected by the
+//!   callee) / attempts, i.e. the calls the network delivered to the callee's decision;
+//! - total minutes = Σ billsec / 60.
+
+use super::filters::{Filters, ParamError};
+use super::{SearchError, SearchIndex};
+use crate::cdr::Disposition;
+use chrono::{DateTime, Duration, Utc};
+use elasticsearch::http::Method;
+use poem_openapi::Object;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Most histogram buckets one request may ask for.
+pub const MAX_BUCKETS: i64 = 10_000;
+pub const DEFAULT_TOP: usize = 10;
+pub const MAX_TOP: usize = 100;
+/// Q.850 cause for a call the callee actively refused.
+const REJECTED_BY_CALLEE: &str = "CALL_REJECTED";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Interval {
+    pub fn parse(value: &str) -> Result<Interval, ParamError> {
+        match value {
+            "minute" => Ok(Interval::Minute),
+            "hour" => Ok(Interval::Hour),
+            "day" => Ok(Interval::Day),
+            "week" => Ok(Interval::Week),
+            "month" => Ok(Interval::Month),
+            _ => Err(ParamError::new(
+                "interval",
+                format!("unknown interval {value:?}; use minute, hour, day, week or month"),
+            )),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Interval::Minute => "minute",
+            Interval::Hour => "hour",
+            Interval::Day => "day",
+            Interval::Week => "week",
+            Interval::Month => "month",
+        }
+    }
+
+    fn approx(self) -> Duration {
+        match self {
+            Interval::Minute => Duration::minutes(1),
+            Interval::Hour => Duration::hours(1),
+            Interval::Day => Duration::days(1),
+            Interval::Week => Duration::weeks(1),
+            Interval::Month => Duration::days(28),
+        }
+    }
+
+    /// A bucket size that gives a readable histogram for a window.
+    pub fn for_window(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Interval {
+        let Some(span) = from.zip(to).map(|(f, t)| t - f) else {
+            return Interval::Day;
+        };
+        if span <= Duration::hours(3) {
+            Interval::Minute
+        } else if span <= Duration::days(3) {
+            Interval::Hour
+        } else if span <= Duration::days(92) {
+            Interval::Day
+        } else if span <= Duration::days(730) {
+            Interval::Week
+        } else {
+            Interval::Month
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StatsRequest {
+    pub filters: Filters,
+    pub interval: Interval,
+    pub top: usize,
+}
+
+impl StatsRequest {
+    /// Refuses a histogram too fine for its window before asking the engine.
+    pub fn new(
+        filters: Filters,
+        interval: Option<Interval>,
+        top: usize,
+    ) -> Result<Self, ParamError> {
+        let interval = interval.unwrap_or_else(|| Interval::for_window(filters.from, filters.to));
+        if let (Some(from), Some(to)) = (filters.from, filters.to) {
+            let buckets = (to - from).num_seconds() / interval.approx().num_seconds().max(1);
+            if buckets > MAX_BUCKETS {
+                return Err(ParamError::new(
+                    "interval",
+                    format!(
+                        "{} gives {buckets} buckets for this window; at most {MAX_BUCKETS}",
+                        interval.name()
+                    ),
+                ));
+            }
+        }
+        if top == 0 || top > MAX_TOP {
+            return Err(ParamError::new(
+                "top",
+                format!("must be between 1 and {MAX_TOP}"),
+            ));
+        }
+        Ok(StatsRequest {
+            filters,
+            interval,
+            top,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
+pub struct HistogramBucket {
+    /// Start of the bucket (UTC).
+    pub start: DateTime<Utc>,
+    pub calls: u64,
+    pub answered: u64,
+    pub asr: Option<f64>,
+    pub acd: Option<f64>,
+    pub total_billsec: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
+pub struct NumberStats {
+    pub number: String,
+    pub calls: u64,
+    pub answered: u64,
+    pub total_billsec: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
+pub struct Stats {
+    /// Call attempts in the window.
+    pub total_calls: u64,
+    pub answered_calls: u64,
+    /// Attempts that were not answered (busy, no answer, failed, congestion).
+    pub failed_calls: u64,
+    /// Answer-seizure ratio in [0, 1]; null without attempts.
+    pub asr: Option<f64>,
+    /// Average billable seconds of answered calls; null without answered calls.
+    pub acd: Option<f64>,
+    /// Network effectiveness ratio in [0, 1]; null without attempts.
+    pub ner: Option<f64>,
+    pub total_billsec: u64,
+    pub total_minutes: f64,
+    /// Mean seconds from start to end over all attempts; null without attempts.
+    pub avg_duration: Option<f64>,
+    /// The histogram's bucket size.
+    pub interval: String,
+    pub histogram: Vec<HistogramBucket>,
+    /// Most-called numbers.
+    pub top_destinations: Vec<NumberStats>,
+    /// Most-calling numbers.
+    pub top_sources: Vec<NumberStats>,
+    /// Attempts per disposition; every disposition is listed, zero or not.
+    pub by_disposition: BTreeMap<String, u64>,
+}
+
+fn answered_filter() -> Value {
+    json!({ "term": { "disposition": Disposition::Answered.as_str() } })
+}
+
+fn per_number(field: &str, top: usize) -> Value {
+    json!({
+        "terms": { "field": field, "size": top, "order": [{ "_count": "desc" }, { "_key": "asc" }] },
+        "aggs": {
+            "answered": { "filter": answered_filter() },
+            "billsec": { "sum": { "field": "billsec" } }
+        }
+    })
+}
+
+fn body(request: &StatsRequest) -> Value {
+    let f = &request.filters;
+    let mut histogram = json!({
+        "field": "start_time",
+        "calendar_interval": request.interval.name(),
+        "min_doc_count": 0,
+        "time_zone": "UTC"
+    });
+    if let (Some(from), Some(to)) = (f.from, f.to) {
+        histogram["extended_bounds"] = json!({
+            "min": from.timestamp_millis(),
+            "max": (to - Duration::milliseconds(1)).timestamp_millis()
+        });
+    }
+    json!({
+        "size": 0,
+        "track_total_hits": true,
+        "query": f.to_query(),
+        "aggs": {
+            "answered": {
+                "filter": answered_filter(),
+                "aggs": { "billsec": { "sum": { "field": "billsec" } } }
+            },
+            "effective": {
+                "filter": { "bool": { "minimum_should_match": 1, "should": [
+                    { "terms": { "disposition": [
+                        Disposition::Answered.as_str(), Disposition::Busy.as_str(), Disposition::NoAnswer.as_str()
+                    ] } },
+                    { "term": { "hangup_cause": REJECTED_BY_CALLEE } }
+                ] } }
+            },
+            "billsec": { "sum": { "field": "billsec" } },
+            "duration": { "avg": { "field": "duration" } },
+            "by_disposition": { "terms": { "field": "disposition", "size": 16 } },
+            "histogram": {
+                "date_histogram": histogram,
+                "aggs": {
+                    "answered": {
+                        "filter": answered_filter(),
+                        "aggs": { "billsec": { "sum": { "field": "billsec" } } }
+                    },
+                    "billsec": { "sum": { "field": "billsec" } }
+                }
+            },
+            "top_destinations": per_number("dest_number", request.top),
+            "top_sources": per_number("src_number", request.top)
+        }
+    })
+}
+
+fn ratio(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+fn count(v: &Value) -> u64 {
+    v["doc_count"].as_u64().unwrap_or(0)
+}
+
+fn sum(v: &Value) -> u64 {
+    v["value"]
+        .as_f64()
+        .map(|x| x.round().max(0.0) as u64)
+        .unwrap_or(0)
+}
+
+fn numbers(agg: &Value) -> Vec<NumberStats> {
+    agg["buckets"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .map(|bucket| NumberStats {
+                    number: bucket["key"].as_str().unwrap_or_default().to_string(),
+                    calls: count(bucket),
+                    answered: count(&bucket["answered"]),
+                    total_billsec: sum(&bucket["billsec"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parse(request: &StatsRequest, response: &Value) -> Stats {
+    let aggs = &response["aggregations"];
+    let total = response["hits"]["total"]["value"].as_u64().unwrap_or(0);
+    let answered = count(&aggs["answered"]);
+    let answered_billsec = sum(&aggs["answered"]["billsec"]);
+    let total_billsec = sum(&aggs["billsec"]);
+    let mut by_disposition: BTreeMap<String, u64> = Disposition::ALL
+        .iter()
+        .map(|d| (d.as_str().to_string(), 0))
+        .collect();
+    for b in aggs["by_disposition"]["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(k) = b["key"].as_str() {
+            by_disposition.insert(k.to_string(), count(b));
+        }
+    }
+    let histogram = aggs["histogram"]["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| {
+            let start = DateTime::from_timestamp_millis(b["key"].as_i64()?)?;
+            let calls = count(b);
+            let ans = count(&b["answered"]);
+            Some(HistogramBucket {
+                start,
+                calls,
+                answered: ans,
+                asr: ratio(ans, calls),
+                acd: (ans > 0).then(|| sum(&b["answered"]["billsec"]) as f64 / ans as f64),
+                total_billsec: sum(&b["billsec"]),
+            })
+        })
+        .collect();
+    Stats {
+        total_calls: total,
+        answered_calls: answered,
+        failed_calls: total.saturating_sub(answered),
+        asr: ratio(answered, total),
+        acd: (answered > 0).then(|| answered_billsec as f64 / answered as f64),
+        ner: ratio(count(&aggs["effective"]), total),
+        total_billsec,
+        total_minutes: total_billsec as f64 / 60.0,
+        avg_duration: if total > 0 {
+            aggs["duration"]["value"].as_f64()
+        } else {
+            None
+        },
+        interval: request.interval.name().to_string(),
+        histogram,
+        top_destinations: numbers(&aggs["top_destinations"]),
+        top_sources: numbers(&aggs["top_sources"]),
+        by_disposition,
+    }
+}
+
+impl SearchIndex {
+    pub async fn stats(&self, request: &StatsRequest) -> Result<Stats, SearchError> {
+        let response = self
+            .request(
+                Method::Post,
+                &format!("/{}/_search", self.alias()),
+                Some(body(request)),
+            )
+            .await?;
+        Ok(parse(request, &response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_follows_the_window() {
+        let t = |h: i64| Some(DateTime::<Utc>::UNIX_EPOCH + Duration::hours(h));
+        assert_eq!(Interval::for_window(t(0), t(2)), Interval::Minute);
+        assert_eq!(Interval::for_window(t(0), t(48)), Interval::Hour);
+        assert_eq!(Interval::for_window(t(0), t(24 * 7)), Interval::Day);
+        assert_eq!(Interval::for_window(t(0), t(24 * 365)), Interval::Week);
+        assert_eq!(Interval::for_window(t(0), t(24 * 3650)), Interval::Month);
+        assert_eq!(Interval::for_window(None, t(5)), Interval::Day);
+    }
+
+    #[test]
+    fn too_many_buckets_and_bad_top_are_refused() {
+        let filters = Filters {
+            from: Some(DateTime::<Utc>::UNIX_EPOCH),
+            to: Some(DateTime::<Utc>::UNIX_EPOCH + Duration::days(365)),
+            ..Filters::default()
+        };
+        let e = StatsRequest::new(filters.clone(), Some(Interval::Minute), 10).unwrap_err();
+        assert_eq!(e.parameter, "interval");
+        assert_eq!(
+            StatsRequest::new(filters.clone(), None, 0)
+                .unwrap_err()
+                .parameter,
+            "top"
+        );
+        assert!(StatsRequest::new(filters, None, 10).is_ok());
+    }
+
+    #[test]
+    fn an_empty_window_gives_zeros_and_nulls() {
+        let request = StatsRequest::new(Filters::default(), None, 10).unwrap();
+        let empty = json!({ "hits": { "total": { "value": 0 } }, "aggregations": {
+            "answered": { "doc_count": 0, "billsec": { "value": 0.0 } },
+            "effective": { "doc_count": 0 }, "billsec": { "value": 0.0 }, "duration": { "value": null },
+            "by_disposition": { "buckets": [] }, "histogram": { "buckets": [] },
+            "top_destinations": { "buckets": [] }, "top_sources": { "buckets": [] } } });
+        let s = parse(&request, &empty);
+        assert_eq!(
+            (s.total_calls, s.asr, s.acd, s.ner, s.avg_duration),
+            (0, None, None, None, None)
+        );
+        assert_eq!(s.total_minutes, 0.0);
+        assert_eq!(s.by_disposition.len(), 5);
+        assert!(s.by_disposition.values().all(|n| *n == 0));
+    }
+}
