@@ -138,7 +138,7 @@ fn encode_cursor(sort: Sort, after: &Value) -> String {
 
 fn decode_cursor(sort: Sort, cursor: &str) -> Result<Value, ParamError> {
     let bad = || ParamError::new("cursor", "not a cursor returned by this endpoint");
-    if cursor.len() % 2 != 0 || cursor.len() > 4096 {
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 4096 {
         return Err(bad());
     }
     let bytes: Vec<u8> = (0..cursor.len())
