@@ -24,6 +24,9 @@ struct Rec {
 
 const N: usize = 600;
 
+/// A query string and the records it must match.
+type FilterCase = (&'static str, Box<dyn Fn(&Rec) -> bool>);
+
 fn base() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
         .single()
@@ -149,7 +152,7 @@ fn expected(data: &[Rec], keep: impl Fn(&Rec) -> bool) -> HashSet<String> {
 async fn search_filters_sorts_and_pages() {
     let (app, data) = loaded().await;
     let day2 = base() + Duration::days(1);
-    let cases: Vec<(&str, Box<dyn Fn(&Rec) -> bool>)> = vec![
+    let cases: Vec<FilterCase> = vec![
         ("source=pbx-b", Box::new(|r| r.source == "pbx-b")),
         ("src_number=%2B15550007", Box::new(|r| r.src == "+15550007")),
         (
