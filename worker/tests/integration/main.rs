@@ -2,6 +2,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod docs;
 mod indexing;
 mod ingest;
 mod rejects;
