@@ -127,6 +127,8 @@ impl SearchApi {
         call_successful: Query<Option<String>>,
         direction: Query<Option<String>>,
         account_code: Query<Option<String>>,
+        /// The switch's call id.
+        call_id: Query<Option<String>>,
         /// `start_time`, `duration` or `billsec`, with `:asc` or `:desc` (default `start_time:desc`).
         sort: Query<Option<String>>,
         /// Items per page, 1–1000 (default 50).
@@ -180,6 +182,7 @@ impl SearchApi {
         call_successful: Query<Option<String>>,
         direction: Query<Option<String>>,
         account_code: Query<Option<String>>,
+        call_id: Query<Option<String>>,
         /// minute, hour, day, week or month; by default chosen from the window.
         interval: Query<Option<String>>,
         /// Entries in `top_destinations` and `top_sources`, 1–100 (default 10).

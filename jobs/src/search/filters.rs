@@ -44,6 +44,7 @@ pub struct Filters {
     pub call_successful: Option<bool>,
     pub direction: Option<String>,
     pub account_code: Option<String>,
+    pub call_id: Option<String>,
 }
 
 /// Reads the parameters both endpoints share from `(name, value)` pairs; `extra` names the
@@ -245,6 +246,9 @@ impl Filters {
         }
         if let Some(a) = &self.account_code {
             clauses.push(json!({ "term": { "account_code": a } }));
+        }
+        if let Some(c) = &self.call_id {
+            clauses.push(json!({ "term": { "call_id": c } }));
         }
         json!({ "bool": { "filter": clauses } })
     }
