@@ -25,12 +25,8 @@ pub enum BatchError {
 }
 
 pub fn read_batch(format: BatchFormat, body: &[u8]) -> Result<Vec<RawRecord>, BatchError> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        BatchError::NotUtf8(format!(
-            "body is not valid UTF-8 (at byte {})",
-            e.valid_up_to()
-        ))
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| BatchError::NotUtf8(format!("body is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let records = match format {
         BatchFormat::Json => read_json(text)?,
@@ -39,8 +35,7 @@ pub fn read_batch(format: BatchFormat, body: &[u8]) -> Result<Vec<RawRecord>, Ba
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
             .map(|(n, line)| {
-                serde_json::from_str::<Value>(line)
-                    .map_err(|e| format!("line {}: invalid JSON: {e}", n + 1))
+                serde_json::from_str::<Value>(line).map_err(|e| format!("line {}: invalid JSON: {e}", n + 1))
             })
             .collect(),
     };
@@ -51,15 +46,13 @@ pub fn read_batch(format: BatchFormat, body: &[u8]) -> Result<Vec<RawRecord>, Ba
 }
 
 fn read_json(text: &str) -> Result<Vec<RawRecord>, BatchError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| BatchError::Malformed(format!("invalid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| BatchError::Malformed(format!("invalid JSON: {e}")))?;
     match value {
         Value::Array(items) => Ok(items.into_iter().map(Ok).collect()),
         Value::Object(mut obj) => match obj.remove("cdrs") {
             Some(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
-            Some(_) => Err(BatchError::WrongShape(
-                "\"cdrs\" must be an array of records".into(),
-            )),
+            Some(_) => Err(BatchError::WrongShape("\"cdrs\" must be an array of records".into())),
             None => Ok(vec![Ok(Value::Object(obj))]),
         },
         _ => Err(BatchError::WrongShape(
@@ -74,22 +67,9 @@ mod tests {
 
     #[test]
     fn accepts_array_wrapper_single_and_ndjson() {
-        assert_eq!(
-            read_batch(BatchFormat::Json, br#"[{"a":1},{"a":2}]"#)
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            read_batch(BatchFormat::Json, br#"{"cdrs":[{"a":1}]}"#)
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(
-            read_batch(BatchFormat::Json, br#"{"a":1}"#).unwrap().len(),
-            1
-        );
+        assert_eq!(read_batch(BatchFormat::Json, br#"[{"a":1},{"a":2}]"#).unwrap().len(), 2);
+        assert_eq!(read_batch(BatchFormat::Json, br#"{"cdrs":[{"a":1}]}"#).unwrap().len(), 1);
+        assert_eq!(read_batch(BatchFormat::Json, br#"{"a":1}"#).unwrap().len(), 1);
         let nd = read_batch(BatchFormat::Ndjson, b"{\"a\":1}\r\n\n{\"a\":2}\n").unwrap();
         assert_eq!(nd.len(), 2);
         assert!(nd.iter().all(Result::is_ok));
@@ -104,31 +84,13 @@ mod tests {
 
     #[test]
     fn unreadable_bodies_are_refused() {
-        assert!(matches!(
-            read_batch(BatchFormat::Json, b"[{"),
-            Err(BatchError::Malformed(_))
-        ));
-        assert!(matches!(
-            read_batch(BatchFormat::Json, b"\xff\xfe"),
-            Err(BatchError::NotUtf8(_))
-        ));
-        assert!(matches!(
-            read_batch(BatchFormat::Json, b"42"),
-            Err(BatchError::WrongShape(_))
-        ));
-        assert!(matches!(
-            read_batch(BatchFormat::Json, br#"{"cdrs":1}"#),
-            Err(BatchError::WrongShape(_))
-        ));
+        assert!(matches!(read_batch(BatchFormat::Json, b"[{"), Err(BatchError::Malformed(_))));
+        assert!(matches!(read_batch(BatchFormat::Json, b"\xff\xfe"), Err(BatchError::NotUtf8(_))));
+        assert!(matches!(read_batch(BatchFormat::Json, b"42"), Err(BatchError::WrongShape(_))));
+        assert!(matches!(read_batch(BatchFormat::Json, br#"{"cdrs":1}"#), Err(BatchError::WrongShape(_))));
         assert_eq!(read_batch(BatchFormat::Json, b"[]"), Err(BatchError::Empty));
-        assert_eq!(
-            read_batch(BatchFormat::Ndjson, b"\n\n"),
-            Err(BatchError::Empty)
-        );
+        assert_eq!(read_batch(BatchFormat::Ndjson, b"\n\n"), Err(BatchError::Empty));
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-        assert!(matches!(
-            read_batch(BatchFormat::Json, deep.as_bytes()),
-            Err(BatchError::Malformed(_))
-        ));
+        assert!(matches!(read_batch(BatchFormat::Json, deep.as_bytes()), Err(BatchError::Malformed(_))));
     }
 }

@@ -40,23 +40,13 @@ pub struct RejectedRecord {
 
 impl From<RecordError> for RejectedRecord {
     fn from(e: RecordError) -> Self {
-        RejectedRecord {
-            index: e.index as u64,
-            call_id: e.call_id,
-            field: e.field,
-            reason: e.reason,
-        }
+        RejectedRecord { index: e.index as u64, call_id: e.call_id, field: e.field, reason: e.reason }
     }
 }
 
 impl ErrorBody {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        ErrorBody {
-            code: code.into(),
-            message: message.into(),
-            details: None,
-            rejected: None,
-        }
+        ErrorBody { code: code.into(), message: message.into(), details: None, rejected: None }
     }
 }
 
@@ -100,10 +90,7 @@ impl ApiError {
         ApiError::Unavailable(
             Json(ErrorBody {
                 details: Some(serde_json::json!({ "dependency": dependency })),
-                ..ErrorBody::new(
-                    "unavailable",
-                    format!("{dependency} is unavailable; retry later"),
-                )
+                ..ErrorBody::new("unavailable", format!("{dependency} is unavailable; retry later"))
             }),
             RETRY_AFTER_SECS,
         )
@@ -182,16 +169,10 @@ fn normalise_content_type(req: &mut Request) {
         return;
     };
     let Ok(text) = value.to_str() else { return };
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if essence != text
         && let Ok(v) = poem::http::HeaderValue::from_str(&essence)
     {
-        req.headers_mut()
-            .insert(poem::http::header::CONTENT_TYPE, v);
+        req.headers_mut().insert(poem::http::header::CONTENT_TYPE, v);
     }
 }

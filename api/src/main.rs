@@ -24,11 +24,7 @@ async fn run(cli: ApiCli) -> anyhow::Result<()> {
     let state = api::state::AppState::connect(&cli.services, cli.limits.clone()).await?;
     tracing::info!(addr = %cli.http_addr, "cdr-api listening");
     Server::new(TcpListener::bind(cli.http_addr.clone()))
-        .run_with_graceful_shutdown(
-            api::app(state),
-            jobs::runtime::shutdown_signal(),
-            Some(GRACE),
-        )
+        .run_with_graceful_shutdown(api::app(state), jobs::runtime::shutdown_signal(), Some(GRACE))
         .await
         .with_context(|| format!("serving on {}", cli.http_addr))
 }

@@ -23,18 +23,13 @@ impl AppState {
         let db = jobs::db::connect(&services.database_url, services.db_pool_size)
             .await
             .context("connecting to PostgreSQL (DATABASE_URL)")?;
-        jobs::db::migrate(&db)
-            .await
-            .context("applying database migrations")?;
+        jobs::db::migrate(&db).await.context("applying database migrations")?;
         let jobs = JobStore::connect(&services.redis_url, &services.namespace, services.job_ttl())
             .await
             .context("connecting to Redis (REDIS_URL)")?;
         let topology = Topology::new(&services.namespace);
         let publisher = Publisher::new(&services.amqp_url, topology);
-        if let Err(e) = publisher
-            .queue_depth(&publisher.topology().ingest.clone())
-            .await
-        {
+        if let Err(e) = publisher.queue_depth(&publisher.topology().ingest.clone()).await {
             // The API can start without the broker and answer 503 until it is back.
             tracing::warn!(error = %e, "RabbitMQ unreachable at start-up");
         }
@@ -43,12 +38,6 @@ impl AppState {
         if let Err(e) = search.ensure().await {
             tracing::warn!(error = %e, "search index not ready at start-up");
         }
-        Ok(AppState {
-            publisher,
-            jobs,
-            db,
-            search,
-            limits,
-        })
+        Ok(AppState { publisher, jobs, db, search, limits })
     }
 }

@@ -26,10 +26,6 @@ pub struct Model {
     /// The ingest job that first stored this record.
     pub job_id: String,
     pub ingested_at: DateTimeUtc,
-    /// When the row was last confirmed in the search index; NULL while it waits.
-    pub indexed_at: Option<DateTimeUtc>,
-    /// Why the search index refused this row for good; such rows are not retried.
-    pub index_error: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

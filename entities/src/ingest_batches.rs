@@ -11,6 +11,8 @@ pub struct Model {
     pub inserted: i32,
     pub duplicates: i32,
     pub committed_at: DateTimeUtc,
+    /// When every row of the batch was confirmed in the search index; NULL while it waits.
+    pub indexed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,19 +7,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceSettings {
     /// PostgreSQL, the source of truth for stored CDRs.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://cdr:cdr@127.0.0.1:5432/cdr"
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://cdr:cdr@127.0.0.1:5432/cdr")]
     pub database_url: String,
 
     /// RabbitMQ, which carries jobs between the API and the workers.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp_url: String,
 
     /// Redis, where job state lives.
@@ -27,11 +19,7 @@ pub struct ServiceSettings {
     pub redis_url: String,
 
     /// Elasticsearch, the search index.
-    #[arg(
-        long,
-        env = "ELASTICSEARCH_URL",
-        default_value = "http://127.0.0.1:9200"
-    )]
+    #[arg(long, env = "ELASTICSEARCH_URL", default_value = "http://127.0.0.1:9200")]
     pub elasticsearch_url: String,
 
     /// Prefix of every queue, exchange and Redis key, so several deployments (or test runs)

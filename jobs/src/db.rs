@@ -23,20 +23,15 @@ pub async fn connect(url: &str, pool_size: u32) -> Result<DatabaseConnection, Db
 /// and worker replicas can start at once and exactly one of them migrates.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     let pool = db.get_postgres_connection_pool();
-    let mut lock_conn = pool
-        .acquire()
-        .await
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    let mut lock_conn = pool.acquire().await.map_err(|e| DbErr::Custom(e.to_string()))?;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *lock_conn)
         .await
         .map_err(|e| DbErr::Custom(e.to_string()))?;
     let result = Migrator::up(db, None).await;
-    let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *lock_conn)
-        .await;
+    let unlock =
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *lock_conn).await;
     result?;
     unlock.map_err(|e| DbErr::Custom(e.to_string()))?;
     Ok(())
@@ -44,10 +39,5 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 
 /// Cheap liveness probe used by readiness checks.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_string(
-        db.get_database_backend(),
-        "SELECT 1",
-    ))
-    .await
-    .map(|_| ())
+    db.execute_raw(Statement::from_string(db.get_database_backend(), "SELECT 1")).await.map(|_| ())
 }

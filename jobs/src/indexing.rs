@@ -1,58 +1,46 @@
 //! The index job: rows committed in PostgreSQL, written into the search index.
 //!
 //! Rows are read from PostgreSQL (the source of truth), not carried in the message, and
-//! marked `indexed_at` only after Elasticsearch accepted them; the document id is the row
-//! id, so any repeat overwrites instead of duplicating. Items the engine refuses for good
-//! are recorded on the row (`index_error`) and the job is dead-lettered with them.
+//! their batch is marked `indexed_at` only after Elasticsearch accepted every row; the
+//! document id is the row id, so any repeat overwrites instead of duplicating. Rows the
+//! engine refuses for good are recorded in `index_failures` and the job is dead-lettered.
 
 use crate::queue::{Outgoing, PublishError, Publisher};
 use crate::search::{SearchError, SearchIndex};
 use crate::state::{JobCounts, JobKind, JobState, JobStore};
 use chrono::{DateTime, Utc};
-use entities::cdrs;
+use entities::{cdrs, index_failures, ingest_batches};
 use lapin::types::FieldTable;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
-/// Which rows an index job writes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum IndexTarget {
-    /// The rows an ingest job stored.
-    IngestJob { ingest_job_id: String },
-    /// Rows the sync sweeper found waiting.
-    Rows { ids: Vec<i64> },
-}
-
-/// The message body of an index job.
+/// The message body of an index job: the rows one ingest job stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IndexJob {
     pub job_id: String,
     pub enqueued_at: DateTime<Utc>,
-    pub target: IndexTarget,
+    pub ingest_job_id: String,
 }
 
 impl IndexJob {
-    pub fn new(target: IndexTarget) -> Self {
+    pub fn new(ingest_job_id: &str) -> Self {
         IndexJob {
             job_id: crate::new_job_id(),
             enqueued_at: Utc::now(),
-            target,
+            ingest_job_id: ingest_job_id.to_string(),
         }
     }
 
     pub fn initial_state(&self) -> JobState {
-        let mut state =
-            JobState::enqueued(self.job_id.clone(), JobKind::Index, JobCounts::default());
+        let mut state = JobState::enqueued(self.job_id.clone(), JobKind::Index, JobCounts::default());
         state.enqueued_at = self.enqueued_at;
         state
     }
 }
-
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IndexError {
@@ -82,9 +70,9 @@ impl IndexError {
 pub async fn enqueue(
     publisher: &Publisher,
     jobs: &JobStore,
-    target: IndexTarget,
+    ingest_job_id: &str,
 ) -> Result<String, IndexError> {
-    let job = IndexJob::new(target);
+    let job = IndexJob::new(ingest_job_id);
     jobs.create(&job.initial_state()).await?;
     let body = serde_json::to_vec(&job)
         .map_err(|e| PublishError::NotConfirmed(format!("unserialisable index job: {e}")))?;
@@ -151,15 +139,13 @@ impl IndexRunner {
                 Ok(IndexResult::Failed)
             }
             Err(e) if !e.is_transient() => {
-                self.dead_letter(job, &format!("permanent error: {e}"))
-                    .await?;
+                self.dead_letter(job, &format!("permanent error: {e}")).await?;
                 Ok(IndexResult::Failed)
             }
             Err(e) if attempt >= self.max_attempts => {
                 // The rows stay unindexed in PostgreSQL, where the sync sweeper finds them.
-                let reason = format!(
-                    "gave up after {attempt} attempts ({e}); the sync sweeper will retry the rows"
-                );
+                let reason =
+                    format!("gave up after {attempt} attempts ({e}); the sync sweeper will retry the rows");
                 self.jobs.mark_failed(&job.job_id, &reason).await?;
                 warn!(job_id = %job.job_id, reason, "index job gave up");
                 Ok(IndexResult::Failed)
@@ -174,76 +160,90 @@ impl IndexRunner {
         }
     }
 
+    /// Writes every row of the batch, in id order and in chunks, then marks the batch
+    /// indexed. A retry starts over: the document ids make that harmless.
     async fn index_all(
         &self,
         job: &IndexJob,
         indexed: &mut u64,
         refused: &mut Vec<(i64, String)>,
     ) -> Result<(), IndexError> {
+        self.jobs.reset_indexed(&job.job_id).await?;
+        let mut last_id = 0_i64;
         loop {
-            let mut query = cdrs::Entity::find()
-                .filter(cdrs::Column::IndexedAt.is_null())
-                .filter(cdrs::Column::IndexError.is_null());
-            query = match &job.target {
-                IndexTarget::IngestJob { ingest_job_id } => {
-                    query.filter(cdrs::Column::JobId.eq(ingest_job_id.as_str()))
-                }
-                IndexTarget::Rows { ids } => {
-                    query.filter(cdrs::Column::Id.is_in(ids.iter().copied()))
-                }
-            };
-            let rows = query
+            let rows = cdrs::Entity::find()
+                .filter(cdrs::Column::JobId.eq(job.ingest_job_id.as_str()))
+                .filter(cdrs::Column::Id.gt(last_id))
                 .order_by_asc(cdrs::Column::Id)
                 .limit(self.chunk)
                 .all(&self.db)
                 .await?;
-            if rows.is_empty() {
-                return Ok(());
-            }
+            let Some(last) = rows.last() else { break };
+            last_id = last.id;
             let outcome = self.search.bulk_index(None, &rows).await?;
-            if !outcome.indexed.is_empty() {
-                mark_indexed(&self.db, &outcome.indexed).await?;
-                let n = outcome.indexed.len() as u64;
-                *indexed += n;
-                self.jobs.add_indexed(&job.job_id, n).await?;
-                self.jobs.touch_last_indexed().await?;
-            }
-            for (id, reason) in &outcome.rejected {
-                cdrs::Entity::update_many()
-                    .col_expr(cdrs::Column::IndexError, Expr::value(reason.clone()))
-                    .filter(cdrs::Column::Id.eq(*id))
-                    .exec(&self.db)
-                    .await?;
-            }
-            refused.extend(outcome.rejected);
             if let Some((_, first)) = outcome.retryable.first() {
                 return Err(IndexError::ItemsRetryable {
                     count: outcome.retryable.len(),
                     first: first.clone(),
                 });
             }
+            let n = outcome.indexed.len() as u64;
+            *indexed += n;
+            self.jobs.add_indexed(&job.job_id, n).await?;
+            for (id, reason) in &outcome.rejected {
+                record_failure(&self.db, *id, &job.job_id, reason).await?;
+            }
+            refused.extend(outcome.rejected);
         }
+        mark_batch_indexed(&self.db, &job.ingest_job_id).await?;
+        self.jobs.touch_last_indexed().await?;
+        Ok(())
     }
 
     async fn dead_letter(&self, job: &IndexJob, reason: &str) -> Result<(), IndexError> {
         let body = serde_json::to_vec(job)
             .map_err(|e| PublishError::NotConfirmed(format!("unserialisable index job: {e}")))?;
         let queue = &self.publisher.topology().index;
-        self.publisher
-            .dead_letter(queue, &job.job_id, &body, reason)
-            .await?;
+        self.publisher.dead_letter(queue, &job.job_id, &body, reason).await?;
         self.jobs.mark_failed(&job.job_id, reason).await?;
         error!(job_id = %job.job_id, reason, "index job failed; dead-lettered");
         Ok(())
     }
 }
 
-/// Marks rows as present in the index.
-pub async fn mark_indexed(db: &DatabaseConnection, ids: &[i64]) -> Result<(), DbErr> {
-    cdrs::Entity::update_many()
-        .col_expr(cdrs::Column::IndexedAt, Expr::current_timestamp())
-        .filter(cdrs::Column::Id.is_in(ids.iter().copied()))
+/// Marks an ingest batch as present in the index.
+pub async fn mark_batch_indexed(db: &DatabaseConnection, ingest_job_id: &str) -> Result<(), DbErr> {
+    ingest_batches::Entity::update_many()
+        .col_expr(ingest_batches::Column::IndexedAt, Expr::current_timestamp())
+        .filter(ingest_batches::Column::JobId.eq(ingest_job_id))
         .exec(db)
+        .await
+        .map(|_| ())
+}
+
+async fn record_failure(
+    db: &DatabaseConnection,
+    cdr_id: i64,
+    job_id: &str,
+    reason: &str,
+) -> Result<(), DbErr> {
+    let failure = index_failures::ActiveModel {
+        cdr_id: Set(cdr_id),
+        job_id: Set(job_id.to_string()),
+        error: Set(reason.to_string()),
+        failed_at: Set(Utc::now()),
+    };
+    index_failures::Entity::insert(failure)
+        .on_conflict(
+            OnConflict::column(index_failures::Column::CdrId)
+                .update_columns([
+                    index_failures::Column::Error,
+                    index_failures::Column::JobId,
+                    index_failures::Column::FailedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
         .await
         .map(|_| ())
 }

@@ -1,7 +1,6 @@
 //! The ingest job: one accepted `POST /cdrs` batch, stored in PostgreSQL exactly once.
 
 use crate::cdr::Cdr;
-use crate::indexing::IndexTarget;
 use crate::queue::{PublishError, Publisher};
 use crate::state::{JobCounts, JobKind, JobState, JobStore};
 use crate::store::{CdrStore, StoreOutcome, is_transient};
@@ -27,11 +26,7 @@ impl IngestJob {
         let mut state = JobState::enqueued(
             self.job_id.clone(),
             JobKind::Ingest,
-            JobCounts {
-                received: self.received,
-                rejected: self.rejected,
-                ..JobCounts::default()
-            },
+            JobCounts { received: self.received, rejected: self.rejected, ..JobCounts::default() },
         );
         state.enqueued_at = self.enqueued_at;
         state
@@ -104,12 +99,7 @@ impl IngestRunner {
                 Ok(IngestResult::Stored(outcome))
             }
             Err(e) if !is_transient(&e) => {
-                self.dead_letter(
-                    job,
-                    &format!("permanent database error: {e}"),
-                    total_attempts,
-                )
-                .await
+                self.dead_letter(job, &format!("permanent database error: {e}"), total_attempts).await
             }
             Err(e) if attempt >= self.max_attempts => {
                 let reason = format!("gave up after {attempt} attempts: {e}");
@@ -128,10 +118,7 @@ impl IngestRunner {
     /// Queues the index job for the rows this job stored. Best effort: if it cannot be
     /// queued, the rows wait unindexed in PostgreSQL and the sync sweeper queues them.
     async fn enqueue_indexing(&self, job: &IngestJob) {
-        let target = IndexTarget::IngestJob {
-            ingest_job_id: job.job_id.clone(),
-        };
-        match crate::indexing::enqueue(&self.publisher, &self.jobs, target).await {
+        match crate::indexing::enqueue(&self.publisher, &self.jobs, &job.job_id).await {
             Ok(index_job_id) => {
                 if let Err(e) = self.jobs.set_index_job(&job.job_id, &index_job_id).await {
                     warn!(job_id = %job.job_id, error = %e, "could not link the index job");
@@ -153,14 +140,10 @@ impl IngestRunner {
         attempts: u32,
     ) -> Result<IngestResult, IngestError> {
         let body = serde_json::to_vec(job).map_err(|e| {
-            IngestError::DeadLetter(PublishError::NotConfirmed(format!(
-                "unserialisable job: {e}"
-            )))
+            IngestError::DeadLetter(PublishError::NotConfirmed(format!("unserialisable job: {e}")))
         })?;
         let queue = &self.publisher.topology().ingest;
-        self.publisher
-            .dead_letter(queue, &job.job_id, &body, reason)
-            .await?;
+        self.publisher.dead_letter(queue, &job.job_id, &body, reason).await?;
         self.jobs.mark_failed(&job.job_id, reason).await?;
         error!(job_id = %job.job_id, attempts, reason, "ingest job failed; dead-lettered");
         Ok(IngestResult::DeadLettered)

@@ -6,8 +6,7 @@
 
 use lapin::Confirmation;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -57,10 +56,7 @@ impl Topology {
     /// refuses a declaration whose arguments differ, so both sides use this.
     pub fn arguments(&self, queue: &str) -> FieldTable {
         let mut args = FieldTable::default();
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(self.dead_letter_exchange.as_str().into()),
@@ -73,10 +69,7 @@ impl Topology {
     }
 
     pub fn queue_options() -> QueueDeclareOptions {
-        QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        }
+        QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
     }
 
     /// Declares everything; safe to call from every process at every start.
@@ -85,23 +78,15 @@ impl Topology {
             .exchange_declare(
                 self.dead_letter_exchange.as_str().into(),
                 ExchangeKind::Direct,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
+                ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
                 FieldTable::default(),
             )
             .await?;
         for queue in self.queues() {
             let dead = Self::dead(queue);
             let mut dead_args = FieldTable::default();
-            dead_args.insert(
-                "x-queue-type".into(),
-                AMQPValue::LongString("quorum".into()),
-            );
-            channel
-                .queue_declare(dead.as_str().into(), Self::queue_options(), dead_args)
-                .await?;
+            dead_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            channel.queue_declare(dead.as_str().into(), Self::queue_options(), dead_args).await?;
             channel
                 .queue_bind(
                     dead.as_str().into(),
@@ -111,9 +96,7 @@ impl Topology {
                     FieldTable::default(),
                 )
                 .await?;
-            channel
-                .queue_declare(queue.into(), Self::queue_options(), self.arguments(queue))
-                .await?;
+            channel.queue_declare(queue.into(), Self::queue_options(), self.arguments(queue)).await?;
         }
         Ok(())
     }
@@ -149,11 +132,7 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(url: &str, topology: Topology) -> Self {
-        Publisher {
-            url: url.to_string(),
-            topology,
-            link: Arc::new(Mutex::new(None)),
-        }
+        Publisher { url: url.to_string(), topology, link: Arc::new(Mutex::new(None)) }
     }
 
     pub fn topology(&self) -> &Topology {
@@ -178,10 +157,7 @@ impl Publisher {
         .map_err(|_| PublishError::Unreachable("connection timed out".into()))?
         .map_err(unreachable)?;
         let channel = conn.create_channel().await.map_err(unreachable)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unreachable)?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unreachable)?;
         self.topology.declare(&channel).await.map_err(unreachable)?;
         *link = Some((conn, channel.clone()));
         Ok(channel)
@@ -217,10 +193,7 @@ impl Publisher {
             .basic_publish(
                 ShortString::from(""),
                 ShortString::from(msg.queue),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
+                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
                 msg.body,
                 properties,
             )
@@ -237,9 +210,9 @@ impl Publisher {
                 msg.queue, returned.reply_text
             ))),
             Confirmation::Nack(_) => Err(PublishError::NotConfirmed("broker refused it".into())),
-            Confirmation::NotRequested => Err(PublishError::NotConfirmed(
-                "channel not in confirm mode".into(),
-            )),
+            Confirmation::NotRequested => {
+                Err(PublishError::NotConfirmed("channel not in confirm mode".into()))
+            }
         }
     }
 
@@ -254,13 +227,7 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let mut headers = FieldTable::default();
         headers.insert("x-cdr-error".into(), AMQPValue::LongString(reason.into()));
-        self.publish(Outgoing {
-            queue: &Topology::dead(queue),
-            message_id,
-            body,
-            headers,
-        })
-        .await
+        self.publish(Outgoing { queue: &Topology::dead(queue), message_id, body, headers }).await
     }
 
     /// Messages waiting in a queue (for readiness and backpressure).
@@ -269,10 +236,7 @@ impl Publisher {
         let q = channel
             .queue_declare(
                 queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
+                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
                 FieldTable::default(),
             )
             .await
@@ -294,19 +258,8 @@ pub async fn dead_letter_unreadable(
 ) -> Result<Option<String>, PublishError> {
     let job_id = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| {
-            v.get("job_id")
-                .and_then(|id| id.as_str())
-                .map(str::to_string)
-        });
-    publisher
-        .dead_letter(
-            queue,
-            job_id.as_deref().unwrap_or("unreadable"),
-            body,
-            reason,
-        )
-        .await?;
+        .and_then(|v| v.get("job_id").and_then(|id| id.as_str()).map(str::to_string));
+    publisher.dead_letter(queue, job_id.as_deref().unwrap_or("unreadable"), body, reason).await?;
     tracing::error!(
         queue,
         job_id = job_id.as_deref().unwrap_or("-"),

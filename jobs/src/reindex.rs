@@ -8,10 +8,8 @@ use crate::search::{SearchError, SearchIndex};
 use crate::state::{JobCounts, JobKind, JobState, JobStore};
 use chrono::{DateTime, Utc};
 use entities::cdrs;
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -32,15 +30,11 @@ pub struct ReindexJob {
 
 impl ReindexJob {
     pub fn new() -> Self {
-        ReindexJob {
-            job_id: crate::new_job_id(),
-            enqueued_at: Utc::now(),
-        }
+        ReindexJob { job_id: crate::new_job_id(), enqueued_at: Utc::now() }
     }
 
     pub fn initial_state(&self) -> JobState {
-        let mut state =
-            JobState::enqueued(self.job_id.clone(), JobKind::Reindex, JobCounts::default());
+        let mut state = JobState::enqueued(self.job_id.clone(), JobKind::Reindex, JobCounts::default());
         state.enqueued_at = self.enqueued_at;
         state
     }
@@ -100,10 +94,7 @@ impl ReindexRunner {
         let result = self.rebuild(job).await;
         match &result {
             Ok(n) => {
-                let counts = JobCounts {
-                    indexed: *n,
-                    ..JobCounts::default()
-                };
+                let counts = JobCounts { indexed: *n, ..JobCounts::default() };
                 self.jobs.mark_succeeded(&job.job_id, &counts).await?;
                 info!(job_id = %job.job_id, indexed = n, "reindex succeeded");
             }
@@ -137,9 +128,7 @@ impl ReindexRunner {
             let Some(last) = rows.last() else { break };
             last_id = last.id;
             total += self.write_chunk(&target, &rows).await?;
-            self.jobs
-                .add_indexed(&job.job_id, rows.len() as u64)
-                .await?;
+            self.jobs.add_indexed(&job.job_id, rows.len() as u64).await?;
         }
         self.catch_up(&target, started).await?;
         self.search.refresh(Some(&target)).await?;
@@ -162,11 +151,10 @@ impl ReindexRunner {
         loop {
             let rows = cdrs::Entity::find()
                 .filter(cdrs::Column::Id.gt(last_id))
-                .filter(
-                    Condition::any()
-                        .add(cdrs::Column::IngestedAt.gte(since))
-                        .add(cdrs::Column::IndexedAt.gte(since)),
-                )
+                .filter(Expr::cust_with_values(
+                    "job_id IN (SELECT job_id FROM ingest_batches WHERE committed_at >= $1 OR indexed_at >= $1)",
+                    [since],
+                ))
                 .order_by_asc(cdrs::Column::Id)
                 .limit(self.chunk)
                 .all(&self.db)
@@ -199,8 +187,7 @@ impl ReindexRunner {
             if outcome.retryable.is_empty() {
                 return Ok(written);
             }
-            let retry: std::collections::HashSet<i64> =
-                outcome.retryable.iter().map(|(id, _)| *id).collect();
+            let retry: std::collections::HashSet<i64> = outcome.retryable.iter().map(|(id, _)| *id).collect();
             pending.retain(|r| retry.contains(&r.id));
             tokio::time::sleep(backoff(attempt)).await;
         }

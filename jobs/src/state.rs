@@ -34,9 +34,7 @@ impl JobKind {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::Ingest, Self::Index, Self::Reindex]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [Self::Ingest, Self::Index, Self::Reindex].into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -63,15 +61,9 @@ impl JobStatus {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Enqueued,
-            Self::Processing,
-            Self::Retrying,
-            Self::Succeeded,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        [Self::Enqueued, Self::Processing, Self::Retrying, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 
     /// Whether the job has reached a final state.
@@ -220,11 +212,7 @@ impl JobStore {
     }
 
     pub async fn mark_retrying(&self, id: &str, error: &str) -> redis::RedisResult<()> {
-        self.write(
-            id,
-            &[("status", "retrying".into()), ("error", error.to_string())],
-        )
-        .await
+        self.write(id, &[("status", "retrying".into()), ("error", error.to_string())]).await
     }
 
     pub async fn mark_succeeded(&self, id: &str, counts: &JobCounts) -> redis::RedisResult<()> {
@@ -263,29 +251,26 @@ impl JobStore {
             .await
     }
 
+    /// Starts an attempt's count of indexed rows from zero (a retry indexes its batch again).
+    pub async fn reset_indexed(&self, id: &str) -> redis::RedisResult<()> {
+        self.write(id, &[("indexed", "0".to_string())]).await
+    }
+
     /// Links an ingest job to the index job that follows it.
     pub async fn set_index_job(&self, id: &str, index_job_id: &str) -> redis::RedisResult<()> {
-        self.write(id, &[("index_job_id", index_job_id.to_string())])
-            .await
+        self.write(id, &[("index_job_id", index_job_id.to_string())]).await
     }
 
     /// Remembers when rows last reached the index (for `GET /sync-status`).
     pub async fn touch_last_indexed(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        conn.set::<_, _, ()>(
-            format!("{}last_indexed_at", self.meta_prefix()),
-            Utc::now().to_rfc3339(),
-        )
-        .await
+        conn.set::<_, _, ()>(format!("{}last_indexed_at", self.meta_prefix()), Utc::now().to_rfc3339()).await
     }
 
     pub async fn last_indexed_at(&self) -> redis::RedisResult<Option<DateTime<Utc>>> {
         let mut conn = self.conn.clone();
-        let v: Option<String> = conn
-            .get(format!("{}last_indexed_at", self.meta_prefix()))
-            .await?;
-        Ok(v.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-            .map(|t| t.with_timezone(&Utc)))
+        let v: Option<String> = conn.get(format!("{}last_indexed_at", self.meta_prefix())).await?;
+        Ok(v.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc)))
     }
 
     /// Takes a named lease if free; returns who holds it otherwise.
@@ -327,12 +312,7 @@ impl JobStore {
 
     /// Hands a lease to a new holder regardless of the old one (used to take over a lease
     /// whose holder is known to be finished).
-    pub async fn force_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> redis::RedisResult<()> {
+    pub async fn force_lease(&self, name: &str, holder: &str, ttl: Duration) -> redis::RedisResult<()> {
         let key = format!("{}lease:{name}", self.meta_prefix());
         let mut conn = self.conn.clone();
         redis::cmd("SET")

@@ -8,9 +8,7 @@
 
 use crate::cdr::Cdr;
 use sea_orm::sea_query::{ArrayType, Value};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, Statement, TransactionTrait};
 
 const INSERT_CDRS: &str = r#"
 INSERT INTO cdrs (source, call_id, src_number, dest_number, start_time, answer_time, end_time,
@@ -33,13 +31,13 @@ ON CONFLICT (source, call_id) DO NOTHING
 /// statement turns back into NULL: the empty string (validation never keeps an empty text)
 /// and year 1 (validation refuses any year before 1970).
 fn no_time() -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp(-62_135_596_800, 0)
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+    chrono::DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
 const FIND_BATCH: &str = "SELECT inserted, duplicates FROM ingest_batches WHERE job_id = $1";
-const RECORD_BATCH: &str =
-    "INSERT INTO ingest_batches (job_id, received, inserted, duplicates) VALUES ($1, $2, $3, $4)";
+/// A batch that stored nothing new has nothing to index: it is born indexed.
+const RECORD_BATCH: &str = "INSERT INTO ingest_batches (job_id, received, inserted, duplicates, indexed_at) \
+     VALUES ($1, $2, $3, $4, CASE WHEN $3 = 0 THEN now() END)";
 
 /// What storing a batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +70,7 @@ impl CdrStore {
         }
         let txn = self.db.begin().await?;
         let result = txn
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                INSERT_CDRS,
-                batch_values(job_id, cdrs),
-            ))
+            .execute_raw(Statement::from_sql_and_values(backend, INSERT_CDRS, batch_values(job_id, cdrs)))
             .await?;
         let inserted = result.rows_affected();
         let duplicates = (cdrs.len() as u64).saturating_sub(inserted);
@@ -92,22 +86,14 @@ impl CdrStore {
         ))
         .await?;
         txn.commit().await?;
-        Ok(StoreOutcome {
-            inserted,
-            duplicates,
-            replayed: false,
-        })
+        Ok(StoreOutcome { inserted, duplicates, replayed: false })
     }
 
     async fn committed(&self, job_id: &str) -> Result<Option<StoreOutcome>, DbErr> {
         let backend = self.db.get_database_backend();
         let row = self
             .db
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                FIND_BATCH,
-                [job_id.into()],
-            ))
+            .query_one_raw(Statement::from_sql_and_values(backend, FIND_BATCH, [job_id.into()]))
             .await?;
         let Some(row) = row else { return Ok(None) };
         let inserted: i32 = row.try_get("", "inserted")?;
@@ -127,9 +113,7 @@ fn array(ty: ArrayType, items: Vec<Value>) -> Value {
 fn texts<'a>(cdrs: &'a [Cdr], f: impl Fn(&'a Cdr) -> Option<&'a str>) -> Value {
     array(
         ArrayType::String,
-        cdrs.iter()
-            .map(|c| Value::String(Some(f(c).unwrap_or("").to_string())))
-            .collect(),
+        cdrs.iter().map(|c| Value::String(Some(f(c).unwrap_or("").to_string()))).collect(),
     )
 }
 
@@ -137,16 +121,11 @@ fn batch_values(job_id: &str, cdrs: &[Cdr]) -> Vec<Value> {
     let times = |f: &dyn Fn(&Cdr) -> Option<chrono::DateTime<chrono::Utc>>| {
         array(
             ArrayType::ChronoDateTimeUtc,
-            cdrs.iter()
-                .map(|c| Value::ChronoDateTimeUtc(Some(f(c).unwrap_or(no_time()))))
-                .collect(),
+            cdrs.iter().map(|c| Value::ChronoDateTimeUtc(Some(f(c).unwrap_or(no_time())))).collect(),
         )
     };
     let ints = |f: &dyn Fn(&Cdr) -> i32| {
-        array(
-            ArrayType::Int,
-            cdrs.iter().map(|c| Value::Int(Some(f(c)))).collect(),
-        )
+        array(ArrayType::Int, cdrs.iter().map(|c| Value::Int(Some(f(c)))).collect())
     };
     vec![
         texts(cdrs, |c| Some(&c.source)),
@@ -159,12 +138,7 @@ fn batch_values(job_id: &str, cdrs: &[Cdr]) -> Vec<Value> {
         ints(&|c| c.duration),
         ints(&|c| c.billsec),
         texts(cdrs, |c| Some(c.disposition.as_str())),
-        array(
-            ArrayType::Bool,
-            cdrs.iter()
-                .map(|c| Value::Bool(Some(c.call_successful)))
-                .collect(),
-        ),
+        array(ArrayType::Bool, cdrs.iter().map(|c| Value::Bool(Some(c.call_successful))).collect()),
         texts(cdrs, |c| c.hangup_cause.as_deref()),
         texts(cdrs, |c| c.direction.as_deref()),
         texts(cdrs, |c| c.account_code.as_deref()),

@@ -1,11 +1,11 @@
 //! Keeping the search index converged on PostgreSQL.
 //!
-//! PostgreSQL is the source of truth and every row records whether it reached the index
-//! (`indexed_at`), so the gap is a query. The sweeper re-queues rows that should have been
-//! indexed by now, whatever lost them: an index job dropped, Elasticsearch down for an hour,
-//! a worker killed between storing and indexing.
+//! PostgreSQL is the source of truth and every ingest batch records whether its rows reached
+//! the index (`ingest_batches.indexed_at`), so the gap is a query. The sweeper re-queues
+//! batches that should have been indexed by now, whatever lost them: an index job dropped,
+//! Elasticsearch down for an hour, a worker killed between storing and indexing.
 
-use crate::indexing::{IndexTarget, enqueue};
+use crate::indexing::enqueue;
 use crate::queue::Publisher;
 use crate::search::{SearchError, SearchIndex};
 use crate::state::JobStore;
@@ -15,12 +15,12 @@ use serde::Serialize;
 use std::time::Duration;
 use tracing::{info, warn};
 
-const BACKLOG_SQL: &str = "SELECT count(*) AS backlog, min(ingested_at) AS oldest, \
-     count(*) FILTER (WHERE index_error IS NOT NULL) AS refused \
-     FROM cdrs WHERE indexed_at IS NULL";
+const BACKLOG_SQL: &str = "SELECT coalesce(sum(inserted), 0)::int8 AS backlog, min(committed_at) AS oldest \
+     FROM ingest_batches WHERE indexed_at IS NULL";
+const REFUSED_SQL: &str = "SELECT count(*) AS refused FROM index_failures";
 const TOTAL_SQL: &str = "SELECT count(*) AS total FROM cdrs";
-const DUE_SQL: &str = "SELECT id FROM cdrs WHERE indexed_at IS NULL AND index_error IS NULL \
-     AND ingested_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2";
+const DUE_SQL: &str = "SELECT job_id FROM ingest_batches WHERE indexed_at IS NULL \
+     AND committed_at < now() - make_interval(secs => $1) ORDER BY committed_at LIMIT $2";
 
 /// PostgreSQL and the index compared.
 #[derive(Debug, Clone, Serialize, PartialEq, poem_openapi::Object)]
@@ -29,9 +29,10 @@ pub struct SyncStatus {
     pub database_count: u64,
     /// Documents in the index (as of its last refresh, about a second behind).
     pub index_count: u64,
-    /// Rows in PostgreSQL not yet in the index.
+    /// Rows in PostgreSQL not yet in the index (waiting, or refused for good).
     pub backlog: u64,
-    /// Of the backlog, rows the index refused for good (see the failed index jobs).
+    /// Of the backlog, rows the index refused for good (listed in `index_failures`, their
+    /// index jobs failed with the reason).
     pub refused: u64,
     /// Age of the oldest row waiting, in seconds; null when nothing waits.
     pub oldest_unindexed_age_seconds: Option<f64>,
@@ -57,40 +58,28 @@ pub async fn status(
     jobs: &JobStore,
 ) -> Result<SyncStatus, SyncError> {
     let backend = db.get_database_backend();
-    let (total, backlog, index_count, last) = tokio::join!(
+    let (total, backlog, refused, index_count, last) = tokio::join!(
         db.query_one_raw(Statement::from_string(backend, TOTAL_SQL)),
         db.query_one_raw(Statement::from_string(backend, BACKLOG_SQL)),
+        db.query_one_raw(Statement::from_string(backend, REFUSED_SQL)),
         search.count(None),
         jobs.last_indexed_at(),
     );
-    let total: i64 = total?
-        .map(|r| r.try_get("", "total"))
-        .transpose()?
-        .unwrap_or(0);
+    let total: i64 = total?.map(|r| r.try_get("", "total")).transpose()?.unwrap_or(0);
     let backlog_row = backlog?;
-    let waiting: i64 = backlog_row
-        .as_ref()
-        .map(|r| r.try_get("", "backlog"))
-        .transpose()?
-        .unwrap_or(0);
-    let refused: i64 = backlog_row
-        .as_ref()
-        .map(|r| r.try_get("", "refused"))
-        .transpose()?
-        .unwrap_or(0);
-    let oldest: Option<DateTime<Utc>> = backlog_row
-        .as_ref()
-        .map(|r| r.try_get("", "oldest"))
-        .transpose()?
-        .flatten();
+    let waiting: i64 = backlog_row.as_ref().map(|r| r.try_get("", "backlog")).transpose()?.unwrap_or(0);
+    let oldest: Option<DateTime<Utc>> =
+        backlog_row.as_ref().map(|r| r.try_get("", "oldest")).transpose()?.flatten();
+    let refused: i64 = refused?.map(|r| r.try_get("", "refused")).transpose()?.unwrap_or(0);
     let index_count = index_count?;
     let database_count = u64::try_from(total).unwrap_or(0);
-    let backlog = u64::try_from(waiting).unwrap_or(0);
+    let refused = u64::try_from(refused).unwrap_or(0);
+    let backlog = u64::try_from(waiting).unwrap_or(0) + refused;
     Ok(SyncStatus {
         database_count,
         index_count,
         backlog,
-        refused: u64::try_from(refused).unwrap_or(0),
+        refused,
         oldest_unindexed_age_seconds: oldest
             .map(|t| ((Utc::now() - t).num_milliseconds().max(0) as f64) / 1000.0),
         in_sync: backlog == 0 && database_count == index_count,
@@ -106,62 +95,41 @@ pub struct Sweeper {
     pub publisher: Publisher,
     /// How long a row may wait for its own index job before the sweeper steps in.
     pub grace: Duration,
-    /// Rows per index job it queues.
-    pub rows_per_job: u64,
-    /// Index jobs queued per sweep at most; the rest waits for the next sweep.
+    /// Index jobs (one per waiting batch) queued per sweep at most; the rest waits for the
+    /// next sweep.
     pub max_jobs_per_sweep: u64,
 }
 
 impl Sweeper {
-    /// One sweep. Returns the rows queued. Only one process sweeps at a time, and nothing is
+    /// One sweep. Returns the batches queued. Only one process sweeps at a time, and nothing is
     /// queued while index jobs still wait in the queue, so an outage cannot pile up copies.
     pub async fn sweep_once(&self) -> Result<u64, SyncError> {
         let holder = crate::new_job_id();
-        let lease = self
-            .jobs
-            .try_lease("sweep", &holder, self.grace.max(Duration::from_secs(5)))
-            .await?;
+        let lease = self.jobs.try_lease("sweep", &holder, self.grace.max(Duration::from_secs(5))).await?;
         if lease.is_err() {
             return Ok(0);
         }
-        let waiting = self
-            .publisher
-            .queue_depth(&self.publisher.topology().index)
-            .await
-            .unwrap_or(u32::MAX);
+        let waiting = self.publisher.queue_depth(&self.publisher.topology().index).await.unwrap_or(u32::MAX);
         if waiting > 0 {
             return Ok(0);
         }
         let backend = self.db.get_database_backend();
-        let limit = i64::try_from(self.rows_per_job * self.max_jobs_per_sweep).unwrap_or(i64::MAX);
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
                 DUE_SQL,
-                [self.grace.as_secs_f64().into(), limit.into()],
+                [
+                    self.grace.as_secs_f64().into(),
+                    i64::try_from(self.max_jobs_per_sweep).unwrap_or(100).into(),
+                ],
             ))
             .await?;
-        let ids: Vec<i64> = rows
-            .iter()
-            .map(|r| r.try_get("", "id"))
-            .collect::<Result<_, _>>()?;
         let mut queued = 0;
-        for chunk in ids.chunks(
-            usize::try_from(self.rows_per_job)
-                .unwrap_or(usize::MAX)
-                .max(1),
-        ) {
-            match enqueue(
-                &self.publisher,
-                &self.jobs,
-                IndexTarget::Rows {
-                    ids: chunk.to_vec(),
-                },
-            )
-            .await
-            {
-                Ok(_) => queued += chunk.len() as u64,
+        for row in rows {
+            let ingest_job_id: String = row.try_get("", "job_id")?;
+            match enqueue(&self.publisher, &self.jobs, &ingest_job_id).await {
+                Ok(_) => queued += 1,
                 Err(e) => {
                     warn!(error = %e, "sweeper could not queue an index job");
                     break;
@@ -169,7 +137,7 @@ impl Sweeper {
             }
         }
         if queued > 0 {
-            info!(rows = queued, "sweeper queued rows waiting for the index");
+            info!(batches = queued, "sweeper queued batches waiting for the index");
         }
         Ok(queued)
     }

@@ -1,4 +1,7 @@
-//! Tracking which rows are in the search index, so the sync gap is a query.
+//! Tracking which batches are in the search index, so the sync gap is a query.
+//!
+//! Tracked per ingest batch rather than per row: marking a batch indexed is one narrow
+//! update, where marking each row would rewrite every CDR and all its indexes a second time.
 
 use sea_orm_migration::prelude::*;
 
@@ -6,15 +9,22 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 const UP: &str = r#"
-ALTER TABLE cdrs ADD COLUMN indexed_at TIMESTAMPTZ;
-ALTER TABLE cdrs ADD COLUMN index_error TEXT;
-CREATE INDEX cdrs_unindexed_idx ON cdrs (id) WHERE indexed_at IS NULL;
+ALTER TABLE ingest_batches ADD COLUMN indexed_at TIMESTAMPTZ;
+CREATE INDEX ingest_batches_unindexed_idx ON ingest_batches (committed_at) WHERE indexed_at IS NULL;
+CREATE INDEX ingest_batches_indexed_at_idx ON ingest_batches (indexed_at);
+CREATE TABLE index_failures (
+    cdr_id    BIGINT      PRIMARY KEY REFERENCES cdrs (id) ON DELETE CASCADE,
+    job_id    TEXT        NOT NULL,
+    error     TEXT        NOT NULL,
+    failed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 "#;
 
 const DOWN: &str = r#"
-DROP INDEX IF EXISTS cdrs_unindexed_idx;
-ALTER TABLE cdrs DROP COLUMN IF EXISTS index_error;
-ALTER TABLE cdrs DROP COLUMN IF EXISTS indexed_at;
+DROP TABLE IF EXISTS index_failures;
+DROP INDEX IF EXISTS ingest_batches_indexed_at_idx;
+DROP INDEX IF EXISTS ingest_batches_unindexed_idx;
+ALTER TABLE ingest_batches DROP COLUMN IF EXISTS indexed_at;
 "#;
 
 // The trait is declared by async_trait with an elided SchemaManager lifetime.

@@ -4,11 +4,7 @@ use jobs::config::ServiceSettings;
 use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "cdr-worker",
-    version,
-    about = "Stores and indexes CDR batches from the job queues"
-)]
+#[command(name = "cdr-worker", version, about = "Stores and indexes CDR batches from the job queues")]
 pub struct WorkerCli {
     #[command(flatten)]
     pub services: ServiceSettings,

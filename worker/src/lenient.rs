@@ -29,19 +29,13 @@ pub struct LenientBackend<T> {
 
 impl<T> Clone for LenientBackend<T> {
     fn clone(&self) -> Self {
-        LenientBackend {
-            inner: self.inner.clone(),
-            _job: PhantomData,
-        }
+        LenientBackend { inner: self.inner.clone(), _job: PhantomData }
     }
 }
 
 impl<T> LenientBackend<T> {
     pub fn new(inner: AmqpBackend<Delivery<T>>) -> Self {
-        LenientBackend {
-            inner,
-            _job: PhantomData,
-        }
+        LenientBackend { inner, _job: PhantomData }
     }
 
     pub fn inner_mut(&mut self) -> &mut AmqpBackend<Delivery<T>> {
@@ -53,11 +47,7 @@ impl<T: DeserializeOwned + Send + 'static> Backend for LenientBackend<T> {
     type Task = Task<Delivery<T>>;
     type Error = apalis_amqp::Error;
 
-    fn poll_ready(
-        &mut self,
-        cx: &mut Context<'_>,
-        worker: &WorkerContext,
-    ) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>, worker: &WorkerContext) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx, worker)
     }
 
@@ -66,16 +56,12 @@ impl<T: DeserializeOwned + Send + 'static> Backend for LenientBackend<T> {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
-        self.inner.poll_next(cx, worker).map(|next| {
-            next.map(|delivered| delivered.map(|task: AmqpTask| task.map_args(decode::<T>)))
-        })
+        self.inner
+            .poll_next(cx, worker)
+            .map(|next| next.map(|delivered| delivered.map(|task: AmqpTask| task.map_args(decode::<T>))))
     }
 
-    fn poll_close(
-        &mut self,
-        cx: &mut Context<'_>,
-        worker: &WorkerContext,
-    ) -> Poll<Result<(), Self::Error>> {
+    fn poll_close(&mut self, cx: &mut Context<'_>, worker: &WorkerContext) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_close(cx, worker)
     }
 }
@@ -83,10 +69,7 @@ impl<T: DeserializeOwned + Send + 'static> Backend for LenientBackend<T> {
 fn decode<T: DeserializeOwned>(body: Vec<u8>) -> Delivery<T> {
     match serde_json::from_slice::<T>(&body) {
         Ok(job) => Delivery::Job(job),
-        Err(e) => Delivery::Unreadable {
-            error: e.to_string(),
-            body,
-        },
+        Err(e) => Delivery::Unreadable { error: e.to_string(), body },
     }
 }
 

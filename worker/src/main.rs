@@ -7,9 +7,7 @@ async fn main() -> std::process::ExitCode {
     jobs::runtime::init_logs(cli.log_json);
     let result = match cli.command {
         Some(WorkerCommand::Reindex) => worker::reindex_now(&cli).await,
-        Some(WorkerCommand::Run) | None => {
-            worker::pool::run(cli, jobs::runtime::shutdown_signal()).await
-        }
+        Some(WorkerCommand::Run) | None => worker::pool::run(cli, jobs::runtime::shutdown_signal()).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

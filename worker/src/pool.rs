@@ -46,20 +46,15 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
     let db = jobs::db::connect(&services.database_url, services.db_pool_size)
         .await
         .context("connecting to PostgreSQL (DATABASE_URL)")?;
-    jobs::db::migrate(&db)
-        .await
-        .context("applying database migrations")?;
+    jobs::db::migrate(&db).await.context("applying database migrations")?;
     let job_store = JobStore::connect(&services.redis_url, &services.namespace, services.job_ttl())
         .await
         .context("connecting to Redis (REDIS_URL)")?;
     let topology = Topology::new(&services.namespace);
     let publisher = Publisher::new(&services.amqp_url, topology.clone());
-    publisher
-        .queue_depth(&topology.ingest)
-        .await
-        .context("connecting to RabbitMQ (AMQP_URL)")?;
-    let search = SearchIndex::new(&services.elasticsearch_url, &services.index_alias)
-        .context("ELASTICSEARCH_URL")?;
+    publisher.queue_depth(&topology.ingest).await.context("connecting to RabbitMQ (AMQP_URL)")?;
+    let search =
+        SearchIndex::new(&services.elasticsearch_url, &services.index_alias).context("ELASTICSEARCH_URL")?;
     if let Err(e) = search.ensure().await {
         // Indexing retries until Elasticsearch is back; storing goes on meanwhile.
         warn!(error = %e, "search index not ready at start-up");
@@ -90,8 +85,7 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
             jobs: job_store,
             publisher,
             grace: Duration::from_secs(cli.sweep_grace_secs),
-            rows_per_job: cli.index_chunk,
-            max_jobs_per_sweep: 20,
+            max_jobs_per_sweep: 100,
         },
         topology,
     })
@@ -99,16 +93,12 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
 
 /// Runs the pool until `shutdown` resolves. Losing the broker rebuilds the pool:
 /// unacknowledged messages are redelivered, and every job is idempotent.
-pub async fn run(
-    cli: WorkerCli,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let runners = connect(&cli).await?;
     let shutdown = Box::pin(shutdown).shared();
-    let sweeper = tokio::spawn(runners.sweeper.clone().run(
-        Duration::from_secs(cli.sweep_interval_secs),
-        shutdown.clone(),
-    ));
+    let sweeper = tokio::spawn(
+        runners.sweeper.clone().run(Duration::from_secs(cli.sweep_interval_secs), shutdown.clone()),
+    );
     loop {
         let monitor = match build_monitor(&cli, &runners).await {
             Ok(m) => m,
@@ -159,18 +149,14 @@ async fn backend<T: DeserializeOwned + Send + 'static>(
         // A failed attempt only reaches the broker when the job should run again later (a
         // transient failure, or shutdown cut its retries short): put it back in the queue.
         // Jobs that failed for good are dead-lettered by the job itself.
-        .nack_options(BasicNackOptions {
-            requeue: true,
-            multiple: false,
-        });
+        .nack_options(BasicNackOptions { requeue: true, multiple: false });
     let mut backend = LenientBackend::new(
         AmqpBackend::<Delivery<T>>::new_from_addr(&cli.services.amqp_url)?.with_config(config),
     );
     // apalis-amqp 1.0.0 reports a fresh backend ready before its consumer exists, and its
     // first poll_next then panics. Opening the channel here first makes every worker's
     // poll_ready create its consumer before polling it.
-    std::future::poll_fn(|cx| Sink::<AmqpTask>::poll_ready(Pin::new(backend.inner_mut()), cx))
-        .await?;
+    std::future::poll_fn(|cx| Sink::<AmqpTask>::poll_ready(Pin::new(backend.inner_mut()), cx)).await?;
     Ok(backend)
 }
 
@@ -182,15 +168,10 @@ async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Mon
     let retries = usize::try_from(cli.max_attempts.saturating_sub(1)).unwrap_or(usize::MAX);
     let concurrency = usize::from(cli.concurrency);
 
-    let ingest_backend =
-        backend::<IngestJob>(cli, topology, &topology.ingest, cli.prefetch).await?;
+    let ingest_backend = backend::<IngestJob>(cli, topology, &topology.ingest, cli.prefetch).await?;
     let index_backend = backend::<IndexJob>(cli, topology, &topology.index, cli.prefetch).await?;
     let reindex_backend = backend::<ReindexJob>(cli, topology, &topology.reindex, 1).await?;
-    let (ingest, index, reindex) = (
-        runners.ingest.clone(),
-        runners.index.clone(),
-        runners.reindex.clone(),
-    );
+    let (ingest, index, reindex) = (runners.ingest.clone(), runners.index.clone(), runners.reindex.clone());
     let ingest_backoff = backoff.clone();
     let monitor = Monitor::new()
         .register(move |_restarts| {
@@ -245,19 +226,14 @@ async fn handle_ingest(
         Delivery::Unreadable { body, error } => {
             let reason = format!("unreadable ingest message: {error}");
             let queue = &runner.publisher.topology().ingest;
-            if let Some(id) =
-                dead_letter_unreadable(&runner.publisher, queue, &body, &reason).await?
-            {
+            if let Some(id) = dead_letter_unreadable(&runner.publisher, queue, &body, &reason).await? {
                 runner.jobs.mark_failed(&id, &reason).await?;
             }
             return Ok(());
         }
     };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
-    match AssertUnwindSafe(runner.run(&job, attempt))
-        .catch_unwind()
-        .await
-    {
+    match AssertUnwindSafe(runner.run(&job, attempt)).catch_unwind().await {
         Ok(result) => {
             result?;
         }
@@ -281,19 +257,14 @@ async fn handle_index(
         Delivery::Unreadable { body, error } => {
             let reason = format!("unreadable index message: {error}");
             let queue = &runner.publisher.topology().index;
-            if let Some(id) =
-                dead_letter_unreadable(&runner.publisher, queue, &body, &reason).await?
-            {
+            if let Some(id) = dead_letter_unreadable(&runner.publisher, queue, &body, &reason).await? {
                 runner.jobs.mark_failed(&id, &reason).await?;
             }
             return Ok(());
         }
     };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
-    match AssertUnwindSafe(runner.run(&job, attempt))
-        .catch_unwind()
-        .await
-    {
+    match AssertUnwindSafe(runner.run(&job, attempt)).catch_unwind().await {
         Ok(result) => {
             result?;
         }

@@ -31,20 +31,14 @@ async fn a_job_waiting_on_a_stopped_database_retries_then_succeeds() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     let warm = app.ingest(&batch(0..5)).await;
-    app.wait_succeeded(warm["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(warm["job_id"].as_str().expect("id")).await;
 
     let restart = Restart("postgres");
     services("stop", "postgres");
     let accepted = app.ingest(&batch(5..1005)).await;
     let id = accepted["job_id"].as_str().expect("id").to_string();
-    let retrying = app
-        .wait_job(&id, Duration::from_secs(60), |j| j["status"] == "retrying")
-        .await;
-    assert!(
-        !retrying["error"].as_str().unwrap_or("").is_empty(),
-        "{retrying}"
-    );
+    let retrying = app.wait_job(&id, Duration::from_secs(60), |j| j["status"] == "retrying").await;
+    assert!(!retrying["error"].as_str().unwrap_or("").is_empty(), "{retrying}");
     drop(restart);
 
     let job = app.wait_succeeded(&id).await;
@@ -69,11 +63,9 @@ async fn a_broker_restart_loses_no_job_and_both_sides_reconnect() {
     drop(restart);
 
     app.start_worker().await;
-    app.wait_succeeded(queued["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(queued["job_id"].as_str().expect("id")).await;
     let after = app.ingest(&batch(100..200)).await;
-    app.wait_succeeded(after["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(after["job_id"].as_str().expect("id")).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 200);
 
     // A worker already connected when the broker goes away reconnects by itself.
@@ -81,8 +73,7 @@ async fn a_broker_restart_loses_no_job_and_both_sides_reconnect() {
     services("stop", "rabbitmq");
     drop(restart);
     let last = app.ingest(&batch(200..300)).await;
-    app.wait_succeeded(last["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(last["job_id"].as_str().expect("id")).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 300);
     app.cleanup().await;
 }
@@ -93,31 +84,18 @@ async fn with_elasticsearch_stopped_index_jobs_retry_and_the_index_converges() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     let warm = app.ingest(&batch(0..10)).await;
-    app.wait_succeeded(warm["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(warm["job_id"].as_str().expect("id")).await;
     app.wait_in_sync(Duration::from_secs(30)).await;
 
     let restart = Restart("elasticsearch");
     services("stop", "elasticsearch");
     let accepted = app.ingest(&batch(10..3010)).await;
-    let ingest = app
-        .wait_succeeded(accepted["job_id"].as_str().expect("id"))
-        .await;
+    let ingest = app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     // Storing does not wait for the index.
     assert_eq!(ingest["counts"]["inserted"], 3000);
-    let index_job_id = ingest["index_job_id"]
-        .as_str()
-        .expect("index job")
-        .to_string();
-    let retrying = app
-        .wait_job(&index_job_id, Duration::from_secs(60), |j| {
-            j["status"] == "retrying"
-        })
-        .await;
-    assert!(
-        !retrying["error"].as_str().unwrap_or("").is_empty(),
-        "{retrying}"
-    );
+    let index_job_id = ingest["index_job_id"].as_str().expect("index job").to_string();
+    let retrying = app.wait_job(&index_job_id, Duration::from_secs(60), |j| j["status"] == "retrying").await;
+    assert!(!retrying["error"].as_str().unwrap_or("").is_empty(), "{retrying}");
     drop(restart);
 
     app.wait_succeeded(&index_job_id).await;

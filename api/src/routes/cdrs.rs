@@ -78,23 +78,19 @@ impl CdrsApi {
             CdrBatch::Json(b) => (BatchFormat::Json, b.0),
             CdrBatch::Ndjson(b) => (BatchFormat::Ndjson, b.0),
         };
-        let bytes = body
-            .into_bytes_limit(limits.max_body_bytes)
-            .await
-            .map_err(|e| match e {
-                poem::error::ReadBodyError::PayloadTooLarge => ApiError::too_large(
-                    "body_too_large",
-                    format!("request body is over {} bytes", limits.max_body_bytes),
-                ),
-                other => ApiError::bad_request("unreadable_body", other.to_string()),
-            })?;
+        let bytes = body.into_bytes_limit(limits.max_body_bytes).await.map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => ApiError::too_large(
+                "body_too_large",
+                format!("request body is over {} bytes", limits.max_body_bytes),
+            ),
+            other => ApiError::bad_request("unreadable_body", other.to_string()),
+        })?;
         let default_source = source.0.unwrap_or_else(|| limits.default_source.clone());
         let max_records = limits.max_batch_records;
-        let (received, cdrs, rejected) = tokio::task::spawn_blocking(move || {
-            validate(format, &bytes, max_records, &default_source)
-        })
-        .await
-        .map_err(|e| ApiError::unavailable("validator", e))??;
+        let (received, cdrs, rejected) =
+            tokio::task::spawn_blocking(move || validate(format, &bytes, max_records, &default_source))
+                .await
+                .map_err(|e| ApiError::unavailable("validator", e))??;
 
         let rejected: Vec<RejectedRecord> = rejected.into_iter().map(Into::into).collect();
         if cdrs.is_empty() {
@@ -112,13 +108,8 @@ impl CdrsApi {
             cdrs,
         };
         let accepted = job.cdrs.len() as u64;
-        let payload =
-            serde_json::to_vec(&job).map_err(|e| ApiError::unavailable("serialiser", e))?;
-        state
-            .jobs
-            .create(&job.initial_state())
-            .await
-            .map_err(|e| ApiError::unavailable("redis", e))?;
+        let payload = serde_json::to_vec(&job).map_err(|e| ApiError::unavailable("serialiser", e))?;
+        state.jobs.create(&job.initial_state()).await.map_err(|e| ApiError::unavailable("redis", e))?;
         let published = state
             .publisher
             .publish(Outgoing {
@@ -138,12 +129,7 @@ impl CdrsApi {
         info!(job_id = %job.job_id, received, accepted, rejected = rejected.len(), "ingest job enqueued");
         let location = format!("/jobs/{}", job.job_id);
         Ok(IngestResponse::Accepted(
-            Json(IngestAccepted {
-                job_id: job.job_id,
-                status: JobStatus::Enqueued,
-                accepted,
-                rejected,
-            }),
+            Json(IngestAccepted { job_id: job.job_id, status: JobStatus::Enqueued, accepted, rejected }),
             location,
         ))
     }
@@ -167,10 +153,7 @@ fn validate(
     if records.len() > max_records {
         return Err(ApiError::too_large(
             "too_many_records",
-            format!(
-                "{} records is over the limit of {max_records} per batch",
-                records.len()
-            ),
+            format!("{} records is over the limit of {max_records} per batch", records.len()),
         ));
     }
     let received = records.len() as u64;
@@ -190,10 +173,5 @@ fn validate(
 }
 
 fn unreadable(index: usize, reason: &str) -> RecordError {
-    RecordError {
-        index,
-        call_id: None,
-        field: "record".into(),
-        reason: reason.to_string(),
-    }
+    RecordError { index, call_id: None, field: "record".into(), reason: reason.to_string() }
 }

@@ -36,9 +36,7 @@ impl HealthApi {
             tokio::time::timeout(CHECK_TIMEOUT, state.jobs.ping()),
             tokio::time::timeout(
                 CHECK_TIMEOUT,
-                state
-                    .publisher
-                    .queue_depth(&state.publisher.topology().ingest)
+                state.publisher.queue_depth(&state.publisher.topology().ingest)
             ),
         );
         let mut report = BTreeMap::new();
@@ -52,18 +50,9 @@ impl HealthApi {
                 }
             };
         };
-        check(
-            "postgres",
-            flatten(db.map(|r| r.map_err(|e| e.to_string()))),
-        );
-        check(
-            "redis",
-            flatten(redis.map(|r| r.map_err(|e| e.to_string()))),
-        );
-        check(
-            "rabbitmq",
-            flatten(amqp.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))),
-        );
+        check("postgres", flatten(db.map(|r| r.map_err(|e| e.to_string()))));
+        check("redis", flatten(redis.map(|r| r.map_err(|e| e.to_string()))));
+        check("rabbitmq", flatten(amqp.map(|r| r.map(|_| ()).map_err(|e| e.to_string()))));
         match down {
             None => Ok(Ready::Ok(Json(report))),
             Some((name, e)) => Err(ApiError::unavailable(&name, e)),

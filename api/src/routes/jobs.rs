@@ -25,11 +25,7 @@ impl JobsApi {
     /// Status is one of `enqueued`, `processing`, `retrying`, `succeeded`, `failed`. Jobs are
     /// kept for a configurable time after their last change (7 days by default).
     #[oai(path = "/jobs/:id", method = "get")]
-    async fn get_job(
-        &self,
-        state: Data<&AppState>,
-        id: Path<String>,
-    ) -> Result<JobResponse, ApiError> {
+    async fn get_job(&self, state: Data<&AppState>, id: Path<String>) -> Result<JobResponse, ApiError> {
         if id.0.len() > 64 || !id.0.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(ApiError::not_found(format!("no job {:?}", id.0)));
         }

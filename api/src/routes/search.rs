@@ -8,8 +8,8 @@ use super::Tag;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use jobs::search::{
-    DEFAULT_LIMIT, DEFAULT_TOP, Interval, MAX_LIMIT, ParamError, SearchError, SearchPage,
-    SearchRequest, Sort, Stats, StatsRequest, parse_filters, validate_cursor,
+    DEFAULT_LIMIT, DEFAULT_TOP, Interval, MAX_LIMIT, ParamError, SearchError, SearchPage, SearchRequest,
+    Sort, Stats, StatsRequest, parse_filters, validate_cursor,
 };
 use poem::Request;
 use poem::web::Data;
@@ -36,58 +36,34 @@ pub enum StatsResponse {
 fn param_error(e: ParamError) -> ApiError {
     ApiError::BadRequest(Json(ErrorBody {
         details: Some(serde_json::json!({ "parameter": e.parameter })),
-        ..ErrorBody::new(
-            "invalid_parameter",
-            format!("{}: {}", e.parameter, e.reason),
-        )
+        ..ErrorBody::new("invalid_parameter", format!("{}: {}", e.parameter, e.reason))
     }))
 }
 
 fn engine_error(e: SearchError) -> ApiError {
     match e {
-        SearchError::Status { status: 400, body } if body.contains("too_many_buckets") => {
-            param_error(ParamError::new(
-                "interval",
-                "too fine for the data's time span; choose a coarser one",
-            ))
-        }
+        SearchError::Status { status: 400, body } if body.contains("too_many_buckets") => param_error(
+            ParamError::new("interval", "too fine for the data's time span; choose a coarser one"),
+        ),
         other => ApiError::unavailable("elasticsearch", other),
     }
 }
 
 fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(req.uri().query().unwrap_or("")).map_err(
-        |e| ApiError::bad_request("invalid_parameter", format!("unreadable query string: {e}")),
-    )
+    serde_urlencoded::from_str::<Vec<(String, String)>>(req.uri().query().unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("invalid_parameter", format!("unreadable query string: {e}")))
 }
 
 fn last<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn whole(
-    pairs: &[(String, String)],
-    name: &str,
-    default: usize,
-    max: usize,
-) -> Result<usize, ApiError> {
+fn whole(pairs: &[(String, String)], name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
     match last(pairs, name) {
         None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                param_error(ParamError::new(
-                    name,
-                    format!("expected a whole number from 1 to {max}, got {v:?}"),
-                ))
-            }),
+        Some(v) => v.trim().parse::<usize>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+            param_error(ParamError::new(name, format!("expected a whole number from 1 to {max}, got {v:?}")))
+        }),
     }
 }
 
@@ -138,11 +114,8 @@ impl SearchApi {
     ) -> Result<SearchResponse, ApiError> {
         let pairs = query_pairs(req)?;
         let filters = parse_filters(&pairs, &["sort", "limit", "cursor"]).map_err(param_error)?;
-        let sort = last(&pairs, "sort")
-            .map(Sort::parse)
-            .transpose()
-            .map_err(param_error)?
-            .unwrap_or_default();
+        let sort =
+            last(&pairs, "sort").map(Sort::parse).transpose().map_err(param_error)?.unwrap_or_default();
         let request = SearchRequest {
             filters,
             sort,
@@ -150,11 +123,7 @@ impl SearchApi {
             cursor: last(&pairs, "cursor").map(str::to_string),
         };
         let after = validate_cursor(&request).map_err(param_error)?;
-        let page = state
-            .search
-            .search_page(&request, after)
-            .await
-            .map_err(engine_error)?;
+        let page = state.search.search_page(&request, after).await.map_err(engine_error)?;
         Ok(SearchResponse::Ok(Json(page)))
     }
 
@@ -190,10 +159,7 @@ impl SearchApi {
     ) -> Result<StatsResponse, ApiError> {
         let pairs = query_pairs(req)?;
         let filters = parse_filters(&pairs, &["interval", "top"]).map_err(param_error)?;
-        let interval = last(&pairs, "interval")
-            .map(Interval::parse)
-            .transpose()
-            .map_err(param_error)?;
+        let interval = last(&pairs, "interval").map(Interval::parse).transpose().map_err(param_error)?;
         let top = whole(&pairs, "top", DEFAULT_TOP, jobs::search::MAX_LIMIT.min(100))?;
         let request = StatsRequest::new(filters, interval, top).map_err(param_error)?;
         let stats = state.search.stats(&request).await.map_err(engine_error)?;

@@ -54,11 +54,7 @@ impl SyncApi {
     #[oai(path = "/reindex", method = "post")]
     async fn reindex(&self, state: Data<&AppState>) -> Result<ReindexResponse, ApiError> {
         let job = ReindexJob::new();
-        state
-            .jobs
-            .create(&job.initial_state())
-            .await
-            .map_err(|e| ApiError::unavailable("redis", e))?;
+        state.jobs.create(&job.initial_state()).await.map_err(|e| ApiError::unavailable("redis", e))?;
         if let Err(e) = claim(&state.jobs, &job).await {
             let _ = state.jobs.delete(&job.job_id).await;
             return Err(match e {
@@ -84,19 +80,13 @@ impl SyncApi {
             })
             .await;
         if let Err(e) = published {
-            let _ = state
-                .jobs
-                .release_lease(jobs::reindex::LEASE, &job.job_id)
-                .await;
+            let _ = state.jobs.release_lease(jobs::reindex::LEASE, &job.job_id).await;
             let _ = state.jobs.delete(&job.job_id).await;
             return Err(ApiError::unavailable("rabbitmq", e));
         }
         let location = format!("/jobs/{}", job.job_id);
         Ok(ReindexResponse::Accepted(
-            Json(JobAccepted {
-                job_id: job.job_id,
-                status: JobStatus::Enqueued,
-            }),
+            Json(JobAccepted { job_id: job.job_id, status: JobStatus::Enqueued }),
             location,
         ))
     }

@@ -65,10 +65,7 @@ const KNOWN: &[&[&str]] = &[
 
 /// Parses every record of a batch; returns the valid ones (with their batch index) and the
 /// refusals, in batch order.
-pub fn parse_records(
-    records: &[Value],
-    default_source: &str,
-) -> (Vec<(usize, Cdr)>, Vec<RecordError>) {
+pub fn parse_records(records: &[Value], default_source: &str) -> (Vec<(usize, Cdr)>, Vec<RecordError>) {
     let mut valid = Vec::with_capacity(records.len());
     let mut rejected = Vec::new();
     for (index, value) in records.iter().enumerate() {
@@ -92,11 +89,7 @@ pub fn parse_record(index: usize, value: &Value, default_source: &str) -> Result
             reason: format!("expected an object, got {}", kind(value)),
         });
     };
-    let mut rec = Record {
-        index,
-        obj,
-        call_id: None,
-    };
+    let mut rec = Record { index, obj, call_id: None };
     rec.call_id = rec.opt_text(CALL_ID, MAX_ID_LEN).ok().flatten();
     rec.build(default_source)
 }
@@ -119,9 +112,7 @@ impl Record<'_> {
 
     /// The first of a field's names present and not null.
     fn get(&self, names: &[&str]) -> Option<&Value> {
-        names
-            .iter()
-            .find_map(|n| self.obj.get(*n).filter(|v| !v.is_null()))
+        names.iter().find_map(|n| self.obj.get(*n).filter(|v| !v.is_null()))
     }
 
     fn opt_text(&self, names: &[&str], max: usize) -> Result<Option<String>, RecordError> {
@@ -148,18 +139,14 @@ impl Record<'_> {
     }
 
     fn number(&self, names: &[&str]) -> Result<String, RecordError> {
-        let s = self
-            .opt_text(names, MAX_NUMBER_LEN)?
-            .ok_or_else(|| self.err(names[0], "required"))?;
+        let s = self.opt_text(names, MAX_NUMBER_LEN)?.ok_or_else(|| self.err(names[0], "required"))?;
         let digits = s.strip_prefix('+').unwrap_or(&s);
-        if digits.is_empty()
-            || !digits
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
-        {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') {
             return Err(self.err(
                 names[0],
-                format!("{s:?} is not a phone number (digits, optional leading +, * and # for service codes)"),
+                format!(
+                    "{s:?} is not a phone number (digits, optional leading +, * and # for service codes)"
+                ),
             ));
         }
         Ok(s)
@@ -178,11 +165,9 @@ impl Record<'_> {
             return Ok(None);
         };
         let n = match v {
-            Value::Number(n) => n.as_i64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.is_finite() && f.fract() == 0.0)
-                    .map(|f| f as i64)
-            }),
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0).map(|f| f as i64)),
             Value::String(s) if s.trim().is_empty() => return Ok(None),
             Value::String(s) => s.trim().parse::<i64>().ok(),
             _ => None,
@@ -205,10 +190,7 @@ impl Record<'_> {
             },
             Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(Some(true)),
             Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(false)),
-            Some(other) => Err(self.err(
-                names[0],
-                format!("expected true or false, got {}", kind(other)),
-            )),
+            Some(other) => Err(self.err(names[0], format!("expected true or false, got {}", kind(other)))),
         }
     }
 
@@ -227,26 +209,17 @@ impl Record<'_> {
             }
         }
         if contains_nul(&Value::Object(extra.clone())) {
-            return Err(self.err(
-                "extra",
-                "contains a NUL character, which PostgreSQL cannot store",
-            ));
+            return Err(self.err("extra", "contains a NUL character, which PostgreSQL cannot store"));
         }
         Ok(extra)
     }
 
     fn build(&self, default_source: &str) -> Result<Cdr, RecordError> {
-        let source = self
-            .opt_text(SOURCE, MAX_SHORT_TEXT)?
-            .unwrap_or_else(|| default_source.to_string());
+        let source = self.opt_text(SOURCE, MAX_SHORT_TEXT)?.unwrap_or_else(|| default_source.to_string());
         let src_number = self.number(SRC_NUMBER)?;
         let dest_number = self.number(DEST_NUMBER)?;
-        let start_time = self
-            .time(START_TIME)?
-            .ok_or_else(|| self.err("start_time", "required"))?;
-        let end_time = self
-            .time(END_TIME)?
-            .ok_or_else(|| self.err("end_time", "required"))?;
+        let start_time = self.time(START_TIME)?.ok_or_else(|| self.err("start_time", "required"))?;
+        let end_time = self.time(END_TIME)?.ok_or_else(|| self.err("end_time", "required"))?;
         if end_time < start_time {
             return Err(self.err("end_time", "is before start_time"));
         }
@@ -263,10 +236,9 @@ impl Record<'_> {
         }
         let duration = match self.seconds(DURATION)? {
             Some(d) if (d - span).abs() > ROUNDING_SLACK => {
-                return Err(self.err(
-                    "duration",
-                    format!("{d} disagrees with end_time - start_time ({span} s)"),
-                ));
+                return Err(
+                    self.err("duration", format!("{d} disagrees with end_time - start_time ({span} s)"))
+                );
             }
             Some(d) => d,
             None => span,
@@ -281,10 +253,9 @@ impl Record<'_> {
             (Some(b), Some(answer)) => {
                 let talk = (end_time - answer).num_seconds();
                 if (b - talk).abs() > ROUNDING_SLACK {
-                    return Err(self.err(
-                        "billsec",
-                        format!("{b} disagrees with end_time - answer_time ({talk} s)"),
-                    ));
+                    return Err(
+                        self.err("billsec", format!("{b} disagrees with end_time - answer_time ({talk} s)"))
+                    );
                 }
                 b
             }
@@ -294,10 +265,7 @@ impl Record<'_> {
             (None, None) => 0,
         };
         if billsec > duration {
-            return Err(self.err(
-                "billsec",
-                format!("{billsec} exceeds duration ({duration} s)"),
-            ));
+            return Err(self.err("billsec", format!("{billsec} exceeds duration ({duration} s)")));
         }
         if answer_time.is_none() && billsec > 0 {
             answer_time = Some(end_time - chrono::Duration::seconds(billsec));
@@ -305,14 +273,9 @@ impl Record<'_> {
 
         let answered = answer_time.is_some();
         let disposition = match self.get(DISPOSITION) {
-            Some(Value::String(s)) => s
-                .parse::<Disposition>()
-                .map_err(|r| self.err("disposition", r))?,
+            Some(Value::String(s)) => s.parse::<Disposition>().map_err(|r| self.err("disposition", r))?,
             Some(other) => {
-                return Err(self.err(
-                    "disposition",
-                    format!("expected a string, got {}", kind(other)),
-                ));
+                return Err(self.err("disposition", format!("expected a string, got {}", kind(other))));
             }
             None if answered || successful == Some(true) => Disposition::Answered,
             None if successful == Some(false) => Disposition::Failed,
@@ -331,10 +294,7 @@ impl Record<'_> {
         }
         let call_successful = disposition == Disposition::Answered;
         if successful.is_some_and(|s| s != call_successful) {
-            return Err(self.err(
-                "call_successful",
-                format!("contradicts disposition {disposition}"),
-            ));
+            return Err(self.err("call_successful", format!("contradicts disposition {disposition}")));
         }
 
         let call_id = match &self.call_id {
@@ -359,9 +319,7 @@ impl Record<'_> {
             disposition,
             call_successful,
             hangup_cause: self.opt_text(HANGUP_CAUSE, MAX_SHORT_TEXT)?,
-            direction: self
-                .opt_text(DIRECTION, MAX_SHORT_TEXT)?
-                .map(|d| d.to_ascii_lowercase()),
+            direction: self.opt_text(DIRECTION, MAX_SHORT_TEXT)?.map(|d| d.to_ascii_lowercase()),
             account_code: self.opt_text(ACCOUNT_CODE, MAX_SHORT_TEXT)?,
             extra: self.extra()?,
         })
@@ -379,22 +337,13 @@ fn contains_nul(value: &Value) -> bool {
 
 /// A stable id for a record that came without one: the same call sent again derives the same
 /// id, so idempotency holds for switches that emit no unique id.
-fn derive_call_id(
-    source: &str,
-    src: &str,
-    dest: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> String {
+fn derive_call_id(source: &str, src: &str, dest: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
     let key = format!(
         "{source}\u{1f}{src}\u{1f}{dest}\u{1f}{}\u{1f}{}",
         start.timestamp_micros(),
         end.timestamp_micros()
     );
-    format!(
-        "derived-{}",
-        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes())
-    )
+    format!("derived-{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()))
 }
 
 #[cfg(test)]
@@ -460,20 +409,14 @@ mod tests {
         }));
         assert_eq!((c.duration, c.billsec), (120, 120));
         assert_eq!(c.disposition, Disposition::Answered);
-        assert_eq!(
-            c.extra.get("timestamp"),
-            Some(&json!("2026-03-01T10:02:01"))
-        );
+        assert_eq!(c.extra.get("timestamp"), Some(&json!("2026-03-01T10:02:01")));
 
         let failed = ok(json!({
             "src_number": "5551234", "dest_number": "5556789", "call_duration": 10,
             "call_successful": false, "start_time": "2026-03-01T10:00:00",
             "end_time": "2026-03-01T10:00:10"
         }));
-        assert_eq!(
-            (failed.billsec, failed.disposition),
-            (0, Disposition::Failed)
-        );
+        assert_eq!((failed.billsec, failed.disposition), (0, Disposition::Failed));
     }
 
     #[test]
@@ -494,10 +437,7 @@ mod tests {
         let mut v = answered();
         v["dest_number"] = json!("44-20-7123");
         let e = bad(v);
-        assert_eq!(
-            (e.index, e.field.as_str(), e.call_id.as_deref()),
-            (3, "dest_number", Some("c-1"))
-        );
+        assert_eq!((e.index, e.field.as_str(), e.call_id.as_deref()), (3, "dest_number", Some("c-1")));
 
         let mut v = answered();
         v["end_time"] = json!("2026-03-01T09:00:00Z");
@@ -542,10 +482,7 @@ mod tests {
     fn nul_characters_are_refused_but_other_text_is_kept_verbatim() {
         let mut v = answered();
         v["hangup_cause"] = json!("NORMAL'; DROP TABLE cdrs; --\u{7}");
-        assert_eq!(
-            ok(v).hangup_cause.as_deref(),
-            Some("NORMAL'; DROP TABLE cdrs; --\u{7}")
-        );
+        assert_eq!(ok(v).hangup_cause.as_deref(), Some("NORMAL'; DROP TABLE cdrs; --\u{7}"));
 
         let mut v = answered();
         v["extra"] = json!({"note": "a\u{0}b"});
@@ -568,9 +505,6 @@ mod tests {
         broken["start_time"] = json!("nope");
         let (valid, rejected) = parse_records(&[answered(), broken, json!("x")], "s");
         assert_eq!(valid.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0]);
-        assert_eq!(
-            rejected.iter().map(|e| e.index).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
+        assert_eq!(rejected.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2]);
     }
 }

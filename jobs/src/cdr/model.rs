@@ -50,11 +50,8 @@ impl FromStr for Disposition {
 
     /// Accepts the spellings switches use (`NO ANSWER`, `NO_ANSWER`, `noanswer`, any case).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let folded: String = s
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '_' | '-'))
-            .flat_map(char::to_uppercase)
-            .collect();
+        let folded: String =
+            s.chars().filter(|c| !matches!(c, ' ' | '_' | '-')).flat_map(char::to_uppercase).collect();
         match folded.as_str() {
             "ANSWERED" | "ANSWER" => Ok(Disposition::Answered),
             "NOANSWER" => Ok(Disposition::NoAnswer),
@@ -101,13 +98,7 @@ mod tests {
 
     #[test]
     fn disposition_accepts_switch_spellings() {
-        for s in [
-            "NO ANSWER",
-            "NO_ANSWER",
-            "no answer",
-            "NoAnswer",
-            "no-answer",
-        ] {
+        for s in ["NO ANSWER", "NO_ANSWER", "no answer", "NoAnswer", "no-answer"] {
             assert_eq!(s.parse::<Disposition>(), Ok(Disposition::NoAnswer), "{s}");
         }
         assert_eq!("answered".parse::<Disposition>(), Ok(Disposition::Answered));

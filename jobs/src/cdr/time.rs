@@ -5,12 +5,8 @@ use chrono::{DateTime, Datelike, NaiveDateTime, SubsecRound, TimeZone, Utc};
 const MIN_YEAR: i32 = 1970;
 const MAX_YEAR: i32 = 2100;
 
-const NAIVE_FORMATS: [&str; 4] = [
-    "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%dT%H:%M:%S%.f",
-    "%Y/%m/%d %H:%M:%S%.f",
-    "%Y%m%d%H%M%S",
-];
+const NAIVE_FORMATS: [&str; 4] =
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y/%m/%d %H:%M:%S%.f", "%Y%m%d%H%M%S"];
 
 /// Parses the time formats switches write: RFC 3339 with a zone, a zone-less wall-clock time
 /// (taken as UTC), or seconds since the epoch (integer or fractional). Returns UTC truncated to
@@ -30,10 +26,7 @@ pub fn parse_time(value: &serde_json::Value) -> Result<DateTime<Utc>, String> {
                 .ok_or_else(|| format!("epoch seconds {n} out of range"))?
         }
         other => {
-            return Err(format!(
-                "expected a time string or epoch seconds, got {}",
-                kind(other)
-            ));
+            return Err(format!("expected a time string or epoch seconds, got {}", kind(other)));
         }
     };
     let year = parsed.year();
@@ -63,9 +56,7 @@ fn parse_time_str(s: &str) -> Result<DateTime<Utc>, String> {
     {
         return parse_time(&serde_json::Value::Number(n));
     }
-    Err(format!(
-        "{s:?} is not a time (RFC 3339, \"YYYY-MM-DD HH:MM:SS\" in UTC, or epoch seconds)"
-    ))
+    Err(format!("{s:?} is not a time (RFC 3339, \"YYYY-MM-DD HH:MM:SS\" in UTC, or epoch seconds)"))
 }
 
 pub(crate) fn kind(value: &serde_json::Value) -> &'static str {
@@ -90,34 +81,19 @@ mod tests {
 
     #[test]
     fn zoned_times_are_converted_to_utc() {
-        assert_eq!(
-            parse_time(&json!("2026-03-01T10:00:00+02:00")).unwrap(),
-            utc("2026-03-01T08:00:00Z")
-        );
+        assert_eq!(parse_time(&json!("2026-03-01T10:00:00+02:00")).unwrap(), utc("2026-03-01T08:00:00Z"));
     }
 
     #[test]
     fn zoneless_times_are_utc() {
-        assert_eq!(
-            parse_time(&json!("2026-03-01 10:00:00")).unwrap(),
-            utc("2026-03-01T10:00:00Z")
-        );
-        assert_eq!(
-            parse_time(&json!("2026-03-01T10:00:00.250")).unwrap(),
-            utc("2026-03-01T10:00:00.250Z")
-        );
+        assert_eq!(parse_time(&json!("2026-03-01 10:00:00")).unwrap(), utc("2026-03-01T10:00:00Z"));
+        assert_eq!(parse_time(&json!("2026-03-01T10:00:00.250")).unwrap(), utc("2026-03-01T10:00:00.250Z"));
     }
 
     #[test]
     fn epoch_seconds_are_accepted() {
-        assert_eq!(
-            parse_time(&json!(1_772_359_200)).unwrap(),
-            utc("2026-03-01T10:00:00Z")
-        );
-        assert_eq!(
-            parse_time(&json!("1772359200")).unwrap(),
-            utc("2026-03-01T10:00:00Z")
-        );
+        assert_eq!(parse_time(&json!(1_772_359_200)).unwrap(), utc("2026-03-01T10:00:00Z"));
+        assert_eq!(parse_time(&json!("1772359200")).unwrap(), utc("2026-03-01T10:00:00Z"));
     }
 
     #[test]
@@ -129,11 +105,7 @@ mod tests {
     #[test]
     fn implausible_years_and_garbage_are_refused() {
         assert!(parse_time(&json!("0000-01-01T00:00:00Z")).is_err());
-        assert!(
-            parse_time(&json!("9999-12-31T23:59:59Z"))
-                .unwrap_err()
-                .contains("9999")
-        );
+        assert!(parse_time(&json!("9999-12-31T23:59:59Z")).unwrap_err().contains("9999"));
         assert!(parse_time(&json!("yesterday")).is_err());
         assert!(parse_time(&json!(-5)).is_err());
         assert!(parse_time(&json!(1e300)).is_err());

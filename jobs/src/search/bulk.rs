@@ -34,8 +34,7 @@ impl SearchIndex {
             body.push_str(&document(row).to_string());
             body.push('\n');
         }
-        let path =
-            format!("/{index}/_bulk?filter_path=errors,items.*.status,items.*._id,items.*.error");
+        let path = format!("/{index}/_bulk?filter_path=errors,items.*.status,items.*._id,items.*.error");
         let response = self.raw(Method::Post, &path, Some(body)).await?;
         Ok(read_items(rows, &response))
     }
@@ -43,15 +42,10 @@ impl SearchIndex {
 
 fn read_items(rows: &[cdrs::Model], response: &Value) -> BulkOutcome {
     let mut outcome = BulkOutcome::default();
-    let items = response["items"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    let items = response["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     for (i, row) in rows.iter().enumerate() {
         let Some(item) = items.get(i).and_then(|it| it.get("index")) else {
-            outcome
-                .retryable
-                .push((row.id, "missing from the bulk response".into()));
+            outcome.retryable.push((row.id, "missing from the bulk response".into()));
             continue;
         };
         let status = item["status"].as_u64().unwrap_or(0);

@@ -14,10 +14,7 @@ pub struct ParamError {
 
 impl ParamError {
     pub fn new(parameter: &str, reason: impl Into<String>) -> Self {
-        ParamError {
-            parameter: parameter.to_string(),
-            reason: reason.into(),
-        }
+        ParamError { parameter: parameter.to_string(), reason: reason.into() }
     }
 }
 
@@ -83,9 +80,7 @@ pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filte
             "min_billsec" => f.min_billsec = Some(seconds(name, value)?),
             "disposition" => {
                 for part in value.split(',').filter(|p| !p.trim().is_empty()) {
-                    let d = part
-                        .parse::<Disposition>()
-                        .map_err(|r| ParamError::new(name, r))?;
+                    let d = part.parse::<Disposition>().map_err(|r| ParamError::new(name, r))?;
                     if !f.dispositions.contains(&d) {
                         f.dispositions.push(d);
                     }
@@ -96,30 +91,20 @@ pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filte
                     "true" | "1" => true,
                     "false" | "0" => false,
                     _ => {
-                        return Err(ParamError::new(
-                            name,
-                            format!("expected true or false, got {value:?}"),
-                        ));
+                        return Err(ParamError::new(name, format!("expected true or false, got {value:?}")));
                     }
                 })
             }
             "direction" => f.direction = Some(text(name, value)?.to_ascii_lowercase()),
             "account_code" => f.account_code = Some(text(name, value)?),
             "call_id" => {
-                return Err(ParamError::new(
-                    name,
-                    "not a filter; search by number, source and time",
-                ));
+                return Err(ParamError::new(name, "not a filter; search by number, source and time"));
             }
             _ if extra.contains(&name) => {}
             _ => {
-                let mut known: Vec<&str> =
-                    SHARED.iter().copied().filter(|n| *n != "call_id").collect();
+                let mut known: Vec<&str> = SHARED.iter().copied().filter(|n| *n != "call_id").collect();
                 known.extend_from_slice(extra);
-                return Err(ParamError::new(
-                    name,
-                    format!("unknown parameter; known: {}", known.join(", ")),
-                ));
+                return Err(ParamError::new(name, format!("unknown parameter; known: {}", known.join(", "))));
             }
         }
     }
@@ -131,10 +116,7 @@ pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filte
     if let (Some(min), Some(max)) = (f.min_duration, f.max_duration)
         && min > max
     {
-        return Err(ParamError::new(
-            "min_duration",
-            "must not exceed max_duration",
-        ));
+        return Err(ParamError::new("min_duration", "must not exceed max_duration"));
     }
     Ok(f)
 }
@@ -157,22 +139,14 @@ fn number(name: &str, value: &str) -> Result<NumberMatch, ParamError> {
     let body = digits.strip_prefix('+').unwrap_or(digits);
     let valid = !body.is_empty()
         && body.len() <= 32
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#');
+        && body.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#');
     if !valid {
         return Err(ParamError::new(
             name,
-            format!(
-                "{value:?} is not a number or a prefix ending in * (digits, optional leading +)"
-            ),
+            format!("{value:?} is not a number or a prefix ending in * (digits, optional leading +)"),
         ));
     }
-    Ok(if prefix {
-        NumberMatch::Prefix(digits.to_string())
-    } else {
-        NumberMatch::Exact(digits.to_string())
-    })
+    Ok(if prefix { NumberMatch::Prefix(digits.to_string()) } else { NumberMatch::Exact(digits.to_string()) })
 }
 
 fn seconds(name: &str, value: &str) -> Result<i64, ParamError> {
@@ -201,10 +175,7 @@ impl Filters {
         if let Some(s) = &self.source {
             clauses.push(json!({ "term": { "source": s } }));
         }
-        for (field, m) in [
-            ("src_number", &self.src_number),
-            ("dest_number", &self.dest_number),
-        ] {
+        for (field, m) in [("src_number", &self.src_number), ("dest_number", &self.dest_number)] {
             match m {
                 Some(NumberMatch::Exact(n)) => clauses.push(json!({ "term": { field: n } })),
                 Some(NumberMatch::Prefix(p)) => clauses.push(json!({ "prefix": { field: p } })),
@@ -259,9 +230,7 @@ mod tests {
     use super::*;
 
     fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
-        q.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        q.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -286,14 +255,7 @@ mod tests {
         assert_eq!(f.dest_number, Some(NumberMatch::Prefix("4420".into())));
         assert_eq!(f.src_number, Some(NumberMatch::Exact("+1415".into())));
         assert_eq!(f.to.unwrap() - f.from.unwrap(), Duration::days(1));
-        assert_eq!(
-            f.dispositions,
-            vec![
-                Disposition::Answered,
-                Disposition::Busy,
-                Disposition::NoAnswer
-            ]
-        );
+        assert_eq!(f.dispositions, vec![Disposition::Answered, Disposition::Busy, Disposition::NoAnswer]);
         assert_eq!(f.direction.as_deref(), Some("inbound"));
         let q = f.to_query();
         assert_eq!(q["bool"]["filter"].as_array().unwrap().len(), 8);
@@ -307,10 +269,7 @@ mod tests {
             (&[("min_duration", "-1")], "min_duration"),
             (&[("min_billsec", "ten")], "min_billsec"),
             (&[("dest_number", "44-20*")], "dest_number"),
-            (
-                &[("from", "2026-03-02"), ("to", "2026-03-01T00:00:00Z")],
-                "from",
-            ),
+            (&[("from", "2026-03-02"), ("to", "2026-03-01T00:00:00Z")], "from"),
             (&[("disposition", "HUNG")], "disposition"),
         ];
         for (q, param) in cases {

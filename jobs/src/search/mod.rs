@@ -14,8 +14,7 @@ pub use bulk::BulkOutcome;
 pub use document::{document, document_id};
 pub use filters::{Filters, NumberMatch, ParamError, parse_filters};
 pub use query::{
-    CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField,
-    validate_cursor,
+    CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField, validate_cursor,
 };
 pub use stats::{DEFAULT_TOP, Interval, Stats, StatsRequest};
 
@@ -56,12 +55,8 @@ pub struct SearchIndex {
 
 impl SearchIndex {
     pub fn new(url: &str, alias: &str) -> Result<Self, SearchError> {
-        let transport =
-            Transport::single_node(url).map_err(|e| SearchError::Unreachable(e.to_string()))?;
-        Ok(SearchIndex {
-            es: Elasticsearch::new(transport),
-            alias: alias.to_string(),
-        })
+        let transport = Transport::single_node(url).map_err(|e| SearchError::Unreachable(e.to_string()))?;
+        Ok(SearchIndex { es: Elasticsearch::new(transport), alias: alias.to_string() })
     }
 
     pub fn alias(&self) -> &str {
@@ -79,39 +74,19 @@ impl SearchIndex {
         self.raw(method, path, body).await
     }
 
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<Value, SearchError> {
+    async fn raw(&self, method: Method, path: &str, body: Option<String>) -> Result<Value, SearchError> {
         let response = self
             .es
-            .send::<String, ()>(
-                method,
-                path,
-                HeaderMap::new(),
-                None,
-                body,
-                Some(REQUEST_TIMEOUT),
-            )
+            .send::<String, ()>(method, path, HeaderMap::new(), None, body, Some(REQUEST_TIMEOUT))
             .await
             .map_err(|e| SearchError::Unreachable(e.to_string()))?;
         let status = response.status_code().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| SearchError::Unreachable(e.to_string()))?;
+        let text = response.text().await.map_err(|e| SearchError::Unreachable(e.to_string()))?;
         if !(200..300).contains(&status) {
-            return Err(SearchError::Status {
-                status,
-                body: truncate(&text),
-            });
+            return Err(SearchError::Status { status, body: truncate(&text) });
         }
-        serde_json::from_str(&text).map_err(|e| SearchError::Status {
-            status,
-            body: format!("not JSON: {e}"),
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| SearchError::Status { status, body: format!("not JSON: {e}") })
     }
 
     /// Creates the first physical index with the alias on it, unless the alias exists.
@@ -123,9 +98,7 @@ impl SearchIndex {
         let first = format!("{}-initial", self.alias);
         match self.create_index(&first, true).await {
             Ok(()) => Ok(()),
-            Err(SearchError::Status { status: 400, body })
-                if body.contains("resource_already_exists") =>
-            {
+            Err(SearchError::Status { status: 400, body }) if body.contains("resource_already_exists") => {
                 Ok(())
             }
             Err(e) => Err(e),
@@ -138,16 +111,11 @@ impl SearchIndex {
         if with_alias {
             body["aliases"] = json!({ self.alias.clone(): {} });
         }
-        self.request(Method::Put, &format!("/{name}"), Some(body))
-            .await
-            .map(|_| ())
+        self.request(Method::Put, &format!("/{name}"), Some(body)).await.map(|_| ())
     }
 
     pub async fn delete_index(&self, name: &str) -> Result<(), SearchError> {
-        match self
-            .request(Method::Delete, &format!("/{name}"), None)
-            .await
-        {
+        match self.request(Method::Delete, &format!("/{name}"), None).await {
             Ok(_) | Err(SearchError::Status { status: 404, .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -155,10 +123,7 @@ impl SearchIndex {
 
     /// The physical indices behind the alias, or `None` when the alias does not exist.
     pub async fn alias_targets(&self) -> Result<Option<Vec<String>>, SearchError> {
-        match self
-            .request(Method::Get, &format!("/_alias/{}", self.alias), None)
-            .await
-        {
+        match self.request(Method::Get, &format!("/_alias/{}", self.alias), None).await {
             Ok(Value::Object(map)) => Ok(Some(map.keys().cloned().collect())),
             Ok(_) => Ok(Some(Vec::new())),
             Err(SearchError::Status { status: 404, .. }) => Ok(None),
@@ -168,40 +133,26 @@ impl SearchIndex {
 
     /// Points the alias at `to` and away from `from`, in one atomic step.
     pub async fn swap_alias(&self, from: &[String], to: &str) -> Result<(), SearchError> {
-        let mut actions: Vec<Value> = from
-            .iter()
-            .map(|i| json!({ "remove": { "index": i, "alias": self.alias } }))
-            .collect();
+        let mut actions: Vec<Value> =
+            from.iter().map(|i| json!({ "remove": { "index": i, "alias": self.alias } })).collect();
         actions.push(json!({ "add": { "index": to, "alias": self.alias } }));
-        self.request(
-            Method::Post,
-            "/_aliases",
-            Some(json!({ "actions": actions })),
-        )
-        .await
-        .map(|_| ())
+        self.request(Method::Post, "/_aliases", Some(json!({ "actions": actions }))).await.map(|_| ())
     }
 
     /// Documents in the alias (or any index), as of the last refresh.
     pub async fn count(&self, index: Option<&str>) -> Result<u64, SearchError> {
         let index = index.unwrap_or(&self.alias);
-        let body = self
-            .request(Method::Get, &format!("/{index}/_count"), None)
-            .await?;
+        let body = self.request(Method::Get, &format!("/{index}/_count"), None).await?;
         Ok(body["count"].as_u64().unwrap_or(0))
     }
 
     pub async fn refresh(&self, index: Option<&str>) -> Result<(), SearchError> {
         let index = index.unwrap_or(&self.alias);
-        self.request(Method::Post, &format!("/{index}/_refresh"), None)
-            .await
-            .map(|_| ())
+        self.request(Method::Post, &format!("/{index}/_refresh"), None).await.map(|_| ())
     }
 
     pub async fn ping(&self) -> Result<(), SearchError> {
-        self.request(Method::Get, "/_cluster/health", None)
-            .await
-            .map(|_| ())
+        self.request(Method::Get, "/_cluster/health", None).await.map(|_| ())
     }
 }
 

@@ -52,10 +52,7 @@ pub struct Sort {
 
 impl Default for Sort {
     fn default() -> Self {
-        Sort {
-            field: SortField::StartTime,
-            descending: true,
-        }
+        Sort { field: SortField::StartTime, descending: true }
     }
 }
 
@@ -78,10 +75,7 @@ impl Sort {
             "desc" => true,
             "asc" => false,
             _ => {
-                return Err(ParamError::new(
-                    "sort",
-                    format!("order must be asc or desc, got {order:?}"),
-                ));
+                return Err(ParamError::new("sort", format!("order must be asc or desc, got {order:?}")));
             }
         };
         Ok(Sort { field, descending })
@@ -96,11 +90,7 @@ impl Sort {
     }
 
     fn key(self) -> String {
-        format!(
-            "{}:{}",
-            self.field_name(),
-            if self.descending { "desc" } else { "asc" }
-        )
+        format!("{}:{}", self.field_name(), if self.descending { "desc" } else { "asc" })
     }
 
     /// The sort clause, with the row id as tie-breaker so pages never overlap or skip.
@@ -148,10 +138,7 @@ fn decode_cursor(sort: Sort, cursor: &str) -> Result<Value, ParamError> {
         .map_err(|_| bad())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     if value["s"] != json!(sort.key()) {
-        return Err(ParamError::new(
-            "cursor",
-            "belongs to a different sort order",
-        ));
+        return Err(ParamError::new("cursor", "belongs to a different sort order"));
     }
     match &value["a"] {
         Value::Array(a) if a.len() == 2 => Ok(value["a"].clone()),
@@ -161,11 +148,7 @@ fn decode_cursor(sort: Sort, cursor: &str) -> Result<Value, ParamError> {
 
 /// Checks the cursor before any request is made.
 pub fn validate_cursor(request: &SearchRequest) -> Result<Option<Value>, ParamError> {
-    request
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor(request.sort, c))
-        .transpose()
+    request.cursor.as_deref().map(|c| decode_cursor(request.sort, c)).transpose()
 }
 
 impl SearchIndex {
@@ -185,37 +168,21 @@ impl SearchIndex {
         if let Some(after) = after {
             body["search_after"] = after;
         }
-        let response = self
-            .request(
-                Method::Post,
-                &format!("/{}/_search", self.alias()),
-                Some(body),
-            )
-            .await?;
+        let response = self.request(Method::Post, &format!("/{}/_search", self.alias()), Some(body)).await?;
         let total = response["hits"]["total"]["value"].as_u64().unwrap_or(0);
-        let hits = response["hits"]["hits"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let hits = response["hits"]["hits"].as_array().cloned().unwrap_or_default();
         let more = hits.len() > limit;
         let mut items = Vec::with_capacity(limit.min(hits.len()));
         let mut last_sort = Value::Null;
         for hit in hits.into_iter().take(limit) {
             last_sort = hit["sort"].clone();
             let doc: CdrDocument = serde_json::from_value(hit["_source"].clone()).map_err(|e| {
-                SearchError::Status {
-                    status: 500,
-                    body: format!("unexpected document: {e}"),
-                }
+                SearchError::Status { status: 500, body: format!("unexpected document: {e}") }
             })?;
             items.push(doc);
         }
         let next_cursor = more.then(|| encode_cursor(request.sort, &last_sort));
-        Ok(SearchPage {
-            total,
-            items,
-            next_cursor,
-        })
+        Ok(SearchPage { total, items, next_cursor })
     }
 }
 
@@ -225,19 +192,10 @@ mod tests {
 
     #[test]
     fn sort_parses_and_defaults_to_descending() {
-        assert_eq!(
-            Sort::parse("duration").unwrap(),
-            Sort {
-                field: SortField::Duration,
-                descending: true
-            }
-        );
+        assert_eq!(Sort::parse("duration").unwrap(), Sort { field: SortField::Duration, descending: true });
         assert_eq!(
             Sort::parse("billsec:asc").unwrap(),
-            Sort {
-                field: SortField::Billsec,
-                descending: false
-            }
+            Sort { field: SortField::Billsec, descending: false }
         );
         assert_eq!(Sort::parse("price:asc").unwrap_err().parameter, "sort");
         assert_eq!(Sort::parse("duration:up").unwrap_err().parameter, "sort");
@@ -248,20 +206,9 @@ mod tests {
         let sort = Sort::default();
         let c = encode_cursor(sort, &json!([1_772_359_200_000_i64, 42]));
         assert!(c.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(
-            decode_cursor(sort, &c).unwrap(),
-            json!([1_772_359_200_000_i64, 42])
-        );
-        let other = Sort {
-            field: SortField::Duration,
-            descending: true,
-        };
-        assert!(
-            decode_cursor(other, &c)
-                .unwrap_err()
-                .reason
-                .contains("different sort")
-        );
+        assert_eq!(decode_cursor(sort, &c).unwrap(), json!([1_772_359_200_000_i64, 42]));
+        let other = Sort { field: SortField::Duration, descending: true };
+        assert!(decode_cursor(other, &c).unwrap_err().reason.contains("different sort"));
         assert_eq!(decode_cursor(sort, "zz").unwrap_err().parameter, "cursor");
         assert_eq!(decode_cursor(sort, "7b7d").unwrap_err().parameter, "cursor");
     }

@@ -96,11 +96,7 @@ pub struct StatsRequest {
 
 impl StatsRequest {
     /// Refuses a histogram too fine for its window before asking the engine.
-    pub fn new(
-        filters: Filters,
-        interval: Option<Interval>,
-        top: usize,
-    ) -> Result<Self, ParamError> {
+    pub fn new(filters: Filters, interval: Option<Interval>, top: usize) -> Result<Self, ParamError> {
         let interval = interval.unwrap_or_else(|| Interval::for_window(filters.from, filters.to));
         if let (Some(from), Some(to)) = (filters.from, filters.to) {
             let buckets = (to - from).num_seconds() / interval.approx().num_seconds().max(1);
@@ -115,16 +111,9 @@ impl StatsRequest {
             }
         }
         if top == 0 || top > MAX_TOP {
-            return Err(ParamError::new(
-                "top",
-                format!("must be between 1 and {MAX_TOP}"),
-            ));
+            return Err(ParamError::new("top", format!("must be between 1 and {MAX_TOP}")));
         }
-        Ok(StatsRequest {
-            filters,
-            interval,
-            top,
-        })
+        Ok(StatsRequest { filters, interval, top })
     }
 }
 
@@ -248,10 +237,7 @@ fn count(v: &Value) -> u64 {
 }
 
 fn sum(v: &Value) -> u64 {
-    v["value"]
-        .as_f64()
-        .map(|x| x.round().max(0.0) as u64)
-        .unwrap_or(0)
+    v["value"].as_f64().map(|x| x.round().max(0.0) as u64).unwrap_or(0)
 }
 
 fn numbers(agg: &Value) -> Vec<NumberStats> {
@@ -276,15 +262,9 @@ fn parse(request: &StatsRequest, response: &Value) -> Stats {
     let answered = count(&aggs["answered"]);
     let answered_billsec = sum(&aggs["answered"]["billsec"]);
     let total_billsec = sum(&aggs["billsec"]);
-    let mut by_disposition: BTreeMap<String, u64> = Disposition::ALL
-        .iter()
-        .map(|d| (d.as_str().to_string(), 0))
-        .collect();
-    for b in aggs["by_disposition"]["buckets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
+    let mut by_disposition: BTreeMap<String, u64> =
+        Disposition::ALL.iter().map(|d| (d.as_str().to_string(), 0)).collect();
+    for b in aggs["by_disposition"]["buckets"].as_array().into_iter().flatten() {
         if let Some(k) = b["key"].as_str() {
             by_disposition.insert(k.to_string(), count(b));
         }
@@ -316,11 +296,7 @@ fn parse(request: &StatsRequest, response: &Value) -> Stats {
         ner: ratio(count(&aggs["effective"]), total),
         total_billsec,
         total_minutes: total_billsec as f64 / 60.0,
-        avg_duration: if total > 0 {
-            aggs["duration"]["value"].as_f64()
-        } else {
-            None
-        },
+        avg_duration: if total > 0 { aggs["duration"]["value"].as_f64() } else { None },
         interval: request.interval.name().to_string(),
         histogram,
         top_destinations: numbers(&aggs["top_destinations"]),
@@ -331,13 +307,8 @@ fn parse(request: &StatsRequest, response: &Value) -> Stats {
 
 impl SearchIndex {
     pub async fn stats(&self, request: &StatsRequest) -> Result<Stats, SearchError> {
-        let response = self
-            .request(
-                Method::Post,
-                &format!("/{}/_search", self.alias()),
-                Some(body(request)),
-            )
-            .await?;
+        let response =
+            self.request(Method::Post, &format!("/{}/_search", self.alias()), Some(body(request))).await?;
         Ok(parse(request, &response))
     }
 }
@@ -366,12 +337,7 @@ mod tests {
         };
         let e = StatsRequest::new(filters.clone(), Some(Interval::Minute), 10).unwrap_err();
         assert_eq!(e.parameter, "interval");
-        assert_eq!(
-            StatsRequest::new(filters.clone(), None, 0)
-                .unwrap_err()
-                .parameter,
-            "top"
-        );
+        assert_eq!(StatsRequest::new(filters.clone(), None, 0).unwrap_err().parameter, "top");
         assert!(StatsRequest::new(filters, None, 10).is_ok());
     }
 
@@ -384,10 +350,7 @@ mod tests {
             "by_disposition": { "buckets": [] }, "histogram": { "buckets": [] },
             "top_destinations": { "buckets": [] }, "top_sources": { "buckets": [] } } });
         let s = parse(&request, &empty);
-        assert_eq!(
-            (s.total_calls, s.asr, s.acd, s.ner, s.avg_duration),
-            (0, None, None, None, None)
-        );
+        assert_eq!((s.total_calls, s.asr, s.acd, s.ner, s.avg_duration), (0, None, None, None, None));
         assert_eq!(s.total_minutes, 0.0);
         assert_eq!(s.by_disposition.len(), 5);
         assert!(s.by_disposition.values().all(|n| *n == 0));

@@ -24,9 +24,7 @@ pub fn admin_url() -> String {
 }
 
 fn url_with_db(base: &str, db: &str) -> String {
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database name");
+    let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL has a database name");
     format!("{prefix}/{db}")
 }
 
@@ -51,13 +49,8 @@ impl TestApp {
 
     pub async fn with_limits(limits: Limits) -> TestApp {
         let name = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
-        let admin = Database::connect(admin_url())
-            .await
-            .expect("PostgreSQL is up (scripts/services up)");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
+        let admin = Database::connect(admin_url()).await.expect("PostgreSQL is up (scripts/services up)");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
         let settings = ServiceSettings {
             database_url: url_with_db(&admin_url(), &name),
             amqp_url: env_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
@@ -68,12 +61,8 @@ impl TestApp {
             job_ttl_secs: 3600,
             db_pool_size: 8,
         };
-        let state = AppState::connect(&settings, limits)
-            .await
-            .expect("API state");
-        let db = jobs::db::connect(&settings.database_url, 4)
-            .await
-            .expect("test db");
+        let state = AppState::connect(&settings, limits).await.expect("API state");
+        let db = jobs::db::connect(&settings.database_url, 4).await.expect("test db");
         let endpoint = api::app(state).map_to_response().boxed();
         TestApp {
             name,
@@ -109,11 +98,7 @@ impl TestApp {
             .env("CDR_INDEX_ALIAS", &self.settings.index_alias)
             .env("CDR_DB_POOL_SIZE", "4")
             .env("RUST_LOG", "info")
-            .envs(
-                self.worker_env
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            )
+            .envs(self.worker_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -154,12 +139,7 @@ impl TestApp {
     }
 
     pub async fn post_raw(&self, content_type: &str, body: impl Into<Vec<u8>>) -> TestResponse {
-        self.client
-            .post("/cdrs")
-            .content_type(content_type)
-            .body(body.into())
-            .send()
-            .await
+        self.client.post("/cdrs").content_type(content_type).body(body.into()).send().await
     }
 
     /// Posts a batch that must be accepted; returns the 202 body.
@@ -179,12 +159,7 @@ impl TestApp {
     }
 
     /// Polls the job until `done` holds for its state, or panics after `timeout`.
-    pub async fn wait_job(
-        &self,
-        id: &str,
-        timeout: Duration,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
+    pub async fn wait_job(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         loop {
             let job = self.job(id).await;
@@ -193,19 +168,14 @@ impl TestApp {
             {
                 return job.clone();
             }
-            assert!(
-                start.elapsed() < timeout,
-                "job {id} did not get there in {timeout:?}: {job:?}"
-            );
+            assert!(start.elapsed() < timeout, "job {id} did not get there in {timeout:?}: {job:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub async fn wait_succeeded(&self, id: &str) -> Value {
         let job = self
-            .wait_job(id, Duration::from_secs(90), |j| {
-                j["status"] == "succeeded" || j["status"] == "failed"
-            })
+            .wait_job(id, Duration::from_secs(90), |j| j["status"] == "succeeded" || j["status"] == "failed")
             .await;
         assert_eq!(job["status"], "succeeded", "{job}");
         job
@@ -214,10 +184,7 @@ impl TestApp {
     pub async fn count(&self, sql: &str) -> i64 {
         let row = self
             .db
-            .query_one_raw(Statement::from_string(
-                self.db.get_database_backend(),
-                sql.to_string(),
-            ))
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql.to_string()))
             .await
             .expect("query")
             .expect("a row");
@@ -243,10 +210,7 @@ impl TestApp {
             if status["in_sync"] == true {
                 return status;
             }
-            assert!(
-                start.elapsed() < timeout,
-                "index did not converge in {timeout:?}: {status}"
-            );
+            assert!(start.elapsed() < timeout, "index did not converge in {timeout:?}: {status}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -257,18 +221,11 @@ impl TestApp {
         self.db.clone().close().await.ok();
         let search = self.search();
         let _ = search
-            .request(
-                elasticsearch::http::Method::Delete,
-                &format!("/{}*", self.settings.index_alias),
-                None,
-            )
+            .request(elasticsearch::http::Method::Delete, &format!("/{}*", self.settings.index_alias), None)
             .await;
         if let Ok(admin) = Database::connect(admin_url()).await {
             let _ = admin
-                .execute_unprepared(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
                 .await;
         }
         let conn = lapin::Connection::connect(&self.settings.amqp_url, Default::default()).await;
@@ -278,14 +235,10 @@ impl TestApp {
             let t = jobs::queue::Topology::new(&self.name);
             for q in t.queues() {
                 for name in [q.to_string(), jobs::queue::Topology::dead(q)] {
-                    let _ = ch
-                        .queue_delete(name.as_str().into(), Default::default())
-                        .await;
+                    let _ = ch.queue_delete(name.as_str().into(), Default::default()).await;
                 }
             }
-            let _ = ch
-                .exchange_delete(t.dead_letter_exchange.as_str().into(), Default::default())
-                .await;
+            let _ = ch.exchange_delete(t.dead_letter_exchange.as_str().into(), Default::default()).await;
         }
     }
 }

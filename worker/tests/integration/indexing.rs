@@ -11,13 +11,8 @@ async fn after_an_ingest_job_its_index_job_makes_every_row_searchable() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     let accepted = app.ingest(&batch(0..1200)).await;
-    let job = app
-        .wait_succeeded(accepted["job_id"].as_str().expect("id"))
-        .await;
-    let index_job_id = job["index_job_id"]
-        .as_str()
-        .expect("ingest job names its index job")
-        .to_string();
+    let job = app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+    let index_job_id = job["index_job_id"].as_str().expect("ingest job names its index job").to_string();
     let index_job = app.wait_succeeded(&index_job_id).await;
     assert_eq!(index_job["kind"], "index");
     assert_eq!(index_job["counts"]["indexed"], 1200);
@@ -35,11 +30,7 @@ async fn after_an_ingest_job_its_index_job_makes_every_row_searchable() {
         .expect("search");
     assert_eq!(found["hits"]["total"]["value"], 1200);
     assert_eq!(search.count(None).await.expect("count"), 1200);
-    assert_eq!(
-        app.count("SELECT count(*) FROM cdrs WHERE indexed_at IS NULL")
-            .await,
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) FROM ingest_batches WHERE indexed_at IS NULL").await, 0);
     let status = app.wait_in_sync(Duration::from_secs(10)).await;
     assert_eq!(status["database_count"], 1200);
     assert_eq!(status["index_count"], 1200);
@@ -55,21 +46,13 @@ async fn rows_whose_index_job_was_lost_are_found_by_the_sweeper() {
     let cdrs: Vec<_> = (0..700)
         .map(|n| jobs::cdr::parse_record(n, &crate::common::answered_cdr(n), "s").expect("valid"))
         .collect();
-    CdrStore::new(app.db.clone())
-        .store_batch("lost-index-job", &cdrs)
-        .await
-        .expect("store");
+    CdrStore::new(app.db.clone()).store_batch("lost-index-job", &cdrs).await.expect("store");
 
     let behind = app.sync_status().await;
     assert_eq!(behind["database_count"], 700);
     assert_eq!(behind["backlog"], 700);
     assert_eq!(behind["in_sync"], false);
-    assert!(
-        behind["oldest_unindexed_age_seconds"]
-            .as_f64()
-            .expect("age")
-            >= 0.0
-    );
+    assert!(behind["oldest_unindexed_age_seconds"].as_f64().expect("age") >= 0.0);
 
     app.start_worker().await;
     let after = app.wait_in_sync(Duration::from_secs(60)).await;
@@ -83,21 +66,15 @@ async fn rows_whose_index_job_was_lost_are_found_by_the_sweeper() {
 async fn reindex_swaps_the_alias_while_searches_keep_complete_answers() {
     const ROWS: u64 = 12_000;
     let mut app = TestApp::new().await;
-    app.worker_env
-        .push(("CDR_INDEX_CHUNK".into(), "1000".into()));
+    app.worker_env.push(("CDR_INDEX_CHUNK".into(), "1000".into()));
     app.start_worker().await;
     for b in 0..3 {
         let accepted = app.ingest(&batch(b * 4000..(b + 1) * 4000)).await;
-        app.wait_succeeded(accepted["job_id"].as_str().expect("id"))
-            .await;
+        app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     }
     app.wait_in_sync(Duration::from_secs(60)).await;
     let search = app.search();
-    let before = search
-        .alias_targets()
-        .await
-        .expect("alias")
-        .expect("alias exists");
+    let before = search.alias_targets().await.expect("alias").expect("alias exists");
 
     // Searches run throughout the rebuild; every one must see every row.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -106,10 +83,7 @@ async fn reindex_swaps_the_alias_while_searches_keep_complete_answers() {
         tokio::spawn(async move {
             let mut answers = 0_u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let n = search
-                    .count(None)
-                    .await
-                    .expect("a search failed during the rebuild");
+                let n = search.count(None).await.expect("a search failed during the rebuild");
                 assert_eq!(n, ROWS, "a search saw a partial index");
                 answers += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -124,11 +98,7 @@ async fn reindex_swaps_the_alias_while_searches_keep_complete_answers() {
     let id = body["job_id"].as_str().expect("id").to_string();
     let second = app.client.post("/reindex").send().await;
     second.assert_status(poem::http::StatusCode::CONFLICT);
-    let conflict = second
-        .json()
-        .await
-        .value()
-        .deserialize::<serde_json::Value>();
+    let conflict = second.json().await.value().deserialize::<serde_json::Value>();
     assert_eq!(conflict["code"], "reindex_running");
 
     let job = app.wait_succeeded(&id).await;
@@ -138,11 +108,7 @@ async fn reindex_swaps_the_alias_while_searches_keep_complete_answers() {
     let answers = watcher.await.expect("searches kept answering");
     assert!(answers > 0);
 
-    let after = search
-        .alias_targets()
-        .await
-        .expect("alias")
-        .expect("alias exists");
+    let after = search.alias_targets().await.expect("alias").expect("alias exists");
     assert_eq!(after, vec![format!("{}-{id}", search.alias())]);
     for old in &before {
         let gone = search.request(Method::Head, &format!("/{old}"), None).await;
@@ -150,10 +116,6 @@ async fn reindex_swaps_the_alias_while_searches_keep_complete_answers() {
     }
     assert_eq!(search.count(None).await.expect("count"), ROWS);
     // Another rebuild may start once this one is done.
-    app.client
-        .post("/reindex")
-        .send()
-        .await
-        .assert_status(poem::http::StatusCode::ACCEPTED);
+    app.client.post("/reindex").send().await.assert_status(poem::http::StatusCode::ACCEPTED);
     app.cleanup().await;
 }

@@ -16,9 +16,7 @@ async fn a_batch_is_stored_with_utc_times_and_derived_fields() {
         "call_successful": true, "start_time": "2026-03-01T09:00:00Z",
         "end_time": "2026-03-01T09:00:42Z", "timestamp": "2026-03-01T09:00:43Z"
     });
-    let accepted = app
-        .ingest(&json!({ "cdrs": [answered_cdr(1), unanswered, reference] }))
-        .await;
+    let accepted = app.ingest(&json!({ "cdrs": [answered_cdr(1), unanswered, reference] })).await;
     assert_eq!(accepted["status"], "enqueued");
     assert_eq!(accepted["accepted"], 3);
     assert_eq!(accepted["rejected"], json!([]));
@@ -35,12 +33,16 @@ async fn a_batch_is_stored_with_utc_times_and_derived_fields() {
 
     // +02:00 input is stored as UTC.
     assert_eq!(
-        app.count("SELECT count(*) FROM cdrs WHERE call_id = 'call-1' AND start_time = '2026-03-01T08:00:00Z'
+        app.count(
+            "SELECT count(*) FROM cdrs WHERE call_id = 'call-1' AND start_time = '2026-03-01T08:00:00Z'
              AND answer_time = '2026-03-01T08:00:07Z' AND end_time = '2026-03-01T08:02:07Z'
              AND duration = 127 AND billsec = 120 AND disposition = 'ANSWERED' AND call_successful
              AND source = 'pbx-test' AND src_number = '+14155550001' AND dest_number = '44207000001'
              AND hangup_cause = 'NORMAL_CLEARING' AND direction = 'outbound' AND account_code = 'acme'
-             AND job_id = '{id}'".replace("{id}", id).as_str())
+             AND job_id = '{id}'"
+                .replace("{id}", id)
+                .as_str()
+        )
         .await,
         1
     );
@@ -74,12 +76,9 @@ async fn the_same_batch_twice_is_stored_once_and_counted_as_duplicates() {
     app.start_worker().await;
     let body = batch(0..500);
     let first = app.ingest(&body).await;
-    app.wait_succeeded(first["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(first["job_id"].as_str().expect("id")).await;
     let second = app.ingest(&body).await;
-    let job = app
-        .wait_succeeded(second["job_id"].as_str().expect("id"))
-        .await;
+    let job = app.wait_succeeded(second["job_id"].as_str().expect("id")).await;
     assert_eq!(job["counts"]["inserted"], 0);
     assert_eq!(job["counts"]["duplicates"], 500);
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 500);
@@ -91,24 +90,17 @@ async fn ndjson_batches_and_charset_parameters_are_accepted() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     let lines: String = (0..3).map(|n| format!("{}\r\n", answered_cdr(n))).collect();
-    let resp = app
-        .post_raw("application/x-ndjson", lines.into_bytes())
-        .await;
+    let resp = app.post_raw("application/x-ndjson", lines.into_bytes()).await;
     resp.assert_status(poem::http::StatusCode::ACCEPTED);
     let body = resp.json().await.value().deserialize::<serde_json::Value>();
-    app.wait_succeeded(body["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(body["job_id"].as_str().expect("id")).await;
 
     let resp = app
-        .post_raw(
-            "Application/JSON; charset=utf-8",
-            serde_json::to_vec(&batch(10..12)).expect("json"),
-        )
+        .post_raw("Application/JSON; charset=utf-8", serde_json::to_vec(&batch(10..12)).expect("json"))
         .await;
     resp.assert_status(poem::http::StatusCode::ACCEPTED);
     let body = resp.json().await.value().deserialize::<serde_json::Value>();
-    app.wait_succeeded(body["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(body["job_id"].as_str().expect("id")).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 5);
     app.cleanup().await;
 }
@@ -118,8 +110,7 @@ async fn the_worker_stops_cleanly_on_sigterm() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     let accepted = app.ingest(&batch(0..10)).await;
-    app.wait_succeeded(accepted["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     let status = app.stop_worker().await;
     assert!(status.success(), "{status:?}");
     app.cleanup().await;

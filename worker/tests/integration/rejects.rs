@@ -24,49 +24,27 @@ async fn invalid_records_are_listed_and_valid_ones_stored() {
     let summary: Vec<(u64, &str, Option<&str>)> = rejected
         .iter()
         .map(|r| {
-            (
-                r["index"].as_u64().expect("index"),
-                r["field"].as_str().expect("field"),
-                r["call_id"].as_str(),
-            )
+            (r["index"].as_u64().expect("index"), r["field"].as_str().expect("field"), r["call_id"].as_str())
         })
         .collect();
     assert_eq!(
         summary,
-        vec![
-            (1, "dest_number", Some("call-2")),
-            (2, "end_time", Some("call-3")),
-            (3, "record", None)
-        ]
+        vec![(1, "dest_number", Some("call-2")), (2, "end_time", Some("call-3")), (3, "record", None)]
     );
-    assert!(
-        rejected
-            .iter()
-            .all(|r| !r["reason"].as_str().unwrap_or("").is_empty())
-    );
+    assert!(rejected.iter().all(|r| !r["reason"].as_str().unwrap_or("").is_empty()));
 
-    let job = app
-        .wait_succeeded(accepted["job_id"].as_str().expect("id"))
-        .await;
+    let job = app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     assert_eq!(job["counts"]["received"], 4);
     assert_eq!(job["counts"]["rejected"], 3);
     assert_eq!(job["counts"]["inserted"], 1);
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 1);
-    assert_eq!(
-        app.count("SELECT count(*) FROM cdrs WHERE call_id = 'call-1'")
-            .await,
-        1
-    );
+    assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE call_id = 'call-1'").await, 1);
     app.cleanup().await;
 }
 
 #[tokio::test]
 async fn refusals_use_the_shared_error_body_and_status() {
-    let limits = Limits {
-        max_batch_records: 5,
-        max_body_bytes: 4096,
-        ..Limits::default()
-    };
+    let limits = Limits { max_batch_records: 5, max_body_bytes: 4096, ..Limits::default() };
     let app = TestApp::with_limits(limits).await;
 
     let mut bad = answered_cdr(1);
@@ -75,17 +53,11 @@ async fn refusals_use_the_shared_error_body_and_status() {
     resp.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
     let body = error_body(resp).await;
     assert_eq!(body["code"], "invalid_records");
-    let fields: Vec<&str> = body["rejected"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|r| r["field"].as_str())
-        .collect();
+    let fields: Vec<&str> =
+        body["rejected"].as_array().expect("list").iter().filter_map(|r| r["field"].as_str()).collect();
     assert_eq!(fields, vec!["disposition", "dest_number"]);
 
-    let resp = app
-        .post_raw("application/json", b"[{\"call_id\": ".to_vec())
-        .await;
+    let resp = app.post_raw("application/json", b"[{\"call_id\": ".to_vec()).await;
     resp.assert_status(StatusCode::BAD_REQUEST);
     let body = error_body(resp).await;
     assert_eq!(body["code"], "malformed_body");
@@ -114,11 +86,7 @@ async fn refusals_use_the_shared_error_body_and_status() {
     resp.assert_status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(error_body(resp).await["code"], "unsupported_media_type");
 
-    let resp = app
-        .client
-        .get("/jobs/01h0000000000000000000000")
-        .send()
-        .await;
+    let resp = app.client.get("/jobs/01h0000000000000000000000").send().await;
     resp.assert_status(StatusCode::NOT_FOUND);
     assert_eq!(error_body(resp).await["code"], "not_found");
 

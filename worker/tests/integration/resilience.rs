@@ -15,8 +15,7 @@ async fn a_worker_killed_mid_job_loses_and_duplicates_nothing() {
     const BATCHES: usize = 8;
     const PER_BATCH: usize = 10_000;
     let mut app = TestApp::new().await;
-    app.worker_env
-        .push(("CDR_WORKER_CONCURRENCY".into(), "2".into()));
+    app.worker_env.push(("CDR_WORKER_CONCURRENCY".into(), "2".into()));
     let mut ids = Vec::new();
     for b in 0..BATCHES {
         let accepted = app.ingest(&batch(b * PER_BATCH..(b + 1) * PER_BATCH)).await;
@@ -28,16 +27,10 @@ async fn a_worker_killed_mid_job_loses_and_duplicates_nothing() {
     loop {
         let stored = app.count("SELECT count(*) FROM cdrs").await;
         if stored > 0 {
-            assert!(
-                stored < (BATCHES * PER_BATCH) as i64,
-                "worker finished before it could be killed"
-            );
+            assert!(stored < (BATCHES * PER_BATCH) as i64, "worker finished before it could be killed");
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "worker never stored anything"
-        );
+        assert!(start.elapsed() < Duration::from_secs(60), "worker never stored anything");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     app.kill_worker().await;
@@ -50,11 +43,7 @@ async fn a_worker_killed_mid_job_loses_and_duplicates_nothing() {
     }
     let total = (BATCHES * PER_BATCH) as i64;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, total);
-    assert_eq!(
-        app.count("SELECT count(DISTINCT (source, call_id)) FROM cdrs")
-            .await,
-        total
-    );
+    assert_eq!(app.count("SELECT count(DISTINCT (source, call_id)) FROM cdrs").await, total);
     // Each job reports the rows it stored, even when redelivered after its commit.
     assert_eq!(inserted, total as u64);
     app.cleanup().await;
@@ -65,9 +54,7 @@ async fn broker_unreachable_answers_503_and_leaves_no_job_behind() {
     let app = TestApp::new().await;
     let mut settings = app.settings.clone();
     settings.amqp_url = "amqp://guest:guest@127.0.0.1:1/%2f".into();
-    let state = AppState::connect(&settings, Limits::default())
-        .await
-        .expect("state");
+    let state = AppState::connect(&settings, Limits::default()).await.expect("state");
     let client = poem::test::TestClient::new(api::app(state).into_endpoint());
     let resp = client
         .post("/cdrs")
@@ -81,10 +68,7 @@ async fn broker_unreachable_answers_503_and_leaves_no_job_behind() {
     assert_eq!(body["code"], "unavailable");
 
     let redis = redis::Client::open(settings.redis_url.as_str()).expect("redis");
-    let mut conn = redis
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis conn");
+    let mut conn = redis.get_multiplexed_async_connection().await.expect("redis conn");
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:job:*", settings.namespace))
         .query_async(&mut conn)
@@ -108,10 +92,9 @@ async fn a_job_the_database_refuses_is_dead_lettered_with_its_error() {
         rejected: 0,
         cdrs: vec![cdr],
     };
-    let store =
-        jobs::state::JobStore::connect(&app.settings.redis_url, &app.name, Duration::from_secs(60))
-            .await
-            .expect("redis");
+    let store = jobs::state::JobStore::connect(&app.settings.redis_url, &app.name, Duration::from_secs(60))
+        .await
+        .expect("redis");
     store.create(&job.initial_state()).await.expect("state");
     let topology = jobs::queue::Topology::new(&app.name);
     let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
@@ -132,25 +115,11 @@ async fn a_job_the_database_refuses_is_dead_lettered_with_its_error() {
         })
         .await;
     assert_eq!(state["status"], "failed");
-    assert!(
-        state["error"]
-            .as_str()
-            .expect("error")
-            .contains("permanent"),
-        "{state}"
-    );
+    assert!(state["error"].as_str().expect("error").contains("permanent"), "{state}");
     // Kept, not dropped: the message waits in the dead-letter queue.
     let start = std::time::Instant::now();
-    while publisher
-        .queue_depth(&jobs::queue::Topology::dead(&topology.ingest))
-        .await
-        .expect("depth")
-        != 1
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "dead-letter queue stayed empty"
-        );
+    while publisher.queue_depth(&jobs::queue::Topology::dead(&topology.ingest)).await.expect("depth") != 1 {
+        assert!(start.elapsed() < Duration::from_secs(10), "dead-letter queue stayed empty");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 0);
@@ -163,35 +132,18 @@ async fn unreadable_messages_are_dead_lettered_and_do_not_stall_the_pool() {
     app.start_worker().await;
     let topology = jobs::queue::Topology::new(&app.name);
     let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
-    for (id, body) in [
-        ("garbage", &b"not json"[..]),
-        ("wrong-shape", &b"{\"job_id\":\"wrong-shape\"}"[..]),
-    ] {
+    for (id, body) in [("garbage", &b"not json"[..]), ("wrong-shape", &b"{\"job_id\":\"wrong-shape\"}"[..])] {
         publisher
-            .publish(Outgoing {
-                queue: &topology.ingest,
-                message_id: id,
-                body,
-                headers: Default::default(),
-            })
+            .publish(Outgoing { queue: &topology.ingest, message_id: id, body, headers: Default::default() })
             .await
             .expect("publish");
     }
     let accepted = app.ingest(&batch(0..10)).await;
-    app.wait_succeeded(accepted["job_id"].as_str().expect("id"))
-        .await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 10);
     let start = std::time::Instant::now();
-    while publisher
-        .queue_depth(&jobs::queue::Topology::dead(&topology.ingest))
-        .await
-        .expect("depth")
-        != 2
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "unreadable messages not dead-lettered"
-        );
+    while publisher.queue_depth(&jobs::queue::Topology::dead(&topology.ingest)).await.expect("depth") != 2 {
+        assert!(start.elapsed() < Duration::from_secs(10), "unreadable messages not dead-lettered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.cleanup().await;

@@ -28,17 +28,13 @@ const N: usize = 600;
 type FilterCase = (&'static str, Box<dyn Fn(&Rec) -> bool>);
 
 fn base() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
-        .single()
-        .expect("time")
+    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).single().expect("time")
 }
 
 fn dataset() -> Vec<Rec> {
     let mut seed: u64 = 0x5eed;
     let mut next = move || {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         seed >> 33
     };
     (0..N)
@@ -52,11 +48,7 @@ fn dataset() -> Vec<Rec> {
                 _ => "CONGESTION",
             };
             let ring = (next() % 30) as i64 + 1;
-            let talk = if disposition == "ANSWERED" {
-                (next() % 900) as i64 + 1
-            } else {
-                0
-            };
+            let talk = if disposition == "ANSWERED" { (next() % 900) as i64 + 1 } else { 0 };
             let prefix = ["4420", "4421", "331", "1415"][(next() % 4) as usize];
             Rec {
                 call_id: format!("gen-{i}"),
@@ -68,11 +60,7 @@ fn dataset() -> Vec<Rec> {
                 billsec: talk,
                 disposition,
                 hangup: (disposition == "FAILED" && next() % 2 == 0).then_some("CALL_REJECTED"),
-                direction: if next() % 2 == 0 {
-                    "inbound"
-                } else {
-                    "outbound"
-                },
+                direction: if next() % 2 == 0 { "inbound" } else { "outbound" },
                 account: ["acme", "globex"][(next() % 2) as usize],
             }
         })
@@ -80,8 +68,7 @@ fn dataset() -> Vec<Rec> {
 }
 
 fn to_json(r: &Rec) -> Value {
-    let answer =
-        (r.billsec > 0).then(|| (r.start + Duration::seconds(r.duration - r.billsec)).to_rfc3339());
+    let answer = (r.billsec > 0).then(|| (r.start + Duration::seconds(r.duration - r.billsec)).to_rfc3339());
     json!({
         "call_id": r.call_id, "source": r.source, "src_number": r.src, "dest_number": r.dest,
         "start_time": r.start.to_rfc3339(), "answer_time": answer,
@@ -99,8 +86,7 @@ async fn loaded() -> (TestApp, Vec<Rec>) {
         let body = Value::Array(chunk.iter().map(to_json).collect());
         let accepted = app.ingest(&body).await;
         assert_eq!(accepted["accepted"], chunk.len());
-        app.wait_succeeded(accepted["job_id"].as_str().expect("id"))
-            .await;
+        app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     }
     app.wait_in_sync(std::time::Duration::from_secs(60)).await;
     app.search().refresh(None).await.expect("refresh");
@@ -135,17 +121,11 @@ async fn all_pages(app: &TestApp, query: &str, limit: usize) -> (u64, Vec<Value>
 }
 
 fn ids(items: &[Value]) -> HashSet<String> {
-    items
-        .iter()
-        .map(|i| i["call_id"].as_str().expect("call_id").to_string())
-        .collect()
+    items.iter().map(|i| i["call_id"].as_str().expect("call_id").to_string()).collect()
 }
 
 fn expected(data: &[Rec], keep: impl Fn(&Rec) -> bool) -> HashSet<String> {
-    data.iter()
-        .filter(|r| keep(r))
-        .map(|r| r.call_id.clone())
-        .collect()
+    data.iter().filter(|r| keep(r)).map(|r| r.call_id.clone()).collect()
 }
 
 #[tokio::test]
@@ -155,14 +135,8 @@ async fn search_filters_sorts_and_pages() {
     let cases: Vec<FilterCase> = vec![
         ("source=pbx-b", Box::new(|r| r.source == "pbx-b")),
         ("src_number=%2B15550007", Box::new(|r| r.src == "+15550007")),
-        (
-            "dest_number=4420*",
-            Box::new(|r| r.dest.starts_with("4420")),
-        ),
-        (
-            "dest_number=33100*",
-            Box::new(|r| r.dest.starts_with("33100")),
-        ),
+        ("dest_number=4420*", Box::new(|r| r.dest.starts_with("4420"))),
+        ("dest_number=33100*", Box::new(|r| r.dest.starts_with("33100"))),
         ("dest_number=14150003", Box::new(|r| r.dest == "14150003")),
         (
             "from=2026-03-02T00:00:00Z&to=2026-03-02T12:00:00Z",
@@ -179,18 +153,9 @@ async fn search_filters_sorts_and_pages() {
             "disposition=BUSY&disposition=failed",
             Box::new(|r| r.disposition == "BUSY" || r.disposition == "FAILED"),
         ),
-        (
-            "disposition=NO%20ANSWER",
-            Box::new(|r| r.disposition == "NO ANSWER"),
-        ),
-        (
-            "call_successful=true",
-            Box::new(|r| r.disposition == "ANSWERED"),
-        ),
-        (
-            "call_successful=false",
-            Box::new(|r| r.disposition != "ANSWERED"),
-        ),
+        ("disposition=NO%20ANSWER", Box::new(|r| r.disposition == "NO ANSWER")),
+        ("call_successful=true", Box::new(|r| r.disposition == "ANSWERED")),
+        ("call_successful=false", Box::new(|r| r.disposition != "ANSWERED")),
         ("direction=inbound", Box::new(|r| r.direction == "inbound")),
         ("account_code=globex", Box::new(|r| r.account == "globex")),
         (
@@ -216,11 +181,7 @@ async fn search_filters_sorts_and_pages() {
     let (status, page) = get(&app, "/search?dest_number=999999").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        (
-            page["total"].clone(),
-            page["items"].clone(),
-            page["next_cursor"].clone()
-        ),
+        (page["total"].clone(), page["items"].clone(), page["next_cursor"].clone()),
         (json!(0), json!([]), Value::Null)
     );
 
@@ -231,10 +192,8 @@ async fn search_filters_sorts_and_pages() {
     assert_eq!(items.len(), 50);
     let mut newest: Vec<DateTime<Utc>> = data.iter().map(|r| r.start).collect();
     newest.sort_by(|a, b| b.cmp(a));
-    let got: Vec<DateTime<Utc>> = items
-        .iter()
-        .map(|i| i["start_time"].as_str().expect("t").parse().expect("time"))
-        .collect();
+    let got: Vec<DateTime<Utc>> =
+        items.iter().map(|i| i["start_time"].as_str().expect("t").parse().expect("time")).collect();
     assert_eq!(got, newest[..50].to_vec());
 
     // Paging through everything in small pages: no gaps, no repeats, order kept.
@@ -260,16 +219,9 @@ async fn search_filters_sorts_and_pages() {
     }
 
     // Stored values come back whole.
-    let (_, page) = get(
-        &app,
-        "/search?src_number=%2B15550007&limit=1&sort=duration:desc",
-    )
-    .await;
+    let (_, page) = get(&app, "/search?src_number=%2B15550007&limit=1&sort=duration:desc").await;
     let item = &page["items"][0];
-    let rec = data
-        .iter()
-        .find(|r| r.call_id == item["call_id"])
-        .expect("known call");
+    let rec = data.iter().find(|r| r.call_id == item["call_id"]).expect("known call");
     assert_eq!(item["dest_number"], rec.dest.as_str());
     assert_eq!(item["billsec"], rec.billsec);
     assert_eq!(item["disposition"], rec.disposition);
@@ -285,15 +237,11 @@ async fn stats_compute_every_kpi() {
     let (status, s) = get(&app, "/stats?top=5").await;
     assert_eq!(status, StatusCode::OK, "{s}");
     let total = data.len() as f64;
-    let answered: Vec<&Rec> = data
-        .iter()
-        .filter(|r| r.disposition == "ANSWERED")
-        .collect();
+    let answered: Vec<&Rec> = data.iter().filter(|r| r.disposition == "ANSWERED").collect();
     let effective = data
         .iter()
         .filter(|r| {
-            matches!(r.disposition, "ANSWERED" | "BUSY" | "NO ANSWER")
-                || r.hangup == Some("CALL_REJECTED")
+            matches!(r.disposition, "ANSWERED" | "BUSY" | "NO ANSWER") || r.hangup == Some("CALL_REJECTED")
         })
         .count();
     let billsec: i64 = data.iter().map(|r| r.billsec).sum();
@@ -305,16 +253,9 @@ async fn stats_compute_every_kpi() {
     assert!(close(&s["ner"], effective as f64 / total));
     assert_eq!(s["total_billsec"], billsec);
     assert!(close(&s["total_minutes"], billsec as f64 / 60.0));
-    assert!(close(
-        &s["avg_duration"],
-        data.iter().map(|r| r.duration).sum::<i64>() as f64 / total
-    ));
+    assert!(close(&s["avg_duration"], data.iter().map(|r| r.duration).sum::<i64>() as f64 / total));
     for d in ["ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION"] {
-        assert_eq!(
-            s["by_disposition"][d],
-            data.iter().filter(|r| r.disposition == d).count(),
-            "{d}"
-        );
+        assert_eq!(s["by_disposition"][d], data.iter().filter(|r| r.disposition == d).count(), "{d}");
     }
     let by_dest: fn(&Rec) -> String = |r| r.dest.clone();
     let by_src: fn(&Rec) -> String = |r| r.src.clone();
@@ -338,50 +279,28 @@ async fn stats_compute_every_kpi() {
     // A six-hour window by the hour, with one source.
     let from = base() + Duration::hours(30);
     let to = from + Duration::hours(6);
-    let (_, s) = get(
-        &app,
-        "/stats?source=pbx-c&from=2026-03-02T06:00:00Z&to=2026-03-02T12:00:00Z&interval=hour",
-    )
-    .await;
-    let window: Vec<&Rec> = data
-        .iter()
-        .filter(|r| r.source == "pbx-c" && r.start >= from && r.start < to)
-        .collect();
+    let (_, s) =
+        get(&app, "/stats?source=pbx-c&from=2026-03-02T06:00:00Z&to=2026-03-02T12:00:00Z&interval=hour")
+            .await;
+    let window: Vec<&Rec> =
+        data.iter().filter(|r| r.source == "pbx-c" && r.start >= from && r.start < to).collect();
     assert_eq!(s["total_calls"], window.len());
     assert_eq!(s["interval"], "hour");
     let buckets = s["histogram"].as_array().expect("histogram");
     assert_eq!(buckets.len(), 6);
     for (h, bucket) in buckets.iter().enumerate() {
         let start = from + Duration::hours(h as i64);
-        let inside: Vec<&&Rec> = window
-            .iter()
-            .filter(|r| r.start >= start && r.start < start + Duration::hours(1))
-            .collect();
-        let ans: Vec<&&&Rec> = inside
-            .iter()
-            .filter(|r| r.disposition == "ANSWERED")
-            .collect();
-        assert_eq!(
-            bucket["start"]
-                .as_str()
-                .expect("start")
-                .parse::<DateTime<Utc>>()
-                .expect("t"),
-            start
-        );
+        let inside: Vec<&&Rec> =
+            window.iter().filter(|r| r.start >= start && r.start < start + Duration::hours(1)).collect();
+        let ans: Vec<&&&Rec> = inside.iter().filter(|r| r.disposition == "ANSWERED").collect();
+        assert_eq!(bucket["start"].as_str().expect("start").parse::<DateTime<Utc>>().expect("t"), start);
         assert_eq!(bucket["calls"], inside.len());
         assert_eq!(bucket["answered"], ans.len());
-        assert_eq!(
-            bucket["total_billsec"],
-            inside.iter().map(|r| r.billsec).sum::<i64>()
-        );
+        assert_eq!(bucket["total_billsec"], inside.iter().map(|r| r.billsec).sum::<i64>());
         if inside.is_empty() {
             assert!(bucket["asr"].is_null());
         } else {
-            assert!(close(
-                &bucket["asr"],
-                ans.len() as f64 / inside.len() as f64
-            ));
+            assert!(close(&bucket["asr"], ans.len() as f64 / inside.len() as f64));
         }
         if ans.is_empty() {
             assert!(bucket["acd"].is_null());
@@ -428,10 +347,7 @@ async fn bad_parameters_are_400s_naming_the_parameter() {
         ("/search?dest_number=44-20", "dest_number"),
         ("/stats?interval=fortnight", "interval"),
         ("/stats?top=0", "top"),
-        (
-            "/stats?from=2020-01-01&to=2026-01-01&interval=minute",
-            "interval",
-        ),
+        ("/stats?from=2020-01-01&to=2026-01-01&interval=minute", "interval"),
         ("/stats?sort=duration", "sort"),
     ];
     for (path, parameter) in cases {
@@ -439,13 +355,7 @@ async fn bad_parameters_are_400s_naming_the_parameter() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert_eq!(body["code"], "invalid_parameter", "{path}");
         assert_eq!(body["details"]["parameter"], parameter, "{path}: {body}");
-        assert!(
-            body["message"]
-                .as_str()
-                .expect("message")
-                .starts_with(parameter),
-            "{path}"
-        );
+        assert!(body["message"].as_str().expect("message").starts_with(parameter), "{path}");
     }
     app.cleanup().await;
 }

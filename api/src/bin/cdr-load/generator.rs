@@ -80,7 +80,8 @@ impl Generator {
             _ => "CONGESTION",
         };
         let ring = 2 + self.rng.below(if disposition == "NO ANSWER" { 45 } else { 20 }) as i64;
-        let talk = if disposition == "ANSWERED" { 1 + self.rng.exponential(180.0).min(7200.0) as i64 } else { 0 };
+        let talk =
+            if disposition == "ANSWERED" { 1 + self.rng.exponential(180.0).min(7200.0) as i64 } else { 0 };
         let spread_ms = self.spread.num_milliseconds().max(1) as u64;
         let end = now - Duration::milliseconds(self.rng.below(spread_ms) as i64);
         let start = end - Duration::seconds(ring + talk);
@@ -89,7 +90,9 @@ impl Generator {
             "ANSWERED" => "NORMAL_CLEARING",
             "NO ANSWER" => "NO_ANSWER",
             "BUSY" => "USER_BUSY",
-            "FAILED" => ["CALL_REJECTED", "UNALLOCATED_NUMBER", "NO_ROUTE_DESTINATION"][self.rng.below(3) as usize],
+            "FAILED" => {
+                ["CALL_REJECTED", "UNALLOCATED_NUMBER", "NO_ROUTE_DESTINATION"][self.rng.below(3) as usize]
+            }
             _ => "NORMAL_CIRCUIT_CONGESTION",
         };
         let cdr = json!({

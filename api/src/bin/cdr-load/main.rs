@@ -47,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Post(args) => post::run(&cli.url, args).await?,
         Command::Queries(args) => queries::run(&cli.url, args).await?,
         Command::Csv { count, seed } => {
-            let mut g = generator::Generator::new(*seed, &format!("copy{seed}"), 5, chrono::Duration::days(7));
+            let mut g =
+                generator::Generator::new(*seed, &format!("copy{seed}"), 5, chrono::Duration::days(7));
             let now = chrono::Utc::now();
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for _ in 0..*count {

@@ -97,7 +97,8 @@ pub async fn run(url: &str, args: &PostArgs) -> anyhow::Result<Value> {
                 };
                 // Keep to the offered rate: batch b is due at b × size / rate seconds.
                 if args.rate > 0 {
-                    let due = started + Duration::from_secs_f64((b * args.batch_size) as f64 / args.rate as f64);
+                    let due =
+                        started + Duration::from_secs_f64((b * args.batch_size) as f64 / args.rate as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let (records, probe) = {
@@ -172,10 +173,16 @@ pub async fn run(url: &str, args: &PostArgs) -> anyhow::Result<Value> {
 }
 
 /// Polls `/search` for one call id until it is returned; the time since `accepted_at`.
-async fn wait_searchable(client: &reqwest::Client, url: &str, call_id: &str, accepted_at: Instant) -> Option<Duration> {
+async fn wait_searchable(
+    client: &reqwest::Client,
+    url: &str,
+    call_id: &str,
+    accepted_at: Instant,
+) -> Option<Duration> {
     let give_up = accepted_at + Duration::from_secs(120);
     while Instant::now() < give_up {
-        let resp = client.get(format!("{url}/search")).query(&[("call_id", call_id), ("limit", "1")]).send().await;
+        let resp =
+            client.get(format!("{url}/search")).query(&[("call_id", call_id), ("limit", "1")]).send().await;
         if let Ok(r) = resp
             && let Ok(page) = r.json::<Value>().await
             && page["total"].as_u64() == Some(1)

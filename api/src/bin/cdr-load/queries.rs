@@ -28,7 +28,12 @@ pub async fn run(url: &str, args: &QueryArgs) -> anyhow::Result<Value> {
     for _ in 0..200 {
         let page: Value = client
             .get(format!("{url}/search"))
-            .query(&[("limit", "100"), ("cursor", cursor.as_str())].iter().filter(|(_, v)| !v.is_empty()).collect::<Vec<_>>())
+            .query(
+                &[("limit", "100"), ("cursor", cursor.as_str())]
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect::<Vec<_>>(),
+            )
             .send()
             .await?
             .json()
@@ -43,7 +48,10 @@ pub async fn run(url: &str, args: &QueryArgs) -> anyhow::Result<Value> {
         ("search_selective", format!("/search?src_number={}&source={source}&limit=50", urlencode(&src))),
         ("search_prefix", format!("/search?dest_number={}*&limit=50", urlencode(&dest))),
         ("search_deep_cursor", format!("/search?limit=100&cursor={cursor}")),
-        ("stats_week_hourly", format!("/stats?from={}&to={}&interval=hour", urlencode(&week_ago), urlencode(&now))),
+        (
+            "stats_week_hourly",
+            format!("/stats?from={}&to={}&interval=hour", urlencode(&week_ago), urlencode(&now)),
+        ),
     ];
     let mut results = serde_json::Map::new();
     for (name, path) in queries {
@@ -51,7 +59,12 @@ pub async fn run(url: &str, args: &QueryArgs) -> anyhow::Result<Value> {
         let mut failures = 0;
         for _ in 0..args.repeat {
             let t = Instant::now();
-            let ok = client.get(format!("{url}{path}")).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+            let ok = client
+                .get(format!("{url}{path}"))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
             samples.push(t.elapsed());
             failures += usize::from(!ok);
         }
