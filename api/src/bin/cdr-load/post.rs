@@ -125,13 +125,12 @@ pub async fn run(url: &str, args: &PostArgs) -> anyhow::Result<Value> {
                         *t.statuses.entry(202).or_default() += 1;
                         t.accepted += size;
                         drop(t);
-                        if args.freshness_every > 0 && b % args.freshness_every == 0 {
-                            if let Some(call_id) = probe {
-                                let fresh = wait_searchable(&client, &url, &call_id, sent + latency).await;
-                                if let Some(f) = fresh {
-                                    tally.lock().await.freshness.push(f);
-                                }
-                            }
+                        if args.freshness_every > 0
+                            && b % args.freshness_every == 0
+                            && let Some(call_id) = probe
+                            && let Some(f) = wait_searchable(&client, &url, &call_id, sent + latency).await
+                        {
+                            tally.lock().await.freshness.push(f);
                         }
                     }
                     Ok(r) => {
