@@ -22,8 +22,8 @@ pub fn index_body() -> Value {
                 "src_number": { "type": "keyword" },
                 "dest_number": { "type": "keyword" },
                 "start_time": { "type": "date" },
-                "answer_time": { "type": "date" },
-                "end_time": { "type": "date" },
+                "answer_time": { "type": "date", "doc_values": false },
+                "end_time": { "type": "date", "doc_values": false },
                 "duration": { "type": "integer" },
                 "billsec": { "type": "integer" },
                 "disposition": { "type": "keyword" },
@@ -31,8 +31,8 @@ pub fn index_body() -> Value {
                 "hangup_cause": { "type": "keyword" },
                 "direction": { "type": "keyword" },
                 "account_code": { "type": "keyword" },
-                "job_id": { "type": "keyword" },
-                "ingested_at": { "type": "date" },
+                "job_id": { "type": "keyword", "doc_values": false },
+                "ingested_at": { "type": "date", "doc_values": false },
                 // Kept and returned, never indexed: switch-specific fields must not grow
                 // the mapping.
                 "extra": { "type": "object", "enabled": false }
