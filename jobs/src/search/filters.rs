@@ -97,12 +97,10 @@ pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filte
             }
             "direction" => f.direction = Some(text(name, value)?.to_ascii_lowercase()),
             "account_code" => f.account_code = Some(text(name, value)?),
-            "call_id" => {
-                return Err(ParamError::new(name, "not a filter; search by number, source and time"));
-            }
+            "call_id" => f.call_id = Some(text(name, value)?),
             _ if extra.contains(&name) => {}
             _ => {
-                let mut known: Vec<&str> = SHARED.iter().copied().filter(|n| *n != "call_id").collect();
+                let mut known: Vec<&str> = SHARED.to_vec();
                 known.extend_from_slice(extra);
                 return Err(ParamError::new(name, format!("unknown parameter; known: {}", known.join(", "))));
             }

@@ -158,6 +158,7 @@ async fn search_filters_sorts_and_pages() {
         ("call_successful=false", Box::new(|r| r.disposition != "ANSWERED")),
         ("direction=inbound", Box::new(|r| r.direction == "inbound")),
         ("account_code=globex", Box::new(|r| r.account == "globex")),
+        ("call_id=gen-17", Box::new(|r| r.call_id == "gen-17")),
         (
             "source=pbx-a&dest_number=44*&from=2026-03-01&to=2026-03-02&disposition=ANSWERED&min_billsec=100",
             Box::new(|r| {

@@ -80,10 +80,17 @@ pub async fn run(url: &str, args: &PostArgs) -> anyhow::Result<Value> {
     let started = Instant::now();
     let deadline = args.duration.map(|s| started + Duration::from_secs(s));
     let next_batch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let probes: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (client, generator, tally, bar, next_batch) =
-            (client.clone(), generator.clone(), tally.clone(), bar.clone(), next_batch.clone());
+        let (client, generator, tally, bar, next_batch, probes) = (
+            client.clone(),
+            generator.clone(),
+            tally.clone(),
+            bar.clone(),
+            next_batch.clone(),
+            probes.clone(),
+        );
         let (url, args) = (url.to_string(), args.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -125,12 +132,19 @@ pub async fn run(url: &str, args: &PostArgs) -> anyhow::Result<Value> {
                         *t.statuses.entry(202).or_default() += 1;
                         t.accepted += size;
                         drop(t);
+                        // Probed beside the load, so offering keeps to its rate.
                         if args.freshness_every > 0
                             && b % args.freshness_every == 0
                             && let Some(call_id) = probe
-                            && let Some(f) = wait_searchable(&client, &url, &call_id, sent + latency).await
                         {
-                            tally.lock().await.freshness.push(f);
+                            let (client, url, tally) = (client.clone(), url.clone(), tally.clone());
+                            probes.lock().await.push(tokio::spawn(async move {
+                                if let Some(f) =
+                                    wait_searchable(&client, &url, &call_id, sent + latency).await
+                                {
+                                    tally.lock().await.freshness.push(f);
+                                }
+                            }));
                         }
                     }
                     Ok(r) => {
@@ -150,6 +164,9 @@ pub async fn run(url: &str, args: &PostArgs) -> anyhow::Result<Value> {
         t.await?;
     }
     let elapsed = started.elapsed();
+    for probe in probes.lock().await.drain(..) {
+        probe.await?;
+    }
     bar.finish_and_clear();
     let mut t = tally.lock().await;
     t.latencies.sort();

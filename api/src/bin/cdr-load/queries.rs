@@ -44,20 +44,45 @@ pub async fn run(url: &str, args: &QueryArgs) -> anyhow::Result<Value> {
         }
     }
 
-    let queries: Vec<(&str, String)> = vec![
-        ("search_selective", format!("/search?src_number={}&source={source}&limit=50", urlencode(&src))),
-        ("search_prefix", format!("/search?dest_number={}*&limit=50", urlencode(&dest))),
-        ("search_deep_cursor", format!("/search?limit=100&cursor={cursor}")),
+    // Each repetition shifts the window by a second, so no answer comes from a cache.
+    let shifted = |i: usize, t: &str| -> String {
+        let t: chrono::DateTime<chrono::Utc> = t.parse().unwrap_or_default();
+        urlencode(&(t - chrono::Duration::seconds(i as i64)).to_rfc3339())
+    };
+    type Query<'a> = (&'a str, Box<dyn Fn(usize) -> String + 'a>);
+    let queries: Vec<Query<'_>> = vec![
+        (
+            "search_selective",
+            Box::new(|i| {
+                format!(
+                    "/search?src_number={}&source={source}&to={}&limit=50",
+                    urlencode(&src),
+                    shifted(i, &now)
+                )
+            }),
+        ),
+        (
+            "search_prefix",
+            Box::new(|i| {
+                format!("/search?dest_number={}*&to={}&limit=50", urlencode(&dest), shifted(i, &now))
+            }),
+        ),
+        ("search_deep_cursor", Box::new(|_| format!("/search?limit=100&cursor={cursor}"))),
         (
             "stats_week_hourly",
-            format!("/stats?from={}&to={}&interval=hour", urlencode(&week_ago), urlencode(&now)),
+            Box::new(|i| {
+                format!("/stats?from={}&to={}&interval=hour", shifted(i, &week_ago), shifted(i, &now))
+            }),
         ),
     ];
     let mut results = serde_json::Map::new();
-    for (name, path) in queries {
+    for (name, path_for) in queries {
+        let first: Value = client.get(format!("{url}{}", path_for(0))).send().await?.json().await?;
+        let matched = first["total"].as_u64().or(first["total_calls"].as_u64()).unwrap_or(0);
         let mut samples = Vec::with_capacity(args.repeat);
         let mut failures = 0;
-        for _ in 0..args.repeat {
+        for i in 0..args.repeat {
+            let path = path_for(i);
             let t = Instant::now();
             let ok = client
                 .get(format!("{url}{path}"))
@@ -75,6 +100,7 @@ pub async fn run(url: &str, args: &QueryArgs) -> anyhow::Result<Value> {
                 "p50_ms": ms(percentile(&samples, 50.0)),
                 "p99_ms": ms(percentile(&samples, 99.0)),
                 "failures": failures,
+                "matched": matched,
                 "mean_ms": ms(Some(samples.iter().sum::<Duration>() / samples.len().max(1) as u32)),
             }),
         );
