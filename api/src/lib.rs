@@ -5,6 +5,7 @@ pub mod cli;
 pub mod error;
 pub mod routes;
 pub mod state;
+pub mod telemetry;
 
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
@@ -33,6 +34,8 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/schema/swagger-ui", swagger)
         .nest("/schema/redoc", redoc)
         .at("/schema", spec)
+        .at("/metrics", poem::get(telemetry::metrics))
         .data(state)
         .with(error::JsonErrors)
+        .with(telemetry::HttpMetrics)
 }

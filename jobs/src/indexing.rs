@@ -5,6 +5,7 @@
 //! document id is the row id, so any repeat overwrites instead of duplicating. Rows the
 //! engine refuses for good are recorded in `index_failures` and the job is dead-lettered.
 
+use crate::metrics;
 use crate::queue::{Outgoing, PublishError, Publisher};
 use crate::search::{SearchError, SearchIndex};
 use crate::state::{JobCounts, JobKind, JobState, JobStore};
@@ -116,6 +117,7 @@ impl IndexRunner {
         }
         let mut indexed = 0;
         let mut refused: Vec<(i64, String)> = Vec::new();
+        let started = std::time::Instant::now();
         let outcome = self.index_all(job, &mut indexed, &mut refused).await;
         match outcome {
             Ok(()) if refused.is_empty() => {
@@ -125,6 +127,12 @@ impl IndexRunner {
                     ..JobCounts::default()
                 };
                 self.jobs.mark_succeeded(&job.job_id, &counts).await?;
+                metrics::count_records("indexed", indexed);
+                metrics::count_job("index", "succeeded");
+                metrics::metrics()
+                    .job_seconds
+                    .with_label_values(&["index"])
+                    .observe(started.elapsed().as_secs_f64());
                 info!(job_id = %job.job_id, indexed, "index job succeeded");
                 Ok(IndexResult::Indexed(indexed))
             }
@@ -147,6 +155,7 @@ impl IndexRunner {
                 let reason =
                     format!("gave up after {attempt} attempts ({e}); the sync sweeper will retry the rows");
                 self.jobs.mark_failed(&job.job_id, &reason).await?;
+                metrics::count_job("index", "failed");
                 warn!(job_id = %job.job_id, reason, "index job gave up");
                 Ok(IndexResult::Failed)
             }
@@ -206,6 +215,7 @@ impl IndexRunner {
         let queue = &self.publisher.topology().index;
         self.publisher.dead_letter(queue, &job.job_id, &body, reason).await?;
         self.jobs.mark_failed(&job.job_id, reason).await?;
+        metrics::count_job("index", "failed");
         error!(job_id = %job.job_id, reason, "index job failed; dead-lettered");
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The ingest job: one accepted `POST /cdrs` batch, stored in PostgreSQL exactly once.
 
 use crate::cdr::Cdr;
+use crate::metrics;
 use crate::queue::{PublishError, Publisher};
 use crate::state::{JobCounts, JobKind, JobState, JobStore};
 use crate::store::{CdrStore, StoreOutcome, is_transient};
@@ -75,6 +76,7 @@ impl IngestRunner {
                 attempt
             }
         };
+        let started = std::time::Instant::now();
         match self.store.store_batch(&job.job_id, &job.cdrs).await {
             Ok(outcome) => {
                 let counts = JobCounts {
@@ -88,6 +90,15 @@ impl IngestRunner {
                     self.enqueue_indexing(job).await;
                 }
                 self.jobs.mark_succeeded(&job.job_id, &counts).await?;
+                if !outcome.replayed {
+                    metrics::count_records("inserted", outcome.inserted);
+                    metrics::count_records("duplicate", outcome.duplicates);
+                }
+                metrics::count_job("ingest", "succeeded");
+                metrics::metrics()
+                    .job_seconds
+                    .with_label_values(&["ingest"])
+                    .observe(started.elapsed().as_secs_f64());
                 info!(
                     job_id = %job.job_id,
                     inserted = outcome.inserted,
@@ -145,6 +156,7 @@ impl IngestRunner {
         let queue = &self.publisher.topology().ingest;
         self.publisher.dead_letter(queue, &job.job_id, &body, reason).await?;
         self.jobs.mark_failed(&job.job_id, reason).await?;
+        metrics::count_job("ingest", "failed");
         error!(job_id = %job.job_id, attempts, reason, "ingest job failed; dead-lettered");
         Ok(IngestResult::DeadLettered)
     }

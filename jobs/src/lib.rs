@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod indexing;
 pub mod ingest;
+pub mod metrics;
 pub mod queue;
 pub mod reindex;
 pub mod runtime;

@@ -96,10 +96,12 @@ impl ReindexRunner {
             Ok(n) => {
                 let counts = JobCounts { indexed: *n, ..JobCounts::default() };
                 self.jobs.mark_succeeded(&job.job_id, &counts).await?;
+                crate::metrics::count_job("reindex", "succeeded");
                 info!(job_id = %job.job_id, indexed = n, "reindex succeeded");
             }
             Err(e) => {
                 self.jobs.mark_failed(&job.job_id, &e.to_string()).await?;
+                crate::metrics::count_job("reindex", "failed");
                 warn!(job_id = %job.job_id, error = %e, "reindex failed");
             }
         }

@@ -87,6 +87,29 @@ pub async fn status(
     })
 }
 
+/// Rows stored but not yet searchable; cheap enough to sample on every metrics scrape.
+pub async fn backlog(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), BACKLOG_SQL)).await?;
+    let waiting: i64 = row.map(|r| r.try_get("", "backlog")).transpose()?.unwrap_or(0);
+    Ok(u64::try_from(waiting).unwrap_or(0))
+}
+
+/// Refreshes the gauges that describe shared state, each check bounded by a timeout.
+pub async fn sample_gauges(db: &DatabaseConnection, publisher: &Publisher) {
+    let timeout = Duration::from_secs(2);
+    let m = crate::metrics::metrics();
+    if let Ok(Ok(n)) = tokio::time::timeout(timeout, backlog(db)).await {
+        m.index_backlog.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    for queue in publisher.topology().queues() {
+        for name in [queue.to_string(), crate::queue::Topology::dead(queue)] {
+            if let Ok(Ok(depth)) = tokio::time::timeout(timeout, publisher.queue_depth(&name)).await {
+                m.queue_depth.with_label_values(&[name.as_str()]).set(i64::from(depth));
+            }
+        }
+    }
+}
+
 /// Periodically re-queues rows that have waited longer than `grace`.
 #[derive(Clone)]
 pub struct Sweeper {

@@ -46,6 +46,10 @@ pub struct WorkerCli {
     #[arg(long, env = "CDR_INDEX_CHUNK", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub index_chunk: u64,
 
+    /// Address of the worker's own HTTP listener: `/metrics` and `/healthz`.
+    #[arg(long, env = "CDR_WORKER_HTTP_ADDR", default_value = "127.0.0.1:9102")]
+    pub http_addr: String,
+
     #[command(subcommand)]
     pub command: Option<WorkerCommand>,
 

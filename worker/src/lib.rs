@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod cli;
+pub mod http;
 pub mod lenient;
 pub mod pool;
 

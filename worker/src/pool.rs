@@ -99,6 +99,7 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
     let sweeper = tokio::spawn(
         runners.sweeper.clone().run(Duration::from_secs(cli.sweep_interval_secs), shutdown.clone()),
     );
+    let http = crate::http::serve(&cli.http_addr, runners.sweeper.clone(), shutdown.clone()).await?;
     loop {
         let monitor = match build_monitor(&cli, &runners).await {
             Ok(m) => m,
@@ -130,6 +131,7 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
         }
     }
     let _ = sweeper.await;
+    let _ = http.await;
     info!("worker pool stopped");
     Ok(())
 }

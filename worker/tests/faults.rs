@@ -118,3 +118,28 @@ async fn with_elasticsearch_stopped_index_jobs_retry_and_the_index_converges() {
     assert_eq!(distinct["aggregations"]["ids"]["value"], 3010);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn readiness_names_a_stopped_dependency_and_recovers() {
+    let _serial = SERVICE_LOCK.lock().await;
+    let app = TestApp::new().await;
+    app.client.get("/readyz").send().await.assert_status_is_ok();
+    let restart = Restart("redis");
+    services("stop", "redis");
+    let resp = app.client.get("/readyz").send().await;
+    resp.assert_status(poem::http::StatusCode::SERVICE_UNAVAILABLE);
+    resp.assert_header_exist("Retry-After");
+    let body = resp.json().await.value().deserialize::<serde_json::Value>();
+    assert_eq!(body["details"]["dependency"], "redis", "{body}");
+    drop(restart);
+    let start = std::time::Instant::now();
+    loop {
+        let resp = app.client.get("/readyz").send().await;
+        if resp.0.status().is_success() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "readyz did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.cleanup().await;
+}

@@ -92,6 +92,8 @@ impl CdrsApi {
                 .await
                 .map_err(|e| ApiError::unavailable("validator", e))??;
 
+        jobs::metrics::count_records("received", received);
+        jobs::metrics::count_records("rejected", rejected.len() as u64);
         let rejected: Vec<RejectedRecord> = rejected.into_iter().map(Into::into).collect();
         if cdrs.is_empty() {
             return Err(ApiError::Unprocessable(Json(ErrorBody {

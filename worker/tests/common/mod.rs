@@ -76,6 +76,7 @@ impl TestApp {
                 ("CDR_MAX_ATTEMPTS".into(), "1000".into()),
                 ("CDR_SWEEP_INTERVAL_SECS".into(), "1".into()),
                 ("CDR_SWEEP_GRACE_SECS".into(), "2".into()),
+                ("CDR_WORKER_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ],
         }
     }

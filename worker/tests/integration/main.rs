@@ -5,6 +5,7 @@ mod common;
 mod docs;
 mod indexing;
 mod ingest;
+mod metrics;
 mod rejects;
 mod resilience;
 mod search;
