@@ -178,7 +178,10 @@ fn per_number(field: &str, top: usize) -> Value {
     })
 }
 
-fn body(request: &StatsRequest) -> Value {
+/// The searches of one `/stats` call. They go out as one `_msearch`, which the engine runs
+/// concurrently: on a small machine the whole answer then takes about as long as its
+/// slowest part instead of the sum of all parts.
+fn searches(request: &StatsRequest) -> Vec<Value> {
     let f = &request.filters;
     let mut histogram = json!({
         "field": "start_time",
@@ -192,40 +195,62 @@ fn body(request: &StatsRequest) -> Value {
             "max": (to - Duration::milliseconds(1)).timestamp_millis()
         });
     }
-    json!({
-        "size": 0,
-        "track_total_hits": true,
-        "query": f.to_query(),
-        "aggs": {
-            "answered": {
-                "filter": answered_filter(),
-                "aggs": { "billsec": { "sum": { "field": "billsec" } } }
-            },
-            "effective": {
-                "filter": { "bool": { "minimum_should_match": 1, "should": [
-                    { "terms": { "disposition": [
-                        Disposition::Answered.as_str(), Disposition::Busy.as_str(), Disposition::NoAnswer.as_str()
-                    ] } },
-                    { "term": { "hangup_cause": REJECTED_BY_CALLEE } }
-                ] } }
-            },
-            "billsec": { "sum": { "field": "billsec" } },
-            "duration": { "avg": { "field": "duration" } },
-            "by_disposition": { "terms": { "field": "disposition", "size": 16 } },
-            "histogram": {
-                "date_histogram": histogram,
-                "aggs": {
-                    "answered": {
-                        "filter": answered_filter(),
-                        "aggs": { "billsec": { "sum": { "field": "billsec" } } }
-                    },
-                    "billsec": { "sum": { "field": "billsec" } }
+    let search = |aggs: Value, total: bool| json!({ "size": 0, "track_total_hits": total, "query": f.to_query(), "aggs": aggs });
+    vec![
+        search(
+            json!({
+                "answered": {
+                    "filter": answered_filter(),
+                    "aggs": { "billsec": { "sum": { "field": "billsec" } } }
+                },
+                "effective": {
+                    "filter": { "bool": { "minimum_should_match": 1, "should": [
+                        { "terms": { "disposition": [
+                            Disposition::Answered.as_str(), Disposition::Busy.as_str(), Disposition::NoAnswer.as_str()
+                        ] } },
+                        { "term": { "hangup_cause": REJECTED_BY_CALLEE } }
+                    ] } }
+                },
+                "billsec": { "sum": { "field": "billsec" } },
+                "duration": { "avg": { "field": "duration" } },
+                "by_disposition": { "terms": { "field": "disposition", "size": 16 } }
+            }),
+            true,
+        ),
+        search(
+            json!({
+                "histogram": {
+                    "date_histogram": histogram,
+                    "aggs": {
+                        "answered": {
+                            "filter": answered_filter(),
+                            "aggs": { "billsec": { "sum": { "field": "billsec" } } }
+                        },
+                        "billsec": { "sum": { "field": "billsec" } }
+                    }
                 }
-            },
-            "top_destinations": per_number("dest_number", request.top),
-            "top_sources": per_number("src_number", request.top)
+            }),
+            false,
+        ),
+        search(json!({ "top_destinations": per_number("dest_number", request.top) }), false),
+        search(json!({ "top_sources": per_number("src_number", request.top) }), false),
+    ]
+}
+
+/// Folds the searches' answers into one: the first one's total, everyone's aggregations.
+fn merge(responses: &[Value]) -> Result<Value, SearchError> {
+    let mut aggregations = serde_json::Map::new();
+    for r in responses {
+        if let Some(e) = r.get("error") {
+            let status = r["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
+            return Err(SearchError::Status { status, body: e.to_string() });
         }
-    })
+        if let Some(Value::Object(aggs)) = r.get("aggregations") {
+            aggregations.extend(aggs.clone());
+        }
+    }
+    let total = responses.first().map(|r| r["hits"]["total"].clone()).unwrap_or(Value::Null);
+    Ok(json!({ "hits": { "total": total }, "aggregations": aggregations }))
 }
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {
@@ -307,9 +332,16 @@ fn parse(request: &StatsRequest, response: &Value) -> Stats {
 
 impl SearchIndex {
     pub async fn stats(&self, request: &StatsRequest) -> Result<Stats, SearchError> {
-        let response =
-            self.request(Method::Post, &format!("/{}/_search", self.alias()), Some(body(request))).await?;
-        Ok(parse(request, &response))
+        let mut body = String::new();
+        for search in searches(request) {
+            body.push_str("{}\n");
+            body.push_str(&search.to_string());
+            body.push('\n');
+        }
+        let path = format!("/{}/_msearch?max_concurrent_searches=4", self.alias());
+        let response = self.raw(Method::Post, &path, Some(body)).await?;
+        let responses = response["responses"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        Ok(parse(request, &merge(responses)?))
     }
 }
 
