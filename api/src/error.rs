@@ -67,6 +67,9 @@ pub enum ApiError {
     /// The request is well-formed but nothing in it can be accepted.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Too much work is waiting; nothing was accepted. Retry after the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// A dependency is down; nothing was accepted. Retry after the given seconds.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),

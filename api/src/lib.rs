@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod auth;
 pub mod batch;
 pub mod cli;
 pub mod error;
@@ -35,6 +36,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/schema/redoc", redoc)
         .at("/schema", spec)
         .at("/metrics", poem::get(telemetry::metrics))
+        .with(auth::RequireToken(state.auth.clone()))
         .data(state)
         .with(error::JsonErrors)
         .with(telemetry::HttpMetrics)

@@ -21,7 +21,14 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: ApiCli) -> anyhow::Result<()> {
-    let state = api::state::AppState::connect(&cli.services, cli.limits.clone()).await?;
+    let auth = cli.auth()?;
+    if auth.is_disabled() {
+        tracing::warn!(
+            "authentication is disabled (CDR_AUTH_DISABLED): anyone who can reach the API can read every CDR"
+        );
+    }
+    let mut state = api::state::AppState::connect(&cli.services, cli.limits.clone()).await?;
+    state.auth = auth;
     tracing::info!(addr = %cli.http_addr, "cdr-api listening");
     Server::new(TcpListener::bind(cli.http_addr.clone()))
         .run_with_graceful_shutdown(api::app(state), jobs::runtime::shutdown_signal(), Some(GRACE))

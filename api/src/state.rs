@@ -14,6 +14,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub search: SearchIndex,
     pub limits: Limits,
+    /// Who may call what; `AppState::connect` starts with none (set it before serving).
+    pub auth: crate::auth::Auth,
 }
 
 impl AppState {
@@ -38,6 +40,6 @@ impl AppState {
         if let Err(e) = search.ensure().await {
             tracing::warn!(error = %e, "search index not ready at start-up");
         }
-        Ok(AppState { publisher, jobs, db, search, limits })
+        Ok(AppState { publisher, jobs, db, search, limits, auth: crate::auth::Auth::disabled() })
     }
 }

@@ -230,6 +230,58 @@ impl Publisher {
         self.publish(Outgoing { queue: &Topology::dead(queue), message_id, body, headers }).await
     }
 
+    /// Moves the dead-lettered message of job `message_id` from `queue`'s dead-letter queue
+    /// back onto `queue` (published and confirmed before the dead copy is removed). Other
+    /// dead messages stay where they were. `false` when no such message is there.
+    pub async fn replay_dead(&self, queue: &str, message_id: &str) -> Result<bool, PublishError> {
+        use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
+        let unreachable = |e: lapin::Error| PublishError::Unreachable(e.to_string());
+        let dead = Topology::dead(queue);
+        let depth = self.queue_depth(&dead).await?;
+        // A channel of its own: the messages it holds unacknowledged go back if it fails.
+        let conn =
+            Connection::connect(&self.url, ConnectionProperties::default()).await.map_err(unreachable)?;
+        let channel = conn.create_channel().await.map_err(unreachable)?;
+        let mut passed = Vec::new();
+        let mut found = false;
+        for _ in 0..depth {
+            let Some(msg) = channel
+                .basic_get(dead.as_str().into(), BasicGetOptions::default())
+                .await
+                .map_err(unreachable)?
+            else {
+                break;
+            };
+            let delivery = msg.delivery;
+            let id = delivery.properties.message_id().as_ref().map(|s| s.as_str().to_string());
+            if id.as_deref() == Some(message_id) {
+                self.publish(Outgoing {
+                    queue,
+                    message_id,
+                    body: &delivery.data,
+                    headers: FieldTable::default(),
+                })
+                .await?;
+                channel
+                    .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+                    .await
+                    .map_err(unreachable)?;
+                found = true;
+                break;
+            }
+            passed.push(delivery.delivery_tag);
+        }
+        for tag in passed {
+            channel
+                .basic_nack(tag, BasicNackOptions { requeue: true, multiple: false })
+                .await
+                .map_err(unreachable)?;
+        }
+        let _ = channel.close(200, "done".into()).await;
+        let _ = conn.close(200, "done".into()).await;
+        Ok(found)
+    }
+
     /// Messages waiting in a queue (for readiness and backpressure).
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, PublishError> {
         let channel = self.channel().await?;

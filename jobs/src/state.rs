@@ -234,7 +234,39 @@ impl JobStore {
                 ("error", error.to_string()),
             ],
         )
-        .await
+        .await?;
+        let mut conn = self.conn.clone();
+        conn.zadd::<_, _, _, ()>(self.failed_key(), id, Utc::now().timestamp_millis()).await
+    }
+
+    fn failed_key(&self) -> String {
+        format!("{}failed", self.meta_prefix())
+    }
+
+    /// Failed jobs, most recent first. Entries whose state has expired are dropped.
+    pub async fn failed_jobs(&self, limit: usize) -> redis::RedisResult<Vec<JobState>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> =
+            conn.zrevrange(self.failed_key(), 0, isize::try_from(limit).unwrap_or(isize::MAX) - 1).await?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get(&id).await? {
+                Some(job) if job.status == JobStatus::Failed => jobs.push(job),
+                _ => conn.zrem::<_, _, ()>(self.failed_key(), &id).await?,
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Puts a failed job back to `enqueued` after its message was replayed.
+    pub async fn mark_requeued(&self, id: &str) -> redis::RedisResult<()> {
+        self.write(
+            id,
+            &[("status", "enqueued".into()), ("finished_at", String::new()), ("error", String::new())],
+        )
+        .await?;
+        let mut conn = self.conn.clone();
+        conn.zrem::<_, _, ()>(self.failed_key(), id).await
     }
 
     /// Adds to a job's `indexed` count as chunks land in the index.

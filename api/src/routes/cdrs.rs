@@ -110,6 +110,26 @@ impl CdrsApi {
             cdrs,
         };
         let accepted = job.cdrs.len() as u64;
+        let ingest_queue = &state.publisher.topology().ingest;
+        let waiting = state
+            .publisher
+            .queue_depth(ingest_queue)
+            .await
+            .map_err(|e| ApiError::unavailable("rabbitmq", e))?;
+        if waiting > limits.max_queue_depth {
+            return Err(ApiError::TooManyRequests(
+                Json(ErrorBody {
+                    details: Some(
+                        serde_json::json!({ "queued_jobs": waiting, "limit": limits.max_queue_depth }),
+                    ),
+                    ..ErrorBody::new(
+                        "overloaded",
+                        format!("{waiting} batches are waiting to be stored; retry later"),
+                    )
+                }),
+                crate::error::RETRY_AFTER_SECS,
+            ));
+        }
         let payload = serde_json::to_vec(&job).map_err(|e| ApiError::unavailable("serialiser", e))?;
         state.jobs.create(&job.initial_state()).await.map_err(|e| ApiError::unavailable("redis", e))?;
         let published = state

@@ -1,15 +1,36 @@
 //! `GET /jobs/{id}`: where a job is.
 
 use super::Tag;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::cdrs::JobAccepted;
 use crate::state::AppState;
-use jobs::state::JobState;
+use jobs::state::{JobKind, JobState, JobStatus};
 use poem::web::Data;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 
 pub struct JobsApi;
+
+/// A list of jobs.
+#[derive(Debug, Object, serde::Serialize)]
+pub struct JobList {
+    pub items: Vec<JobState>,
+}
+
+#[derive(ApiResponse)]
+pub enum JobListResponse {
+    /// Matching jobs, most recent first.
+    #[oai(status = 200)]
+    Ok(Json<JobList>),
+}
+
+#[derive(ApiResponse)]
+pub enum RetryResponse {
+    /// The job's message is back in its queue; follow it at the Location.
+    #[oai(status = 202)]
+    Accepted(Json<JobAccepted>, #[oai(header = "Location")] String),
+}
 
 #[derive(ApiResponse)]
 pub enum JobResponse {
@@ -34,5 +55,74 @@ impl JobsApi {
             Ok(None) => Err(ApiError::not_found(format!("no job {:?}", id.0))),
             Err(e) => Err(ApiError::unavailable("redis", e)),
         }
+    }
+
+    /// List failed jobs
+    ///
+    /// `status=failed` (the only listing kept) gives jobs that failed for good, most recent
+    /// first, with their errors; their messages wait in the dead-letter queues.
+    #[oai(path = "/jobs", method = "get")]
+    async fn list_jobs(
+        &self,
+        state: Data<&AppState>,
+        /// Must be `failed`.
+        status: Query<String>,
+        /// At most this many (1–1000, default 100).
+        limit: Query<Option<u32>>,
+    ) -> Result<JobListResponse, ApiError> {
+        if status.0 != "failed" {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("status: only `failed` jobs can be listed, got {:?}", status.0),
+            ));
+        }
+        let limit = limit.0.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::bad_request("invalid_parameter", "limit: must be between 1 and 1000"));
+        }
+        let items =
+            state.jobs.failed_jobs(limit as usize).await.map_err(|e| ApiError::unavailable("redis", e))?;
+        Ok(JobListResponse::Ok(Json(JobList { items })))
+    }
+
+    /// Replay a failed job
+    ///
+    /// Moves the job's message from its dead-letter queue back to its queue and sets it to
+    /// `enqueued`. 409 unless the job failed and its message is in the dead-letter queue
+    /// (index jobs that gave up are re-queued by the sync sweeper instead).
+    #[oai(path = "/jobs/:id/retry", method = "post")]
+    async fn retry_job(&self, state: Data<&AppState>, id: Path<String>) -> Result<RetryResponse, ApiError> {
+        let job = match state.jobs.get(&id.0).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return Err(ApiError::not_found(format!("no job {:?}", id.0))),
+            Err(e) => return Err(ApiError::unavailable("redis", e)),
+        };
+        let conflict = |message: String| {
+            ApiError::Conflict(Json(ErrorBody { ..ErrorBody::new("not_retryable", message) }))
+        };
+        if job.status != JobStatus::Failed {
+            return Err(conflict(format!("job {} is {}, not failed", job.id, job.status.as_str())));
+        }
+        let topology = state.publisher.topology();
+        let queue = match job.kind {
+            JobKind::Ingest => &topology.ingest,
+            JobKind::Index => &topology.index,
+            JobKind::Reindex => &topology.reindex,
+        };
+        let found = state
+            .publisher
+            .replay_dead(queue, &job.id)
+            .await
+            .map_err(|e| ApiError::unavailable("rabbitmq", e))?;
+        if !found {
+            return Err(conflict(format!("job {} has no message in the dead-letter queue", job.id)));
+        }
+        state.jobs.mark_requeued(&job.id).await.map_err(|e| ApiError::unavailable("redis", e))?;
+        tracing::info!(job_id = %job.id, "failed job replayed");
+        let location = format!("/jobs/{}", job.id);
+        Ok(RetryResponse::Accepted(
+            Json(JobAccepted { job_id: job.id, status: JobStatus::Enqueued }),
+            location,
+        ))
     }
 }

@@ -48,6 +48,15 @@ impl TestApp {
     }
 
     pub async fn with_limits(limits: Limits) -> TestApp {
+        Self::build(limits, api::auth::Auth::disabled()).await
+    }
+
+    /// An app whose API requires these `role:token` pairs.
+    pub async fn with_auth(spec: &str) -> TestApp {
+        Self::build(Limits::default(), api::auth::Auth::from_spec(spec, true).expect("token spec")).await
+    }
+
+    pub async fn build(limits: Limits, auth: api::auth::Auth) -> TestApp {
         let name = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
         let admin = Database::connect(admin_url()).await.expect("PostgreSQL is up (scripts/services up)");
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
@@ -61,7 +70,8 @@ impl TestApp {
             job_ttl_secs: 3600,
             db_pool_size: 8,
         };
-        let state = AppState::connect(&settings, limits).await.expect("API state");
+        let mut state = AppState::connect(&settings, limits).await.expect("API state");
+        state.auth = auth;
         let db = jobs::db::connect(&settings.database_url, 4).await.expect("test db");
         let endpoint = api::app(state).map_to_response().boxed();
         TestApp {

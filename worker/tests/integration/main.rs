@@ -9,3 +9,4 @@ mod metrics;
 mod rejects;
 mod resilience;
 mod search;
+mod security;

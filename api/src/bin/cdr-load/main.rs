@@ -18,6 +18,9 @@ struct Cli {
     /// Base URL of cdr-api.
     #[arg(long, env = "CDR_API_URL", default_value = "http://127.0.0.1:8000", global = true)]
     url: String,
+    /// Bearer token for the API (ingest for `post`, read for `queries`; admin does both).
+    #[arg(long, env = "CDR_API_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     /// Print the summary as one JSON object.
     #[arg(long, global = true)]
     json: bool,
@@ -40,12 +43,25 @@ enum Command {
     },
 }
 
+/// An HTTP client that sends the token with every request.
+fn client(token: Option<&str>, connections: usize) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(connections * 2).build()?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let summary = match &cli.command {
-        Command::Post(args) => post::run(&cli.url, args).await?,
-        Command::Queries(args) => queries::run(&cli.url, args).await?,
+        Command::Post(args) => {
+            post::run(&cli.url, &client(cli.token.as_deref(), args.concurrency)?, args).await?
+        }
+        Command::Queries(args) => queries::run(&cli.url, &client(cli.token.as_deref(), 1)?, args).await?,
         Command::Csv { count, seed } => {
             let mut g =
                 generator::Generator::new(*seed, &format!("copy{seed}"), 5, chrono::Duration::days(7));

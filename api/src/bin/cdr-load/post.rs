@@ -53,8 +53,7 @@ struct Tally {
     statuses: std::collections::BTreeMap<u16, u64>,
 }
 
-pub async fn run(url: &str, args: &PostArgs) -> anyhow::Result<Value> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
+pub async fn run(url: &str, client: &reqwest::Client, args: &PostArgs) -> anyhow::Result<Value> {
     let run_id = format!("load{}-{}", args.seed, Utc::now().timestamp_millis());
     let generator = Arc::new(Mutex::new(Generator::new(
         args.seed,

@@ -11,8 +11,7 @@ pub struct QueryArgs {
     pub repeat: usize,
 }
 
-pub async fn run(url: &str, args: &QueryArgs) -> anyhow::Result<Value> {
-    let client = reqwest::Client::new();
+pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyhow::Result<Value> {
     // A source and a destination prefix that exist, taken from the data itself.
     let first: Value = client.get(format!("{url}/search?limit=1")).send().await?.json().await?;
     let item = &first["items"][0];

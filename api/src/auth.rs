@@ -1,0 +1,224 @@
+//! Bearer-token authentication with roles.
+//!
+//! Phone numbers and call times are personal data, so every route but health, readiness and
+//! the docs needs a token. Roles: `ingest` (submit batches, follow jobs), `read` (search,
+//! statistics, jobs, sync status), `admin` (everything, including rebuilds and replays).
+//! Tokens are compared in constant time and never logged.
+
+use crate::error::ErrorBody;
+use poem::http::{Method, StatusCode};
+use poem::web::Json;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Ingest,
+    Read,
+    Admin,
+}
+
+impl Role {
+    fn parse(s: &str) -> Option<Role> {
+        match s.trim() {
+            "ingest" => Some(Role::Ingest),
+            "read" => Some(Role::Read),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who may do what; `None` runs without authentication (local development only).
+#[derive(Clone)]
+pub struct Auth {
+    tokens: Option<Arc<Vec<(Role, Vec<u8>)>>>,
+    metrics_public: bool,
+}
+
+/// Tokens never appear in debug output.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let roles: Vec<&str> = self.tokens.iter().flat_map(|t| t.iter().map(|(r, _)| r.name())).collect();
+        f.debug_struct("Auth").field("roles", &roles).field("metrics_public", &self.metrics_public).finish()
+    }
+}
+
+impl Auth {
+    pub fn disabled() -> Self {
+        Auth { tokens: None, metrics_public: true }
+    }
+
+    /// `role:token` pairs, comma- or newline-separated (`#` starts a comment line).
+    pub fn from_spec(spec: &str, metrics_public: bool) -> Result<Self, String> {
+        let mut tokens = Vec::new();
+        for entry in spec.split([',', '\n']).map(str::trim).filter(|e| !e.is_empty() && !e.starts_with('#')) {
+            let (role, token) =
+                entry.split_once(':').ok_or_else(|| "each entry is role:token".to_string())?;
+            let role = Role::parse(role)
+                .ok_or_else(|| format!("unknown role {:?}; roles are ingest, read, admin", role.trim()))?;
+            let token = token.trim();
+            if token.len() < 16 {
+                return Err(format!("a {} token is shorter than 16 characters", role.name()));
+            }
+            tokens.push((role, token.as_bytes().to_vec()));
+        }
+        if tokens.is_empty() {
+            return Err("no tokens given".into());
+        }
+        Ok(Auth { tokens: Some(Arc::new(tokens)), metrics_public })
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.tokens.is_none()
+    }
+
+    /// The role a bearer token grants, checking every token in constant time.
+    fn role_of(&self, presented: &[u8]) -> Option<Role> {
+        let tokens = self.tokens.as_ref()?;
+        let mut found = None;
+        for (role, token) in tokens.iter() {
+            if constant_time_eq(presented, token) {
+                found = Some(*role);
+            }
+        }
+        found
+    }
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Read => "read",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Equal bytes, in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// Which roles a request needs; `None` means open to all.
+fn allowed(auth: &Auth, method: &Method, path: &str) -> Option<&'static [Role]> {
+    const ANY_READER: &[Role] = &[Role::Read, Role::Admin];
+    const INGEST: &[Role] = &[Role::Ingest, Role::Admin];
+    const JOBS: &[Role] = &[Role::Ingest, Role::Read, Role::Admin];
+    const ADMIN: &[Role] = &[Role::Admin];
+    match (method, path) {
+        (_, "/healthz" | "/readyz") => None,
+        (_, p) if p == "/schema" || p.starts_with("/schema/") => None,
+        (_, "/metrics") if auth.metrics_public => None,
+        (&Method::POST, "/cdrs") => Some(INGEST),
+        (&Method::POST, "/reindex") => Some(ADMIN),
+        (&Method::POST, p) if p.starts_with("/jobs/") => Some(ADMIN),
+        (_, p) if p == "/jobs" || p.starts_with("/jobs/") => Some(JOBS),
+        _ => Some(ANY_READER),
+    }
+}
+
+pub struct RequireToken(pub Auth);
+
+impl<E: Endpoint> Middleware<E> for RequireToken {
+    type Output = RequireTokenEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        RequireTokenEndpoint { inner: ep, auth: self.0.clone() }
+    }
+}
+
+pub struct RequireTokenEndpoint<E> {
+    inner: E,
+    auth: Auth,
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut resp = Json(ErrorBody::new(code, message)).with_status(status).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert("WWW-Authenticate", poem::http::HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+impl<E: Endpoint> Endpoint for RequireTokenEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        if !self.auth.is_disabled()
+            && let Some(roles) = allowed(&self.auth, req.method(), req.uri().path())
+        {
+            let presented = req
+                .headers()
+                .get(poem::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .map(str::trim);
+            let Some(presented) = presented else {
+                return Ok(refuse(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required"));
+            };
+            match self.auth.role_of(presented.as_bytes()) {
+                None => {
+                    return Ok(refuse(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not valid"));
+                }
+                Some(role) if !roles.contains(&role) => {
+                    let needed: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+                    return Ok(refuse(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        &format!(
+                            "the {} role cannot do this; it needs: {}",
+                            role.name(),
+                            needed.join(" or ")
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        self.inner.call(req).await.map(IntoResponse::into_response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_and_map_to_roles() {
+        let auth =
+            Auth::from_spec("ingest:aaaaaaaaaaaaaaaa, read:bbbbbbbbbbbbbbbb\nadmin:cccccccccccccccc", false)
+                .unwrap();
+        assert_eq!(auth.role_of(b"bbbbbbbbbbbbbbbb"), Some(Role::Read));
+        assert_eq!(auth.role_of(b"bbbbbbbbbbbbbbb"), None);
+        assert_eq!(auth.role_of(b""), None);
+        assert!(Auth::from_spec("root:aaaaaaaaaaaaaaaa", false).unwrap_err().contains("unknown role"));
+        assert!(Auth::from_spec("read:short", false).unwrap_err().contains("16"));
+        assert!(Auth::from_spec("", false).is_err());
+    }
+
+    #[test]
+    fn routes_need_the_right_roles() {
+        let auth = Auth::from_spec("read:bbbbbbbbbbbbbbbb", false).unwrap();
+        assert_eq!(allowed(&auth, &Method::GET, "/healthz"), None);
+        assert_eq!(allowed(&auth, &Method::GET, "/schema/redoc"), None);
+        assert_eq!(allowed(&auth, &Method::GET, "/metrics"), Some(&[Role::Read, Role::Admin][..]));
+        assert_eq!(allowed(&auth, &Method::POST, "/cdrs"), Some(&[Role::Ingest, Role::Admin][..]));
+        assert_eq!(allowed(&auth, &Method::POST, "/jobs/x/retry"), Some(&[Role::Admin][..]));
+        assert!(allowed(&auth, &Method::GET, "/jobs/x").unwrap().contains(&Role::Ingest));
+        assert_eq!(allowed(&auth, &Method::GET, "/search"), Some(&[Role::Read, Role::Admin][..]));
+    }
+
+    #[test]
+    fn comparison_is_exact() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}
