@@ -29,10 +29,13 @@ impl Role {
     }
 }
 
+/// A token and the role it grants.
+type Grant = (Role, Vec<u8>);
+
 /// Who may do what; `None` runs without authentication (local development only).
 #[derive(Clone)]
 pub struct Auth {
-    tokens: Option<Arc<Vec<(Role, Vec<u8>)>>>,
+    tokens: Option<Arc<Vec<Grant>>>,
     metrics_public: bool,
 }
 
