@@ -282,21 +282,35 @@ impl Publisher {
         Ok(found)
     }
 
-    /// Messages waiting in a queue (for readiness and backpressure).
+    /// Messages waiting in a queue (for readiness and backpressure). Like `publish`, retries
+    /// once on a fresh connection when the cached one turns out to be dead.
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, PublishError> {
+        match self.try_queue_depth(queue).await {
+            Err(PublishError::Unreachable(_)) => {
+                self.forget().await;
+                self.try_queue_depth(queue).await
+            }
+            other => other,
+        }
+    }
+
+    async fn try_queue_depth(&self, queue: &str) -> Result<u32, PublishError> {
         let channel = self.channel().await?;
-        let q = channel
+        let declared = channel
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
                 FieldTable::default(),
             )
-            .await
-            .map_err(|e| PublishError::Unreachable(e.to_string()));
-        if q.is_err() {
-            self.forget().await;
+            .await;
+        match declared {
+            Ok(q) => Ok(q.message_count()),
+            Err(e) => {
+                // A failed passive declare closes the channel: start afresh next time.
+                self.forget().await;
+                Err(PublishError::Unreachable(e.to_string()))
+            }
         }
-        Ok(q?.message_count())
     }
 }
 
