@@ -143,3 +143,29 @@ async fn readiness_names_a_stopped_dependency_and_recovers() {
     }
     app.cleanup().await;
 }
+
+/// The fault-injection soak, shortened: steady load while a worker is killed, RabbitMQ
+/// restarted, Elasticsearch and PostgreSQL stopped and Redis restarted; nothing lost,
+/// nothing twice, everything indexed, no refusal but 429/503.
+#[tokio::test]
+async fn a_short_soak_with_every_fault_loses_nothing() {
+    let _serial = SERVICE_LOCK.lock().await;
+    let bin_dir =
+        std::path::Path::new(env!("CARGO_BIN_EXE_cdr-worker")).parent().expect("bin dir").to_path_buf();
+    assert!(bin_dir.join("cdr-load").exists(), "cdr-load is built with the workspace's tests");
+    let out = tokio::process::Command::new(workspace_dir().join("scripts/soak"))
+        .env("SOAK_SECS", "45")
+        .env("SOAK_RATE", "500")
+        .env("SOAK_ES_DOWN_SECS", "5")
+        .env("SOAK_PG_DOWN_SECS", "3")
+        .env("SOAK_BIN_DIR", &bin_dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run scripts/soak");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{report}");
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("verdict: PASS"), "{report}");
+    assert!(report.contains("lost 0") && report.contains("duplicates 0"), "{report}");
+}
