@@ -4,13 +4,16 @@
 //! NDJSON (one record per line). A body that cannot be read at all is a 400; an NDJSON line
 //! that is not JSON only refuses that record.
 
+use jobs::cdr::formats::{CsvOptions, read_csv};
 use serde_json::Value;
 
 /// Wire format of the body, from its content type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum BatchFormat {
     Json,
     Ndjson,
+    /// A switch's CSV file.
+    Csv(CsvOptions),
 }
 
 /// A raw record, or why its NDJSON line could not be read.
@@ -21,21 +24,31 @@ pub enum BatchError {
     NotUtf8(String),
     Malformed(String),
     WrongShape(String),
+    /// The CSV's format could not be told or read.
+    Format(String),
     Empty,
 }
 
-pub fn read_batch(format: BatchFormat, body: &[u8]) -> Result<Vec<RawRecord>, BatchError> {
+/// Reads the body's records. Records of a CSV file come with the line they start on, so
+/// refusals can point at it.
+pub fn read_batch(format: BatchFormat, body: &[u8]) -> Result<Vec<(Option<u64>, RawRecord)>, BatchError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| BatchError::NotUtf8(format!("body is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let records = match format {
-        BatchFormat::Json => read_json(text)?,
+    let records: Vec<(Option<u64>, RawRecord)> = match format {
+        BatchFormat::Json => read_json(text)?.into_iter().map(|r| (None, r)).collect(),
+        BatchFormat::Csv(options) => read_csv(text, &options)
+            .map_err(BatchError::Format)?
+            .into_iter()
+            .map(|(line, r)| (Some(line), r))
+            .collect(),
         BatchFormat::Ndjson => text
             .lines()
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
             .map(|(n, line)| {
-                serde_json::from_str::<Value>(line).map_err(|e| format!("line {}: invalid JSON: {e}", n + 1))
+                let record = serde_json::from_str::<Value>(line).map_err(|e| format!("invalid JSON: {e}"));
+                (Some(n as u64 + 1), record)
             })
             .collect(),
     };
@@ -72,14 +85,15 @@ mod tests {
         assert_eq!(read_batch(BatchFormat::Json, br#"{"a":1}"#).unwrap().len(), 1);
         let nd = read_batch(BatchFormat::Ndjson, b"{\"a\":1}\r\n\n{\"a\":2}\n").unwrap();
         assert_eq!(nd.len(), 2);
-        assert!(nd.iter().all(Result::is_ok));
+        assert!(nd.iter().all(|(_, r)| r.is_ok()));
     }
 
     #[test]
     fn a_bad_ndjson_line_refuses_only_that_record() {
         let nd = read_batch(BatchFormat::Ndjson, b"{\"a\":1}\n{oops\n").unwrap();
-        assert!(nd[0].is_ok());
-        assert!(nd[1].as_ref().unwrap_err().starts_with("line 2"));
+        assert!(nd[0].1.is_ok());
+        assert_eq!(nd[1].0, Some(2));
+        assert!(nd[1].1.as_ref().unwrap_err().starts_with("invalid JSON"));
     }
 
     #[test]
@@ -88,8 +102,8 @@ mod tests {
         assert!(matches!(read_batch(BatchFormat::Json, b"\xff\xfe"), Err(BatchError::NotUtf8(_))));
         assert!(matches!(read_batch(BatchFormat::Json, b"42"), Err(BatchError::WrongShape(_))));
         assert!(matches!(read_batch(BatchFormat::Json, br#"{"cdrs":1}"#), Err(BatchError::WrongShape(_))));
-        assert_eq!(read_batch(BatchFormat::Json, b"[]"), Err(BatchError::Empty));
-        assert_eq!(read_batch(BatchFormat::Ndjson, b"\n\n"), Err(BatchError::Empty));
+        assert!(matches!(read_batch(BatchFormat::Json, b"[]"), Err(BatchError::Empty)));
+        assert!(matches!(read_batch(BatchFormat::Ndjson, b"\n\n"), Err(BatchError::Empty)));
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(matches!(read_batch(BatchFormat::Json, deep.as_bytes()), Err(BatchError::Malformed(_))));
     }

@@ -5,6 +5,7 @@ use crate::batch::{BatchError, BatchFormat, read_batch};
 use crate::error::{ApiError, ErrorBody, RejectedRecord};
 use crate::state::AppState;
 use chrono::Utc;
+use jobs::cdr::formats::{CsvFormat, CsvOptions, parse_timezone};
 use jobs::cdr::{Cdr, RecordError, parse_record};
 use jobs::ingest::IngestJob;
 use jobs::queue::Outgoing;
@@ -27,6 +28,10 @@ pub enum CdrBatch {
     /// One JSON record per line.
     #[oai(content_type = "application/x-ndjson")]
     Ndjson(Binary<Body>),
+    /// A switch's CSV file: Asterisk `cdr_csv`, FreeSWITCH `mod_cdr_csv`, or a header row
+    /// with this API's field names (see `format`).
+    #[oai(content_type = "text/csv")]
+    Csv(Binary<Body>),
 }
 
 /// The batch was accepted: its valid records are queued as one ingest job.
@@ -71,12 +76,36 @@ impl CdrsApi {
         state: Data<&AppState>,
         /// `source` for records that do not name one (the switch or tenant that sent them).
         source: Query<Option<String>>,
+        /// For CSV: `asterisk`, `asterisk-extended`, `freeswitch` or `generic` (a header row);
+        /// detected from the first row when absent.
+        format: Query<Option<String>>,
+        /// For CSV: the IANA time zone of the file's zone-less times (default UTC).
+        timezone: Query<Option<String>>,
         body: CdrBatch,
     ) -> Result<IngestResponse, ApiError> {
         let limits = &state.limits;
         let (format, body) = match body {
             CdrBatch::Json(b) => (BatchFormat::Json, b.0),
             CdrBatch::Ndjson(b) => (BatchFormat::Ndjson, b.0),
+            CdrBatch::Csv(b) => {
+                let invalid = |parameter: &str, reason: String| {
+                    ApiError::BadRequest(Json(ErrorBody {
+                        details: Some(serde_json::json!({ "parameter": parameter })),
+                        ..ErrorBody::new("invalid_parameter", format!("{parameter}: {reason}"))
+                    }))
+                };
+                let format = format
+                    .0
+                    .as_deref()
+                    .map(str::parse::<CsvFormat>)
+                    .transpose()
+                    .map_err(|r| invalid("format", r))?;
+                let timezone = match timezone.0.as_deref() {
+                    Some(name) => parse_timezone(name).map_err(|r| invalid("timezone", r))?,
+                    None => CsvOptions::default().timezone,
+                };
+                (BatchFormat::Csv(CsvOptions { format, timezone }), b.0)
+            }
         };
         let bytes = body.into_bytes_limit(limits.max_body_bytes).await.map_err(|e| match e {
             poem::error::ReadBodyError::PayloadTooLarge => ApiError::too_large(
@@ -170,6 +199,10 @@ fn validate(
         BatchError::NotUtf8(m) => ApiError::bad_request("invalid_encoding", m),
         BatchError::Malformed(m) => ApiError::bad_request("malformed_body", m),
         BatchError::WrongShape(m) => ApiError::bad_request("wrong_shape", m),
+        BatchError::Format(m) => ApiError::BadRequest(Json(ErrorBody {
+            details: Some(serde_json::json!({ "parameter": "format" })),
+            ..ErrorBody::new("invalid_parameter", format!("format: {m}"))
+        })),
         BatchError::Empty => ApiError::bad_request("empty_batch", "the batch has no records"),
     })?;
     if records.len() > max_records {
@@ -181,14 +214,19 @@ fn validate(
     let received = records.len() as u64;
     let mut cdrs = Vec::with_capacity(records.len());
     let mut rejected = Vec::new();
-    for (index, raw) in records.iter().enumerate() {
+    for (index, (line, raw)) in records.iter().enumerate() {
         let parsed = match raw {
             Ok(value) => parse_record(index, value, default_source),
             Err(reason) => Err(unreadable(index, reason)),
         };
         match parsed {
             Ok(cdr) => cdrs.push(cdr),
-            Err(e) => rejected.push(e),
+            Err(mut e) => {
+                if let Some(line) = line {
+                    e.reason = format!("line {line}: {}", e.reason);
+                }
+                rejected.push(e);
+            }
         }
     }
     Ok((received, cdrs, rejected))

@@ -1,5 +1,6 @@
 //! The call detail record: its validated model and how raw switch input becomes one.
 
+pub mod formats;
 mod input;
 mod model;
 mod time;

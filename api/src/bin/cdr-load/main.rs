@@ -1,10 +1,11 @@
 //! `cdr-load`: a load generator for the CDR pipeline.
 //!
-//! `cdr-load post` offers generated CDRs to `POST /cdrs` at a rate and reports what was
+//! `cdr-load import` sends switch CSV files through the API; `cdr-load post` offers generated CDRs to `POST /cdrs` at a rate and reports what was
 //! accepted, throughput and latency; `cdr-load queries` measures `/search` and `/stats`;
 //! `cdr-load csv` writes generated rows shaped like the `cdrs` table, for a COPY baseline.
 
 mod generator;
+mod import;
 mod post;
 mod queries;
 mod stats;
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Offer CDRs to POST /cdrs.
     Post(post::PostArgs),
+    /// Import switch CSV files (Asterisk, FreeSWITCH, generic) through POST /cdrs.
+    Import(import::ImportArgs),
     /// Measure /search and /stats latency.
     Queries(queries::QueryArgs),
     /// Write N generated rows as CSV to stdout.
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Post(args) => {
             post::run(&cli.url, &client(cli.token.as_deref(), args.concurrency)?, args).await?
         }
+        Command::Import(args) => import::run(&cli.url, &client(cli.token.as_deref(), 1)?, args).await?,
         Command::Queries(args) => queries::run(&cli.url, &client(cli.token.as_deref(), 1)?, args).await?,
         Command::Csv { count, seed } => {
             let mut g =
