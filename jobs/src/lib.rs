@@ -2,6 +2,7 @@
 
 pub mod cdr;
 pub mod config;
+pub mod connect;
 pub mod db;
 pub mod indexing;
 pub mod ingest;

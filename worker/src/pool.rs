@@ -3,7 +3,6 @@
 
 use crate::cli::WorkerCli;
 use crate::lenient::{Delivery, LenientBackend};
-use anyhow::Context as _;
 use apalis::layers::retry::HasherRng;
 use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use apalis::prelude::*;
@@ -14,7 +13,6 @@ use jobs::indexing::{IndexJob, IndexRunner};
 use jobs::ingest::{IngestJob, IngestRunner};
 use jobs::queue::{Publisher, Topology, dead_letter_unreadable};
 use jobs::reindex::{ReindexJob, ReindexRunner};
-use jobs::search::SearchIndex;
 use jobs::state::JobStore;
 use jobs::store::CdrStore;
 use jobs::sync::Sweeper;
@@ -42,23 +40,9 @@ pub struct Runners {
 
 /// Connects to every service, applying migrations and creating the index if missing.
 pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
-    let services = &cli.services;
-    let db = jobs::db::connect(&services.database_url, services.db_pool_size)
-        .await
-        .context("connecting to PostgreSQL (DATABASE_URL)")?;
-    jobs::db::migrate(&db).await.context("applying database migrations")?;
-    let job_store = JobStore::connect(&services.redis_url, &services.namespace, services.job_ttl())
-        .await
-        .context("connecting to Redis (REDIS_URL)")?;
-    let topology = Topology::new(&services.namespace);
-    let publisher = Publisher::new(&services.amqp_url, topology.clone());
-    publisher.queue_depth(&topology.ingest).await.context("connecting to RabbitMQ (AMQP_URL)")?;
-    let search =
-        SearchIndex::new(&services.elasticsearch_url, &services.index_alias).context("ELASTICSEARCH_URL")?;
-    if let Err(e) = search.ensure().await {
-        // Indexing retries until Elasticsearch is back; storing goes on meanwhile.
-        warn!(error = %e, "search index not ready at start-up");
-    }
+    let jobs::connect::Connections { db, jobs: job_store, publisher, search } =
+        jobs::connect::connect(&cli.services).await?;
+    let topology = publisher.topology().clone();
     Ok(Runners {
         ingest: Arc::new(IngestRunner {
             store: CdrStore::new(db.clone()),
@@ -217,6 +201,22 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
+/// Dead-letters a message that is not the job its queue carries, and fails the job it
+/// names, if it names one.
+async fn park_unreadable(
+    publisher: &Publisher,
+    jobs: &JobStore,
+    queue: &str,
+    body: &[u8],
+    error: &str,
+) -> Result<(), BoxDynError> {
+    let reason = format!("unreadable message on {queue}: {error}");
+    if let Some(id) = dead_letter_unreadable(publisher, queue, body, &reason).await? {
+        jobs.mark_failed(&id, &reason).await?;
+    }
+    Ok(())
+}
+
 /// One attempt at an ingest job. An error sends the job back for a later attempt.
 async fn handle_ingest(
     delivery: Delivery<IngestJob>,
@@ -226,12 +226,8 @@ async fn handle_ingest(
     let job = match delivery {
         Delivery::Job(job) => job,
         Delivery::Unreadable { body, error } => {
-            let reason = format!("unreadable ingest message: {error}");
             let queue = &runner.publisher.topology().ingest;
-            if let Some(id) = dead_letter_unreadable(&runner.publisher, queue, &body, &reason).await? {
-                runner.jobs.mark_failed(&id, &reason).await?;
-            }
-            return Ok(());
+            return park_unreadable(&runner.publisher, &runner.jobs, queue, &body, &error).await;
         }
     };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
@@ -257,12 +253,8 @@ async fn handle_index(
     let job = match delivery {
         Delivery::Job(job) => job,
         Delivery::Unreadable { body, error } => {
-            let reason = format!("unreadable index message: {error}");
             let queue = &runner.publisher.topology().index;
-            if let Some(id) = dead_letter_unreadable(&runner.publisher, queue, &body, &reason).await? {
-                runner.jobs.mark_failed(&id, &reason).await?;
-            }
-            return Ok(());
+            return park_unreadable(&runner.publisher, &runner.jobs, queue, &body, &error).await;
         }
     };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
