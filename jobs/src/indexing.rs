@@ -37,9 +37,7 @@ impl IndexJob {
     }
 
     pub fn initial_state(&self) -> JobState {
-        let mut state = JobState::enqueued(self.job_id.clone(), JobKind::Index, JobCounts::default());
-        state.enqueued_at = self.enqueued_at;
-        state
+        JobState::enqueued(self.job_id.clone(), JobKind::Index, JobCounts::default(), self.enqueued_at)
     }
 }
 #[derive(Debug, thiserror::Error)]

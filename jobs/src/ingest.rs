@@ -24,13 +24,12 @@ pub struct IngestJob {
 impl IngestJob {
     /// The state this job starts in, also used to recreate lost state.
     pub fn initial_state(&self) -> JobState {
-        let mut state = JobState::enqueued(
+        JobState::enqueued(
             self.job_id.clone(),
             JobKind::Ingest,
             JobCounts { received: self.received, rejected: self.rejected, ..JobCounts::default() },
-        );
-        state.enqueued_at = self.enqueued_at;
-        state
+            self.enqueued_at,
+        )
     }
 }
 

@@ -34,9 +34,7 @@ impl ReindexJob {
     }
 
     pub fn initial_state(&self) -> JobState {
-        let mut state = JobState::enqueued(self.job_id.clone(), JobKind::Reindex, JobCounts::default());
-        state.enqueued_at = self.enqueued_at;
-        state
+        JobState::enqueued(self.job_id.clone(), JobKind::Reindex, JobCounts::default(), self.enqueued_at)
     }
 }
 

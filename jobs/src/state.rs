@@ -108,13 +108,13 @@ pub struct JobState {
 }
 
 impl JobState {
-    pub fn enqueued(id: String, kind: JobKind, counts: JobCounts) -> Self {
+    pub fn enqueued(id: String, kind: JobKind, counts: JobCounts, enqueued_at: DateTime<Utc>) -> Self {
         JobState {
             id,
             kind,
             status: JobStatus::Enqueued,
             attempts: 0,
-            enqueued_at: Utc::now(),
+            enqueued_at,
             started_at: None,
             finished_at: None,
             counts,

@@ -193,12 +193,17 @@ async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Mon
     Ok(monitor)
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(ToString::to_string)
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+/// Runs a job attempt, turning a panic into its message: a panic is a bug that retrying
+/// will not fix, and the caller decides what becomes of the job.
+async fn guarded<T>(attempt: impl Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(attempt).catch_unwind().await.map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("internal error: {message}")
+    })
 }
 
 /// Dead-letters a message that is not the job its queue carries, and fails the job it
@@ -231,17 +236,11 @@ async fn handle_ingest(
         }
     };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
-    match AssertUnwindSafe(runner.run(&job, attempt)).catch_unwind().await {
-        Ok(result) => {
-            result?;
-        }
-        Err(panic) => {
-            // A panic is a bug that retrying will not fix: keep the job for inspection.
-            let reason = format!("internal error: {}", panic_message(panic.as_ref()));
-            runner.dead_letter(&job, &reason, attempt).await?;
-        }
+    match guarded(runner.run(&job, attempt)).await {
+        Ok(result) => result.map(|_| ()).map_err(Into::into),
+        // Kept for inspection in the dead-letter queue.
+        Err(reason) => runner.dead_letter(&job, &reason, attempt).await.map(|_| ()).map_err(Into::into),
     }
-    Ok(())
 }
 
 /// One attempt at an index job.
@@ -258,17 +257,11 @@ async fn handle_index(
         }
     };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
-    match AssertUnwindSafe(runner.run(&job, attempt)).catch_unwind().await {
-        Ok(result) => {
-            result?;
-        }
-        Err(panic) => {
-            // The rows stay unindexed; the sweeper will offer them again.
-            let reason = format!("internal error: {}", panic_message(panic.as_ref()));
-            runner.jobs.mark_failed(&job.job_id, &reason).await?;
-        }
+    match guarded(runner.run(&job, attempt)).await {
+        Ok(result) => result.map(|_| ()).map_err(Into::into),
+        // The rows stay unindexed; the sweeper will offer them again.
+        Err(reason) => runner.jobs.mark_failed(&job.job_id, &reason).await.map_err(Into::into),
     }
-    Ok(())
 }
 
 /// A rebuild runs once per delivery; its failure is recorded in its state and it is not

@@ -202,6 +202,29 @@ impl TestApp {
         row.try_get_by_index::<i64>(0).expect("a count")
     }
 
+    /// Serves an API for this test's services on a free loopback port, for tools that need
+    /// a socket; returns its base URL once it answers, and the server task.
+    pub async fn serve_api(
+        &self,
+        auth: api::auth::Auth,
+    ) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let mut state = AppState::connect(&self.settings, Limits::default()).await.expect("state");
+        state.auth = auth;
+        let server = tokio::spawn(
+            poem::Server::new(poem::listener::TcpListener::bind(format!("127.0.0.1:{port}")))
+                .run(api::app(state).map_to_response()),
+        );
+        let base = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while reqwest::get(format!("{base}/healthz")).await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "the API never answered on {base}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (base, server)
+    }
+
     pub fn search(&self) -> jobs::search::SearchIndex {
         jobs::search::SearchIndex::new(&self.settings.elasticsearch_url, &self.settings.index_alias)
             .expect("search client")

@@ -198,22 +198,9 @@ g-3,pbx-x,100\n";
 /// `cdr-load import` sends a directory of Master.csv files through the API, chunked.
 #[tokio::test]
 async fn the_import_command_stores_a_directory_once() {
-    use poem::EndpointExt;
     let mut app = TestApp::new().await;
     app.start_worker().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let state =
-        api::state::AppState::connect(&app.settings, api::cli::Limits::default()).await.expect("state");
-    let server = tokio::spawn(
-        poem::Server::new(poem::listener::TcpListener::bind(format!("127.0.0.1:{port}")))
-            .run(api::app(state).map_to_response()),
-    );
-    for _ in 0..100 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let (base, server) = app.serve_api(api::auth::Auth::disabled()).await;
     let dir = std::env::temp_dir().join(format!("cdr-import-{}", app.name));
     std::fs::create_dir_all(&dir).expect("dir");
     for file in 0..2 {
@@ -230,7 +217,7 @@ async fn the_import_command_stores_a_directory_once() {
     // Async: the API under test runs on this test's runtime.
     let import = || {
         tokio::process::Command::new(&load)
-            .args(["--url", &format!("http://127.0.0.1:{port}"), "--json", "import", "--format", "asterisk"])
+            .args(["--url", base.as_str(), "--json", "import", "--format", "asterisk"])
             .args(["--source", "pbx-import", "--chunk", "3", "--wait"])
             .arg(&dir)
             .output()
