@@ -9,12 +9,29 @@ pub struct WorkerCli {
     #[command(flatten)]
     pub services: ServiceSettings,
 
-    /// Ingest jobs processed at once by this process.
-    #[arg(long, env = "CDR_WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Ingest jobs processed at once by this process: each is a PostgreSQL writer, and
+    /// several writers keep the database busy while others wait on the network.
+    #[arg(long, env = "CDR_WORKER_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
 
+    /// Index jobs processed at once by this process (bulk requests in flight).
+    #[arg(long, env = "CDR_INDEX_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub index_concurrency: u16,
+
+    /// The job queues this process consumes, comma-separated. Every process takes all three
+    /// by default; separate pools (e.g. `ingest` on some hosts, `index,reindex` on others)
+    /// let storing and indexing scale apart.
+    #[arg(
+        long,
+        env = "CDR_WORKER_JOBS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ingest,index,reindex"
+    )]
+    pub jobs: Vec<JobQueue>,
+
     /// Unacknowledged messages the broker may hand this process ahead of time.
-    #[arg(long, env = "CDR_WORKER_PREFETCH", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "CDR_WORKER_PREFETCH", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
 
     /// Attempts per delivery before a transiently failing job is dead-lettered.
@@ -58,6 +75,14 @@ pub struct WorkerCli {
     pub log_json: bool,
 }
 
+/// A job queue a worker process can consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobQueue {
+    Ingest,
+    Index,
+    Reindex,
+}
+
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum WorkerCommand {
     /// Run the worker pool (the default).
@@ -67,6 +92,10 @@ pub enum WorkerCommand {
 }
 
 impl WorkerCli {
+    pub fn consumes(&self, queue: JobQueue) -> bool {
+        self.jobs.contains(&queue)
+    }
+
     pub fn retry_min(&self) -> Duration {
         Duration::from_millis(self.retry_min_ms.max(1))
     }

@@ -1,7 +1,7 @@
 //! The apalis worker pool on the RabbitMQ backend: ingest, index and reindex workers, and
 //! the sync sweeper beside them.
 
-use crate::cli::WorkerCli;
+use crate::cli::{JobQueue, WorkerCli};
 use crate::lenient::{Delivery, LenientBackend};
 use apalis::layers::retry::HasherRng;
 use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
@@ -152,35 +152,42 @@ async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Mon
         ExponentialBackoffMaker::new(cli.retry_min(), cli.retry_max(), 0.2, HasherRng::default())?;
     let backoff: ExponentialBackoff = backoff_maker.make_backoff();
     let retries = usize::try_from(cli.max_attempts.saturating_sub(1)).unwrap_or(usize::MAX);
-    let concurrency = usize::from(cli.concurrency);
+    let (concurrency, index_concurrency) = (usize::from(cli.concurrency), usize::from(cli.index_concurrency));
 
-    let ingest_backend = backend::<IngestJob>(cli, topology, &topology.ingest, cli.prefetch).await?;
-    let index_backend = backend::<IndexJob>(cli, topology, &topology.index, cli.prefetch).await?;
-    let reindex_backend = backend::<ReindexJob>(cli, topology, &topology.reindex, 1).await?;
-    let (ingest, index, reindex) = (runners.ingest.clone(), runners.index.clone(), runners.reindex.clone());
-    let ingest_backoff = backoff.clone();
-    let monitor = Monitor::new()
-        .register(move |_restarts| {
+    let mut monitor = Monitor::new();
+    if cli.consumes(JobQueue::Ingest) {
+        let ingest_backend = backend::<IngestJob>(cli, topology, &topology.ingest, cli.prefetch).await?;
+        let ingest = runners.ingest.clone();
+        let backoff = backoff.clone();
+        monitor = monitor.register(move |_restarts| {
             WorkerBuilder::new("cdr-ingest")
                 .backend(ingest_backend.clone())
                 .data(ingest.clone())
                 .concurrency(concurrency)
-                .retry(RetryPolicy::retries(retries).with_backoff(ingest_backoff.clone()))
+                .retry(RetryPolicy::retries(retries).with_backoff(backoff.clone()))
                 .enable_tracing()
                 .parallelize(tokio::spawn)
                 .build(handle_ingest)
-        })
-        .register(move |_restarts| {
+        });
+    }
+    if cli.consumes(JobQueue::Index) {
+        let index_backend = backend::<IndexJob>(cli, topology, &topology.index, cli.prefetch).await?;
+        let index = runners.index.clone();
+        monitor = monitor.register(move |_restarts| {
             WorkerBuilder::new("cdr-index")
                 .backend(index_backend.clone())
                 .data(index.clone())
-                .concurrency(concurrency)
+                .concurrency(index_concurrency)
                 .retry(RetryPolicy::retries(retries).with_backoff(backoff.clone()))
                 .enable_tracing()
                 .parallelize(tokio::spawn)
                 .build(handle_index)
-        })
-        .register(move |_restarts| {
+        });
+    }
+    if cli.consumes(JobQueue::Reindex) {
+        let reindex_backend = backend::<ReindexJob>(cli, topology, &topology.reindex, 1).await?;
+        let reindex = runners.reindex.clone();
+        monitor = monitor.register(move |_restarts| {
             WorkerBuilder::new("cdr-reindex")
                 .backend(reindex_backend.clone())
                 .data(reindex.clone())
@@ -188,8 +195,9 @@ async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Mon
                 .enable_tracing()
                 .parallelize(tokio::spawn)
                 .build(handle_reindex)
-        })
-        .shutdown_timeout(Duration::from_secs(cli.shutdown_timeout_secs));
+        });
+    }
+    let monitor = monitor.shutdown_timeout(Duration::from_secs(cli.shutdown_timeout_secs));
     Ok(monitor)
 }
 

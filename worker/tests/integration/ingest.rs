@@ -115,3 +115,23 @@ async fn the_worker_stops_cleanly_on_sigterm() {
     assert!(status.success(), "{status:?}");
     app.cleanup().await;
 }
+
+/// Two deliveries of one job racing (a broker redelivery while the first worker still
+/// runs): the rows go in once and both report the counts of the commit that stored them.
+#[tokio::test]
+async fn two_deliveries_of_one_job_racing_store_it_once() {
+    let app = TestApp::new().await;
+    let records: Vec<_> = (0..2_000).map(answered_cdr).collect();
+    let (parsed, errors) = jobs::cdr::parse_records(&records, "pbx-test");
+    assert!(errors.is_empty(), "{errors:?}");
+    let cdrs: Vec<_> = parsed.into_iter().map(|(_, cdr)| cdr).collect();
+    let store = jobs::store::CdrStore::new(app.db.clone());
+    let (a, b) = tokio::join!(store.store_batch("job-race", &cdrs), store.store_batch("job-race", &cdrs));
+    let (a, b) = (a.expect("first delivery"), b.expect("second delivery"));
+    assert_eq!((a.inserted, a.duplicates), (2_000, 0));
+    assert_eq!((b.inserted, b.duplicates), (2_000, 0));
+    assert!(a.replayed != b.replayed, "exactly one delivery committed: {a:?} {b:?}");
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 2_000);
+    assert_eq!(app.count("SELECT count(*) FROM ingest_batches WHERE job_id = 'job-race'").await, 1);
+    app.cleanup().await;
+}
