@@ -82,6 +82,8 @@ pub struct ReindexRunner {
     pub db: DatabaseConnection,
     pub jobs: JobStore,
     pub search: SearchIndex,
+    /// Where a message that is not a rebuild job is parked for inspection.
+    pub publisher: crate::queue::Publisher,
     pub chunk: u64,
 }
 

@@ -235,8 +235,22 @@ impl JobStore {
             ],
         )
         .await?;
+        // The index of failed jobs lives no longer than the jobs it lists: entries older than
+        // the state TTL are trimmed, and the key expires a TTL after the latest failure.
+        let now = Utc::now().timestamp_millis();
+        let oldest = now.saturating_sub(self.ttl_secs.saturating_mul(1000));
+        let key = self.failed_key();
         let mut conn = self.conn.clone();
-        conn.zadd::<_, _, _, ()>(self.failed_key(), id, Utc::now().timestamp_millis()).await
+        redis::pipe()
+            .atomic()
+            .zadd(&key, id, now)
+            .ignore()
+            .zrembyscore(&key, "-inf", format!("({oldest}"))
+            .ignore()
+            .expire(&key, self.ttl_secs)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
     }
 
     fn failed_key(&self) -> String {

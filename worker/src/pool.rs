@@ -62,6 +62,7 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
             db: db.clone(),
             jobs: job_store.clone(),
             search,
+            publisher: publisher.clone(),
             chunk: cli.index_chunk,
         }),
         sweeper: Sweeper {
@@ -284,7 +285,10 @@ async fn handle_reindex(
                 warn!(job_id = %job.job_id, error = %e, "reindex job ended in failure");
             }
         }
-        Delivery::Unreadable { error, .. } => warn!(error, "unreadable reindex message dropped"),
+        Delivery::Unreadable { body, error } => {
+            let queue = &runner.publisher.topology().reindex;
+            return park_unreadable(&runner.publisher, &runner.jobs, queue, &body, &error).await;
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `POST /cdrs`: validate a batch and enqueue its valid records as one ingest job.
 
 use super::Tag;
+use super::cdr_body::{CdrRecord, Documented, JsonBatch, JsonContent, NdjsonContent};
 use crate::batch::{BatchError, BatchFormat, read_batch};
 use crate::error::{ApiError, ErrorBody, RejectedRecord};
 use crate::state::AppState;
@@ -24,10 +25,10 @@ pub struct CdrsApi;
 pub enum CdrBatch {
     /// A JSON array of records, `{"cdrs": [...]}`, or one record object.
     #[oai(content_type = "application/json")]
-    Json(Binary<Body>),
+    Json(Documented<JsonBatch, JsonContent>),
     /// One JSON record per line.
     #[oai(content_type = "application/x-ndjson")]
-    Ndjson(Binary<Body>),
+    Ndjson(Documented<CdrRecord, NdjsonContent>),
     /// A switch's CSV file: Asterisk `cdr_csv`, FreeSWITCH `mod_cdr_csv`, or a header row
     /// with this API's field names (see `format`).
     #[oai(content_type = "text/csv")]
@@ -85,8 +86,8 @@ impl CdrsApi {
     ) -> Result<IngestResponse, ApiError> {
         let limits = &state.limits;
         let (format, body) = match body {
-            CdrBatch::Json(b) => (BatchFormat::Json, b.0),
-            CdrBatch::Ndjson(b) => (BatchFormat::Ndjson, b.0),
+            CdrBatch::Json(b) => (BatchFormat::Json, b.body),
+            CdrBatch::Ndjson(b) => (BatchFormat::Ndjson, b.body),
             CdrBatch::Csv(b) => {
                 let invalid = |parameter: &str, reason: String| {
                     ApiError::BadRequest(Json(ErrorBody {

@@ -1,5 +1,6 @@
 //! HTTP routes, one file per resource.
 
+mod cdr_body;
 pub mod cdrs;
 pub mod health;
 pub mod jobs;

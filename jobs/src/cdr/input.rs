@@ -29,6 +29,11 @@ const MAX_SHORT_TEXT: usize = 128;
 /// switches round sub-second durations either way.
 const ROUNDING_SLACK: i64 = 1;
 
+/// The calling number stored for a call whose caller withheld or lacked a number.
+pub const WITHHELD_CALLER: &str = "anonymous";
+/// What switches write instead of a calling number that was withheld or missing.
+const WITHHELD_WORDS: &[&str] = &["anonymous", "unknown", "restricted", "private", "unavailable", "withheld"];
+
 /// Each field with the other names switches and the reference system give it.
 const CALL_ID: &[&str] = &["call_id", "uniqueid", "uuid", "callid"];
 const SOURCE: &[&str] = &["source", "switch"];
@@ -138,6 +143,22 @@ impl Record<'_> {
         Ok(Some(s))
     }
 
+    /// The calling number. Switches write an empty field or a word such as `anonymous` when
+    /// the caller withheld or lacked one; those calls happened and are billable, so they are
+    /// kept with the caller [`WITHHELD_CALLER`]. A record without the field at all is refused.
+    fn caller(&self) -> Result<String, RecordError> {
+        if self.get(SRC_NUMBER).is_none() {
+            return Err(self.err(SRC_NUMBER[0], "required"));
+        }
+        match self.opt_text(SRC_NUMBER, MAX_NUMBER_LEN)? {
+            None => Ok(WITHHELD_CALLER.to_string()),
+            Some(s) if WITHHELD_WORDS.iter().any(|w| s.eq_ignore_ascii_case(w)) => {
+                Ok(WITHHELD_CALLER.to_string())
+            }
+            Some(_) => self.number(SRC_NUMBER),
+        }
+    }
+
     fn number(&self, names: &[&str]) -> Result<String, RecordError> {
         let s = self.opt_text(names, MAX_NUMBER_LEN)?.ok_or_else(|| self.err(names[0], "required"))?;
         let digits = s.strip_prefix('+').unwrap_or(&s);
@@ -216,7 +237,7 @@ impl Record<'_> {
 
     fn build(&self, default_source: &str) -> Result<Cdr, RecordError> {
         let source = self.opt_text(SOURCE, MAX_SHORT_TEXT)?.unwrap_or_else(|| default_source.to_string());
-        let src_number = self.number(SRC_NUMBER)?;
+        let src_number = self.caller()?;
         let dest_number = self.number(DEST_NUMBER)?;
         let start_time = self.time(START_TIME)?.ok_or_else(|| self.err("start_time", "required"))?;
         let end_time = self.time(END_TIME)?.ok_or_else(|| self.err("end_time", "required"))?;
@@ -430,6 +451,22 @@ mod tests {
         assert_eq!(c.dest_number, "*97");
         assert_eq!(c.account_code.as_deref(), Some("acme"));
         assert_eq!(c.disposition, Disposition::Busy);
+    }
+
+    #[test]
+    fn a_withheld_or_empty_caller_is_kept_as_anonymous() {
+        for raw in ["", "  ", "anonymous", "Anonymous", "UNKNOWN", "restricted", "private"] {
+            let mut v = answered();
+            v["src_number"] = json!(raw);
+            assert_eq!(ok(v).src_number, WITHHELD_CALLER, "{raw:?}");
+        }
+        let mut v = answered();
+        v["src_number"] = json!("nobody");
+        assert_eq!(bad(v).field, "src_number");
+        // The called number is what was dialled: never withheld.
+        let mut v = answered();
+        v["dest_number"] = json!("anonymous");
+        assert_eq!(bad(v).field, "dest_number");
     }
 
     #[test]

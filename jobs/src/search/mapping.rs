@@ -23,7 +23,8 @@ pub fn index_body() -> Value {
                 "dest_number": { "type": "keyword" },
                 "start_time": { "type": "date" },
                 "answer_time": { "type": "date", "doc_values": false },
-                "end_time": { "type": "date", "doc_values": false },
+                // Doc values: peak concurrency counts call ends per time slice.
+                "end_time": { "type": "date" },
                 "duration": { "type": "integer" },
                 "billsec": { "type": "integer" },
                 "disposition": { "type": "keyword" },

@@ -4,6 +4,7 @@
 //! rebuild fills a new index and swaps the alias atomically while searches keep answering.
 
 mod bulk;
+mod concurrency;
 mod document;
 mod filters;
 mod mapping;
@@ -11,6 +12,7 @@ mod query;
 mod stats;
 
 pub use bulk::BulkOutcome;
+pub use concurrency::PeakConcurrency;
 pub use document::{document, document_id};
 pub use filters::{Filters, NumberMatch, ParamError, parse_filters};
 pub use query::{

@@ -7,6 +7,7 @@
 //!   callee) / attempts, i.e. the calls the network delivered to the callee's decision;
 //! - total minutes = Σ billsec / 60.
 
+use super::concurrency::{self, PeakConcurrency};
 use super::filters::{Filters, ParamError};
 use super::{SearchError, SearchIndex};
 use crate::cdr::Disposition;
@@ -162,6 +163,9 @@ pub struct Stats {
     pub top_sources: Vec<NumberStats>,
     /// Attempts per disposition; every disposition is listed, zero or not.
     pub by_disposition: BTreeMap<String, u64>,
+    /// The most calls in progress at once in the window (calls that started before it and
+    /// were still up count too); null when no call was in progress.
+    pub peak_concurrent_calls: Option<PeakConcurrency>,
 }
 
 fn answered_filter() -> Value {
@@ -213,7 +217,9 @@ fn searches(request: &StatsRequest) -> Vec<Value> {
                 },
                 "billsec": { "sum": { "field": "billsec" } },
                 "duration": { "avg": { "field": "duration" } },
-                "by_disposition": { "terms": { "field": "disposition", "size": 16 } }
+                "by_disposition": { "terms": { "field": "disposition", "size": 16 } },
+                "first_start": { "min": { "field": "start_time" } },
+                "last_end": { "max": { "field": "end_time" } }
             }),
             true,
         ),
@@ -237,14 +243,22 @@ fn searches(request: &StatsRequest) -> Vec<Value> {
     ]
 }
 
+/// One `_msearch` answer that failed, as the error it is.
+fn failed(response: &Value) -> Result<(), SearchError> {
+    match response.get("error") {
+        Some(e) => {
+            let status = response["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
+            Err(SearchError::Status { status, body: e.to_string() })
+        }
+        None => Ok(()),
+    }
+}
+
 /// Folds the searches' answers into one: the first one's total, everyone's aggregations.
 fn merge(responses: &[Value]) -> Result<Value, SearchError> {
     let mut aggregations = serde_json::Map::new();
     for r in responses {
-        if let Some(e) = r.get("error") {
-            let status = r["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(500);
-            return Err(SearchError::Status { status, body: e.to_string() });
-        }
+        failed(r)?;
         if let Some(Value::Object(aggs)) = r.get("aggregations") {
             aggregations.extend(aggs.clone());
         }
@@ -327,21 +341,61 @@ fn parse(request: &StatsRequest, response: &Value) -> Stats {
         top_destinations: numbers(&aggs["top_destinations"]),
         top_sources: numbers(&aggs["top_sources"]),
         by_disposition,
+        peak_concurrent_calls: None,
     }
+}
+
+/// The window peak concurrency is measured over: the one asked for, or, where it is open,
+/// from the first matching call's start to the last one's end.
+fn peak_window(filters: &Filters, summary: &Value) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let millis = |name: &str| summary["aggregations"][name]["value"].as_f64().map(|v| v as i64);
+    let from = filters.from.or_else(|| DateTime::from_timestamp_millis(millis("first_start")?))?;
+    let to = filters
+        .to
+        .or_else(|| DateTime::from_timestamp_millis(millis("last_end")?).map(|t| t + Duration::seconds(1)))?;
+    (from < to).then_some((from, to))
 }
 
 impl SearchIndex {
     pub async fn stats(&self, request: &StatsRequest) -> Result<Stats, SearchError> {
+        let f = &request.filters;
+        let bounded = f.from.zip(f.to);
+        let mut all = searches(request);
+        all.extend(bounded.map(|(from, to)| concurrency::search(f, from, to)));
+        let mut responses = self.msearch(&all).await?;
+        let peak_answer = if bounded.is_some() { responses.pop() } else { None };
+        let summary = merge(&responses)?;
+        let mut stats = parse(request, &summary);
+        if let Some((from, to)) = bounded.or_else(|| peak_window(f, &summary)) {
+            let answer = match peak_answer {
+                Some(answer) => answer,
+                None => self.msearch(&[concurrency::search(f, from, to)]).await?.pop().unwrap_or_default(),
+            };
+            match failed(&answer) {
+                Ok(()) => stats.peak_concurrent_calls = concurrency::peak(&answer, from, to),
+                // An index built before call ends were aggregatable: everything else holds.
+                Err(SearchError::Status { body, .. }) if body.contains("fielddata") => {
+                    tracing::warn!("peak concurrency needs an index rebuilt by this version (POST /reindex)");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn msearch(&self, searches: &[Value]) -> Result<Vec<Value>, SearchError> {
         let mut body = String::new();
-        for search in searches(request) {
+        for search in searches {
             body.push_str("{}\n");
             body.push_str(&search.to_string());
             body.push('\n');
         }
-        let path = format!("/{}/_msearch?max_concurrent_searches=4", self.alias());
+        let path = format!("/{}/_msearch?max_concurrent_searches=5", self.alias());
         let response = self.raw(Method::Post, &path, Some(body)).await?;
-        let responses = response["responses"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        Ok(parse(request, &merge(responses)?))
+        match response["responses"].as_array() {
+            Some(r) if r.len() == searches.len() => Ok(r.clone()),
+            _ => Err(SearchError::Status { status: 502, body: "malformed _msearch answer".to_string() }),
+        }
     }
 }
 

@@ -37,13 +37,14 @@ async fn asterisk_master_csv_is_stored_field_by_field_and_only_once() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     // A UTF-8 BOM, Windows line endings, doubled quotes inside clid, an empty unquoted
-    // answer, numbers quoted and not, a row that cannot be a call.
+    // answer, numbers quoted and not, a row that cannot be a call, a caller with no number.
     let file = "\u{feff}\"acme\",\"1001\",\"5551234\",\"from-internal\",\"\"\"Alice\"\" <1001>\",\"SIP/1001-00000001\",\"SIP/trunk-00000002\",\"Dial\",\"SIP/trunk/5551234,30\",\"2026-03-01 10:00:00\",\"2026-03-01 10:00:05\",\"2026-03-01 10:01:05\",\"65\",\"60\",\"ANSWERED\",\"DOCUMENTATION\",\"1709287200.1\",\"\"\r\n\
 ,\"1002\",\"5559999\",\"from-internal\",\"\"\"Bob\"\" <1002>\",\"SIP/1002-00000003\",,\"Dial\",\"SIP/trunk/5559999,30\",\"2026-03-01 11:00:00\",,\"2026-03-01 11:00:20\",20,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1709290800.2\",\r\n\
-\"acme\",\"1003\",\"not-a-number\",\"from-internal\",\"\",\"SIP/1003-00000004\",,\"Dial\",\"\",\"2026-03-01 12:00:00\",,\"2026-03-01 12:00:02\",2,0,\"FAILED\",\"DOCUMENTATION\",\"1709294400.3\",\r\n";
+\"acme\",\"1003\",\"not-a-number\",\"from-internal\",\"\",\"SIP/1003-00000004\",,\"Dial\",\"\",\"2026-03-01 12:00:00\",,\"2026-03-01 12:00:02\",2,0,\"FAILED\",\"DOCUMENTATION\",\"1709294400.3\",\r\n\
+,,\"5550000\",\"from-trunk\",\"\",\"SIP/trunk-00000005\",,\"Dial\",\"\",\"2026-03-01 13:00:00\",,\"2026-03-01 13:00:09\",9,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1709298000.4\",\r\n";
     let (status, accepted) = post_csv(&app, "source=pbx-ast&timezone=Europe/Paris", file).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    assert_eq!(accepted["accepted"], 2);
+    assert_eq!(accepted["accepted"], 3);
     let rejected = &accepted["rejected"][0];
     assert_eq!(
         (rejected["index"].clone(), rejected["field"].clone()),
@@ -75,15 +76,17 @@ async fn asterisk_master_csv_is_stored_field_by_field_and_only_once() {
     assert_eq!(extra["dstchannel"], "SIP/trunk-00000002");
     let unanswered = row(&app, "1709290800.2", COLUMNS).await;
     assert_eq!(unanswered[3..10], ["2026-03-01 10:00:00", "", "20", "0", "NO ANSWER", "", ""]);
+    let withheld = row(&app, "1709298000.4", COLUMNS).await;
+    assert_eq!(withheld[1..3], ["anonymous", "5550000"]);
 
     // The same file again stores nothing new.
     let (_, again) = post_csv(&app, "source=pbx-ast&timezone=Europe/Paris&format=asterisk", file).await;
     let job = app.wait_succeeded(again["job_id"].as_str().expect("id")).await;
     assert_eq!(
         (job["counts"]["inserted"].clone(), job["counts"]["duplicates"].clone()),
-        (Value::from(0), Value::from(2))
+        (Value::from(0), Value::from(3))
     );
-    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 3);
     app.cleanup().await;
 }
 

@@ -138,13 +138,29 @@ async fn unreadable_messages_are_dead_lettered_and_do_not_stall_the_pool() {
             .await
             .expect("publish");
     }
+    for queue in [&topology.index, &topology.reindex] {
+        publisher
+            .publish(Outgoing {
+                queue,
+                message_id: "garbage",
+                body: b"not json",
+                headers: Default::default(),
+            })
+            .await
+            .expect("publish");
+    }
     let accepted = app.ingest(&batch(0..10)).await;
     app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 10);
     let start = std::time::Instant::now();
-    while publisher.queue_depth(&jobs::queue::Topology::dead(&topology.ingest)).await.expect("depth") != 2 {
-        assert!(start.elapsed() < Duration::from_secs(10), "unreadable messages not dead-lettered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for (queue, parked) in [(&topology.ingest, 2), (&topology.index, 1), (&topology.reindex, 1)] {
+        while publisher.queue_depth(&jobs::queue::Topology::dead(queue)).await.expect("depth") != parked {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "unreadable messages on {queue} not dead-lettered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     app.cleanup().await;
 }

@@ -360,3 +360,59 @@ async fn bad_parameters_are_400s_naming_the_parameter() {
     }
     app.cleanup().await;
 }
+
+/// Peak concurrent calls: calls up when the window opens count, a call ending at an instant
+/// is no longer up at it, and the busiest instant is named.
+#[tokio::test]
+async fn stats_report_peak_concurrent_calls() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    let at = |h: u32, m: u32, s: u32| Utc.with_ymd_and_hms(2026, 3, 1, h, m, s).single().expect("time");
+    let call = |id: &str, start: DateTime<Utc>, seconds: i64| {
+        json!({
+            "call_id": id, "source": "pbx-p", "src_number": "+15550100", "dest_number": "442070000",
+            "start_time": start.to_rfc3339(), "answer_time": start.to_rfc3339(),
+            "end_time": (start + Duration::seconds(seconds)).to_rfc3339(), "disposition": "ANSWERED"
+        })
+    };
+    let mut calls = vec![call("up-at-open", at(9, 58, 0), 7 * 60)];
+    calls.extend((0..5).map(|i| call(&format!("burst-{i}"), at(10, 10, i), 100)));
+    calls.push(call("long", at(10, 10, 30), 570));
+    calls.push(call("late", at(10, 30, 0), 10));
+    // Ends exactly when "late" starts: not up at the same time.
+    calls.push(call("handover", at(10, 29, 50), 10));
+    let accepted = app.ingest(&Value::Array(calls)).await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+    app.wait_in_sync(std::time::Duration::from_secs(60)).await;
+    app.search().refresh(None).await.expect("refresh");
+
+    let peak = |s: &Value| s["peak_concurrent_calls"].clone();
+    let (status, s) = get(&app, "/stats?from=2026-03-01T10:00:00Z&to=2026-03-01T11:00:00Z").await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["total_calls"], 8, "the call up at the open started before the window");
+    assert_eq!(peak(&s), json!({ "calls": 6, "at": "2026-03-01T10:10:31+00:00", "resolution_seconds": 1 }));
+
+    // An open window runs from the first start to the last end.
+    let (_, s) = get(&app, "/stats?source=pbx-p").await;
+    assert_eq!(peak(&s), json!({ "calls": 6, "at": "2026-03-01T10:10:31+00:00", "resolution_seconds": 1 }));
+
+    // Only the call that was already up.
+    let (_, s) = get(&app, "/stats?from=2026-03-01T10:00:00Z&to=2026-03-01T10:06:00Z").await;
+    assert_eq!(s["total_calls"], 0);
+    assert_eq!(peak(&s), json!({ "calls": 1, "at": "2026-03-01T10:00:00+00:00", "resolution_seconds": 1 }));
+
+    // "handover" ends as "late" starts: one call up at a time.
+    let (_, s) = get(&app, "/stats?from=2026-03-01T10:25:00Z&to=2026-03-01T10:45:00Z").await;
+    assert_eq!(peak(&s)["calls"], 1, "{s}");
+
+    // A week is sampled every two minutes, as a switch polled for channel usage would be:
+    // the 100-second burst starts and ends between two samples.
+    let (_, s) = get(&app, "/stats?from=2026-02-26&to=2026-03-05").await;
+    assert_eq!(peak(&s), json!({ "calls": 1, "at": "2026-03-01T10:00:00+00:00", "resolution_seconds": 120 }));
+
+    let (_, s) = get(&app, "/stats?from=2030-01-01&to=2030-01-02").await;
+    assert!(peak(&s).is_null());
+    let (_, s) = get(&app, "/stats?source=nowhere").await;
+    assert!(peak(&s).is_null());
+    app.cleanup().await;
+}

@@ -128,6 +128,27 @@ async fn failed_jobs_are_listed_and_can_be_replayed() {
         .expect("redis");
     store.create(&job.initial_state()).await.expect("state");
     store.mark_failed(&job.job_id, "gave up after 10 attempts: database unavailable").await.expect("failed");
+    // The list of failed jobs expires with them, and forgets failures older than the TTL.
+    let mut redis = redis::Client::open(app.settings.redis_url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let failed_key = format!("{}:failed", app.name);
+    let ttl: i64 = redis::cmd("TTL").arg(&failed_key).query_async(&mut redis).await.expect("ttl");
+    assert!((1..=600).contains(&ttl), "TTL {ttl}");
+    let old = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    redis::cmd("ZADD")
+        .arg(&failed_key)
+        .arg(old)
+        .arg("long-gone")
+        .query_async::<()>(&mut redis)
+        .await
+        .expect("zadd");
+    store.mark_failed(&job.job_id, "gave up after 10 attempts: database unavailable").await.expect("failed");
+    let members: Vec<String> =
+        redis::cmd("ZRANGE").arg(&failed_key).arg(0).arg(-1).query_async(&mut redis).await.expect("zrange");
+    assert!(!members.contains(&"long-gone".to_string()), "{members:?}");
     let topology = Topology::new(&app.name);
     let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
     let payload = serde_json::to_vec(&job).expect("json");

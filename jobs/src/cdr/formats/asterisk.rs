@@ -4,7 +4,7 @@
 //! answer, end, duration, billsec, disposition, amaflags, uniqueid, userfield — and in the
 //! extended layout peeraccount, linkedid, sequence.
 
-use super::{expect_columns, local_time, object, text};
+use super::{caller, expect_columns, local_time, object, text};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
@@ -41,7 +41,7 @@ pub fn record(f: &[String], extended: bool, tz: Tz) -> Result<Value, String> {
     Ok(object(
         [
             ("account_code", text(&f[0])),
-            ("src_number", text(&f[1])),
+            ("src_number", caller(&f[1])),
             ("dest_number", text(&f[2])),
             ("start_time", local_time(&f[9], "start", tz)?),
             ("answer_time", local_time(&f[10], "answer", tz)?),

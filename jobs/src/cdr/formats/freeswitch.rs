@@ -3,7 +3,7 @@
 //! answer_stamp, end_stamp, duration, billsec, hangup_cause, uuid, bleg_uuid, accountcode,
 //! read_codec, write_codec.
 
-use super::{expect_columns, local_time, object, text};
+use super::{caller, expect_columns, local_time, object, text};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
@@ -32,7 +32,7 @@ pub fn record(f: &[String], tz: Tz) -> Result<Value, String> {
     }
     Ok(object(
         [
-            ("src_number", text(&f[1])),
+            ("src_number", caller(&f[1])),
             ("dest_number", text(&f[2])),
             ("start_time", local_time(&f[4], "start_stamp", tz)?),
             ("answer_time", local_time(&f[5], "answer_stamp", tz)?),

@@ -22,6 +22,10 @@ pub fn record(names: &[String], fields: &[String], tz: Tz) -> Result<Value, Stri
     for (name, value) in names.iter().zip(fields) {
         let value = value.trim();
         if value.is_empty() {
+            // An empty calling number is a withheld caller, not a missing column.
+            if name == "src_number" {
+                obj.insert(name.clone(), Value::String(String::new()));
+            }
             continue;
         }
         if TIME_FIELDS.contains(&name.as_str()) {

@@ -180,6 +180,12 @@ fn object(
     Value::Object(obj)
 }
 
+/// The calling-number column, kept even when empty: a switch leaves it empty when the caller
+/// had no number, which validation stores as a withheld caller rather than a missing field.
+fn caller(s: &str) -> Option<Value> {
+    Some(Value::String(s.trim().to_string()))
+}
+
 fn text(s: &str) -> Option<Value> {
     let s = s.trim();
     (!s.is_empty()).then(|| Value::String(s.to_string()))
