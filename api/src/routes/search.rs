@@ -9,7 +9,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use jobs::search::{
     DEFAULT_LIMIT, DEFAULT_TOP, Interval, MAX_LIMIT, ParamError, SearchError, SearchPage, SearchRequest,
-    Sort, Stats, StatsRequest, parse_filters, validate_cursor,
+    Sort, Stats, StatsRequest, parse_filters, parse_flag, validate_cursor,
 };
 use poem::Request;
 use poem::web::Data;
@@ -156,12 +156,21 @@ impl SearchApi {
         interval: Query<Option<String>>,
         /// Entries in `top_destinations` and `top_sources`, 1–100 (default 10).
         top: Query<Option<String>>,
+        /// `true` adds `peak_concurrent_calls`: the most calls in progress at once, sampled
+        /// every `resolution_seconds` (one second for windows up to about 2¾ hours, at most
+        /// 10,000 samples). It costs two more passes over the window's calls.
+        peak: Query<Option<String>>,
     ) -> Result<StatsResponse, ApiError> {
         let pairs = query_pairs(req)?;
-        let filters = parse_filters(&pairs, &["interval", "top"]).map_err(param_error)?;
+        let filters = parse_filters(&pairs, &["interval", "top", "peak"]).map_err(param_error)?;
         let interval = last(&pairs, "interval").map(Interval::parse).transpose().map_err(param_error)?;
         let top = whole(&pairs, "top", DEFAULT_TOP, jobs::search::MAX_LIMIT.min(100))?;
-        let request = StatsRequest::new(filters, interval, top).map_err(param_error)?;
+        let mut request = StatsRequest::new(filters, interval, top).map_err(param_error)?;
+        request.peak = last(&pairs, "peak")
+            .map(|v| parse_flag("peak", v))
+            .transpose()
+            .map_err(param_error)?
+            .unwrap_or(false);
         let stats = state.search.stats(&request).await.map_err(engine_error)?;
         Ok(StatsResponse::Ok(Json(stats)))
     }

@@ -44,6 +44,15 @@ pub struct Filters {
     pub call_id: Option<String>,
 }
 
+/// A boolean query parameter: `true`/`false` or `1`/`0`, any case.
+pub fn parse_flag(name: &str, value: &str) -> Result<bool, ParamError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ParamError::new(name, format!("expected true or false, got {value:?}"))),
+    }
+}
+
 /// Reads the parameters both endpoints share from `(name, value)` pairs; `extra` names the
 /// endpoint's own parameters, and anything else is refused so a typo never silently
 /// widens a query.
@@ -86,15 +95,7 @@ pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filte
                     }
                 }
             }
-            "call_successful" => {
-                f.call_successful = Some(match value.to_ascii_lowercase().as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(ParamError::new(name, format!("expected true or false, got {value:?}")));
-                    }
-                })
-            }
+            "call_successful" => f.call_successful = Some(parse_flag(name, value)?),
             "direction" => f.direction = Some(text(name, value)?.to_ascii_lowercase()),
             "account_code" => f.account_code = Some(text(name, value)?),
             "call_id" => f.call_id = Some(text(name, value)?),

@@ -14,7 +14,7 @@ mod stats;
 pub use bulk::BulkOutcome;
 pub use concurrency::PeakConcurrency;
 pub use document::{document, document_id};
-pub use filters::{Filters, NumberMatch, ParamError, parse_filters};
+pub use filters::{Filters, NumberMatch, ParamError, parse_filters, parse_flag};
 pub use query::{
     CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField, validate_cursor,
 };

@@ -14,6 +14,7 @@ use crate::cdr::Disposition;
 use chrono::{DateTime, Duration, Utc};
 use elasticsearch::http::Method;
 use poem_openapi::Object;
+use poem_openapi::types::MaybeUndefined;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -93,6 +94,9 @@ pub struct StatsRequest {
     pub filters: Filters,
     pub interval: Interval,
     pub top: usize,
+    /// Whether to measure peak concurrency: two more passes over the window's calls, so
+    /// asked for rather than always paid.
+    pub peak: bool,
 }
 
 impl StatsRequest {
@@ -114,7 +118,7 @@ impl StatsRequest {
         if top == 0 || top > MAX_TOP {
             return Err(ParamError::new("top", format!("must be between 1 and {MAX_TOP}")));
         }
-        Ok(StatsRequest { filters, interval, top })
+        Ok(StatsRequest { filters, interval, top, peak: false })
     }
 }
 
@@ -163,9 +167,11 @@ pub struct Stats {
     pub top_sources: Vec<NumberStats>,
     /// Attempts per disposition; every disposition is listed, zero or not.
     pub by_disposition: BTreeMap<String, u64>,
-    /// The most calls in progress at once in the window (calls that started before it and
-    /// were still up count too); null when no call was in progress.
-    pub peak_concurrent_calls: Option<PeakConcurrency>,
+    /// With `peak=true`: the most calls in progress at once in the window (calls that
+    /// started before it and were still up count too); null when no call was in progress.
+    #[oai(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub peak_concurrent_calls: MaybeUndefined<PeakConcurrency>,
 }
 
 fn answered_filter() -> Value {
@@ -341,7 +347,7 @@ fn parse(request: &StatsRequest, response: &Value) -> Stats {
         top_destinations: numbers(&aggs["top_destinations"]),
         top_sources: numbers(&aggs["top_sources"]),
         by_disposition,
-        peak_concurrent_calls: None,
+        peak_concurrent_calls: MaybeUndefined::Undefined,
     }
 }
 
@@ -359,20 +365,27 @@ fn peak_window(filters: &Filters, summary: &Value) -> Option<(DateTime<Utc>, Dat
 impl SearchIndex {
     pub async fn stats(&self, request: &StatsRequest) -> Result<Stats, SearchError> {
         let f = &request.filters;
-        let bounded = f.from.zip(f.to);
+        let bounded = f.from.zip(f.to).filter(|_| request.peak);
         let mut all = searches(request);
         all.extend(bounded.map(|(from, to)| concurrency::search(f, from, to)));
         let mut responses = self.msearch(&all).await?;
         let peak_answer = if bounded.is_some() { responses.pop() } else { None };
         let summary = merge(&responses)?;
         let mut stats = parse(request, &summary);
+        if !request.peak {
+            return Ok(stats);
+        }
+        stats.peak_concurrent_calls = MaybeUndefined::Null;
         if let Some((from, to)) = bounded.or_else(|| peak_window(f, &summary)) {
             let answer = match peak_answer {
                 Some(answer) => answer,
                 None => self.msearch(&[concurrency::search(f, from, to)]).await?.pop().unwrap_or_default(),
             };
             match failed(&answer) {
-                Ok(()) => stats.peak_concurrent_calls = concurrency::peak(&answer, from, to),
+                Ok(()) => {
+                    stats.peak_concurrent_calls =
+                        MaybeUndefined::from_opt_null(concurrency::peak(&answer, from, to))
+                }
                 // An index built before call ends were aggregatable: everything else holds.
                 Err(SearchError::Status { body, .. }) if body.contains("fielddata") => {
                     tracing::warn!("peak concurrency needs an index rebuilt by this version (POST /reindex)");

@@ -387,32 +387,38 @@ async fn stats_report_peak_concurrent_calls() {
     app.search().refresh(None).await.expect("refresh");
 
     let peak = |s: &Value| s["peak_concurrent_calls"].clone();
-    let (status, s) = get(&app, "/stats?from=2026-03-01T10:00:00Z&to=2026-03-01T11:00:00Z").await;
+    let (status, s) = get(&app, "/stats?peak=true&from=2026-03-01T10:00:00Z&to=2026-03-01T11:00:00Z").await;
     assert_eq!(status, StatusCode::OK, "{s}");
     assert_eq!(s["total_calls"], 8, "the call up at the open started before the window");
     assert_eq!(peak(&s), json!({ "calls": 6, "at": "2026-03-01T10:10:31+00:00", "resolution_seconds": 1 }));
 
     // An open window runs from the first start to the last end.
-    let (_, s) = get(&app, "/stats?source=pbx-p").await;
+    let (_, s) = get(&app, "/stats?peak=true&source=pbx-p").await;
     assert_eq!(peak(&s), json!({ "calls": 6, "at": "2026-03-01T10:10:31+00:00", "resolution_seconds": 1 }));
 
     // Only the call that was already up.
-    let (_, s) = get(&app, "/stats?from=2026-03-01T10:00:00Z&to=2026-03-01T10:06:00Z").await;
+    let (_, s) = get(&app, "/stats?peak=1&from=2026-03-01T10:00:00Z&to=2026-03-01T10:06:00Z").await;
     assert_eq!(s["total_calls"], 0);
     assert_eq!(peak(&s), json!({ "calls": 1, "at": "2026-03-01T10:00:00+00:00", "resolution_seconds": 1 }));
 
     // "handover" ends as "late" starts: one call up at a time.
-    let (_, s) = get(&app, "/stats?from=2026-03-01T10:25:00Z&to=2026-03-01T10:45:00Z").await;
+    let (_, s) = get(&app, "/stats?peak=true&from=2026-03-01T10:25:00Z&to=2026-03-01T10:45:00Z").await;
     assert_eq!(peak(&s)["calls"], 1, "{s}");
 
     // A week is sampled every two minutes, as a switch polled for channel usage would be:
     // the 100-second burst starts and ends between two samples.
-    let (_, s) = get(&app, "/stats?from=2026-02-26&to=2026-03-05").await;
+    let (_, s) = get(&app, "/stats?peak=true&from=2026-02-26&to=2026-03-05").await;
     assert_eq!(peak(&s), json!({ "calls": 1, "at": "2026-03-01T10:00:00+00:00", "resolution_seconds": 120 }));
 
-    let (_, s) = get(&app, "/stats?from=2030-01-01&to=2030-01-02").await;
+    let (_, s) = get(&app, "/stats?peak=true&from=2030-01-01&to=2030-01-02").await;
+    assert!(s.as_object().expect("object").contains_key("peak_concurrent_calls"));
     assert!(peak(&s).is_null());
-    let (_, s) = get(&app, "/stats?source=nowhere").await;
+    let (_, s) = get(&app, "/stats?peak=true&source=nowhere").await;
     assert!(peak(&s).is_null());
+    // Not asked for: not measured, and not in the answer.
+    let (_, s) = get(&app, "/stats?from=2026-03-01T10:00:00Z&to=2026-03-01T11:00:00Z").await;
+    assert!(!s.as_object().expect("object").contains_key("peak_concurrent_calls"), "{s}");
+    let (status, s) = get(&app, "/stats?peak=maybe").await;
+    assert_eq!((status, &s["details"]["parameter"]), (StatusCode::BAD_REQUEST, &json!("peak")));
     app.cleanup().await;
 }

@@ -73,6 +73,17 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
                 format!("/stats?from={}&to={}&interval=hour", shifted(i, &week_ago), shifted(i, &now))
             }),
         ),
+        (
+            "stats_week_hourly_with_peak",
+            Box::new(|i| {
+                // Windows of their own: the plain /stats runs must not have warmed its cache.
+                format!(
+                    "/stats?from={}&to={}&interval=hour&peak=true",
+                    shifted(i + 10_000, &week_ago),
+                    shifted(i + 10_000, &now)
+                )
+            }),
+        ),
     ];
     let mut results = serde_json::Map::new();
     for (name, path_for) in queries {
