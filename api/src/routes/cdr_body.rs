@@ -62,11 +62,18 @@ impl<T: Type, C: ContentType> ParsePayload for Documented<T, C> {
 #[oai(example)]
 pub struct CdrRecord {
     /// Unique per `source`: posting it again stores nothing new.
+    #[oai(validator(min_length = 1, max_length = 255))]
     pub call_id: String,
     /// The switch or tenant; the `source` query parameter, or `default`, when absent.
+    #[oai(validator(min_length = 1, max_length = 128))]
     pub source: Option<String>,
-    /// Digits with an optional leading `+`; `*` and `#` for service codes.
+    /// Digits with an optional leading `+`; `*` and `#` for service codes. Empty, or
+    /// `anonymous`, `unknown`, `restricted`, `private`, `unavailable`, `withheld`, for a
+    /// caller without a number: stored as `anonymous`.
+    #[oai(validator(pattern = r"^\+?[0-9*#]{1,31}$"))]
     pub src_number: String,
+    /// Digits with an optional leading `+`; `*` and `#` for service codes.
+    #[oai(validator(pattern = r"^\+?[0-9*#]{1,31}$"))]
     pub dest_number: String,
     /// RFC 3339; a time without a zone is UTC.
     pub start_time: DateTime<Utc>,
@@ -75,16 +82,22 @@ pub struct CdrRecord {
     /// At or after `start_time`; may be left out when `duration` is given.
     pub end_time: Option<DateTime<Utc>>,
     /// Seconds from start to end; derived from the times when absent.
+    #[oai(validator(minimum(value = "0")))]
     pub duration: Option<i32>,
     /// Seconds from answer to end; derived from the times when absent.
+    #[oai(validator(minimum(value = "0")))]
     pub billsec: Option<i32>,
     /// `ANSWERED`, `NO ANSWER`, `BUSY`, `FAILED` or `CONGESTION` (switch spellings such as
     /// `NO_ANSWER` too); derived from the answer time when absent.
+    #[oai(validator(pattern = "^(ANSWERED|NO ANSWER|BUSY|FAILED|CONGESTION)$"))]
     pub disposition: Option<String>,
     pub call_successful: Option<bool>,
     /// Q.850 cause, e.g. `NORMAL_CLEARING`.
+    #[oai(validator(max_length = 128))]
     pub hangup_cause: Option<String>,
+    #[oai(validator(max_length = 128))]
     pub direction: Option<String>,
+    #[oai(validator(max_length = 128))]
     pub account_code: Option<String>,
     /// Anything else worth keeping with the call.
     pub extra: Option<std::collections::BTreeMap<String, serde_json::Value>>,
