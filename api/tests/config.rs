@@ -64,3 +64,26 @@ fn the_compose_file_passes_docker_compose_config() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Callers `eval "$(scripts/services up)"`: anything on stdout but the environment would run
+/// as a command (a stale-pid notice from `pg_ctlcluster` once did).
+#[test]
+fn services_up_prints_nothing_but_the_environment() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services");
+    for command in ["up", "env"] {
+        let out = Command::new(&script).arg(command).output().expect("scripts/services runs");
+        assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let names: Vec<&str> = stdout
+            .lines()
+            .map(|line| {
+                let assignment =
+                    line.strip_prefix("export ").unwrap_or_else(|| panic!("{command}: {line:?}"));
+                assignment.split_once('=').map(|(name, _)| name).unwrap_or_else(|| panic!("{line:?}"))
+            })
+            .collect();
+        for name in ["DATABASE_URL", "AMQP_URL", "REDIS_URL", "ELASTICSEARCH_URL"] {
+            assert!(names.contains(&name), "{command} does not export {name}: {stdout}");
+        }
+    }
+}
