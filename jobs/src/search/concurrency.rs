@@ -73,6 +73,29 @@ pub fn search(filters: &Filters, from: DateTime<Utc>, to: DateTime<Utc>) -> Valu
     })
 }
 
+/// For a window open on either side: the first matching call's start and the last one's
+/// end, read by [`bounds`].
+pub fn bounds_search(filters: &Filters) -> Value {
+    json!({
+        "size": 0,
+        "track_total_hits": false,
+        "query": filters.to_query(),
+        "aggs": {
+            "first_start": { "min": { "field": "start_time" } },
+            "last_end": { "max": { "field": "end_time" } }
+        }
+    })
+}
+
+/// The span of the matching calls: the first start, and the last end widened by a second
+/// (a window excludes its end); `None` when no call matches.
+pub fn bounds(response: &Value) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let millis = |name: &str| response["aggregations"][name]["value"].as_f64().map(|v| v as i64);
+    let from = DateTime::from_timestamp_millis(millis("first_start")?)?;
+    let to = DateTime::from_timestamp_millis(millis("last_end")?)? + Duration::seconds(1);
+    (from < to).then_some((from, to))
+}
+
 /// Folds the answer to [`search`] into the peak; `None` when no call was in progress.
 pub fn peak(response: &Value, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<PeakConcurrency> {
     let aggs = &response["aggregations"];

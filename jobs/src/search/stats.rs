@@ -223,9 +223,7 @@ fn searches(request: &StatsRequest) -> Vec<Value> {
                 },
                 "billsec": { "sum": { "field": "billsec" } },
                 "duration": { "avg": { "field": "duration" } },
-                "by_disposition": { "terms": { "field": "disposition", "size": 16 } },
-                "first_start": { "min": { "field": "start_time" } },
-                "last_end": { "max": { "field": "end_time" } }
+                "by_disposition": { "terms": { "field": "disposition", "size": 16 } }
             }),
             true,
         ),
@@ -351,47 +349,57 @@ fn parse(request: &StatsRequest, response: &Value) -> Stats {
     }
 }
 
-/// The window peak concurrency is measured over: the one asked for, or, where it is open,
-/// from the first matching call's start to the last one's end.
-fn peak_window(filters: &Filters, summary: &Value) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let millis = |name: &str| summary["aggregations"][name]["value"].as_f64().map(|v| v as i64);
-    let from = filters.from.or_else(|| DateTime::from_timestamp_millis(millis("first_start")?))?;
-    let to = filters
-        .to
-        .or_else(|| DateTime::from_timestamp_millis(millis("last_end")?).map(|t| t + Duration::seconds(1)))?;
-    (from < to).then_some((from, to))
+/// Whether a peak-concurrency answer can be read. An index built before call ends were
+/// aggregatable refuses the question; everything else in `/stats` still holds, so the peak
+/// is reported unknown rather than failing the whole answer.
+fn usable(answer: &Value) -> Result<bool, SearchError> {
+    match failed(answer) {
+        Ok(()) => Ok(true),
+        Err(SearchError::Status { body, .. }) if body.contains("fielddata") => {
+            tracing::warn!("peak concurrency needs an index rebuilt by this version (POST /reindex)");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 impl SearchIndex {
     pub async fn stats(&self, request: &StatsRequest) -> Result<Stats, SearchError> {
         let f = &request.filters;
-        let bounded = f.from.zip(f.to).filter(|_| request.peak);
+        let window = f.from.zip(f.to);
         let mut all = searches(request);
-        all.extend(bounded.map(|(from, to)| concurrency::search(f, from, to)));
-        let mut responses = self.msearch(&all).await?;
-        let peak_answer = if bounded.is_some() { responses.pop() } else { None };
-        let summary = merge(&responses)?;
-        let mut stats = parse(request, &summary);
-        if !request.peak {
-            return Ok(stats);
+        if request.peak {
+            all.push(match window {
+                Some((from, to)) => concurrency::search(f, from, to),
+                None => concurrency::bounds_search(f),
+            });
         }
+        let mut responses = self.msearch(&all).await?;
+        let peak_answer = if request.peak { responses.pop() } else { None };
+        let mut stats = parse(request, &merge(&responses)?);
+        let Some(mut answer) = peak_answer else { return Ok(stats) };
         stats.peak_concurrent_calls = MaybeUndefined::Null;
-        if let Some((from, to)) = bounded.or_else(|| peak_window(f, &summary)) {
-            let answer = match peak_answer {
-                Some(answer) => answer,
-                None => self.msearch(&[concurrency::search(f, from, to)]).await?.pop().unwrap_or_default(),
-            };
-            match failed(&answer) {
-                Ok(()) => {
-                    stats.peak_concurrent_calls =
-                        MaybeUndefined::from_opt_null(concurrency::peak(&answer, from, to))
+        let window = match window {
+            Some(w) => Some(w),
+            None => {
+                if !usable(&answer)? {
+                    return Ok(stats);
                 }
-                // An index built before call ends were aggregatable: everything else holds.
-                Err(SearchError::Status { body, .. }) if body.contains("fielddata") => {
-                    tracing::warn!("peak concurrency needs an index rebuilt by this version (POST /reindex)");
+                // The bounds the request gives win over those of its calls.
+                let bounds = concurrency::bounds(&answer)
+                    .map(|(first, last)| (f.from.unwrap_or(first), f.to.unwrap_or(last)))
+                    .filter(|(from, to)| from < to);
+                if let Some((from, to)) = bounds {
+                    answer =
+                        self.msearch(&[concurrency::search(f, from, to)]).await?.pop().unwrap_or_default();
                 }
-                Err(e) => return Err(e),
+                bounds
             }
+        };
+        if let Some((from, to)) = window
+            && usable(&answer)?
+        {
+            stats.peak_concurrent_calls = MaybeUndefined::from_opt_null(concurrency::peak(&answer, from, to));
         }
         Ok(stats)
     }

@@ -422,3 +422,41 @@ async fn stats_report_peak_concurrent_calls() {
     assert_eq!((status, &s["details"]["parameter"]), (StatusCode::BAD_REQUEST, &json!("peak")));
     app.cleanup().await;
 }
+
+/// An index built before call ends had doc values (an earlier release's mapping): `/stats`
+/// still answers in full, and the peak is reported unknown until a rebuild.
+#[tokio::test]
+async fn stats_still_answer_on_an_index_built_by_an_earlier_mapping() {
+    use elasticsearch::http::Method;
+    let mut app = TestApp::new().await;
+    let search = app.search();
+    search.ensure().await.expect("alias");
+    let current = search.alias_targets().await.expect("targets").expect("an index behind the alias");
+    let mut mapping =
+        search.request(Method::Get, &format!("/{}/_mapping", current[0]), None).await.expect("mapping")
+            [&current[0]]["mappings"]
+            .clone();
+    mapping["properties"]["end_time"] = json!({ "type": "date", "doc_values": false });
+    let legacy = format!("{}-legacy", search.alias());
+    search
+        .request(Method::Put, &format!("/{legacy}"), Some(json!({ "mappings": mapping })))
+        .await
+        .expect("legacy index");
+    search.swap_alias(&current, &legacy).await.expect("alias to the legacy index");
+    search.delete_index(&current[0]).await.expect("old index gone");
+
+    app.start_worker().await;
+    let accepted = app.ingest(&crate::common::batch(0..20)).await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+    app.wait_in_sync(std::time::Duration::from_secs(60)).await;
+    search.refresh(None).await.expect("refresh");
+
+    for query in ["/stats", "/stats?peak=true", "/stats?peak=true&from=2026-03-01&to=2026-03-02"] {
+        let (status, s) = get(&app, query).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {s}");
+        assert_eq!(s["total_calls"], 20, "{query}");
+    }
+    let (_, s) = get(&app, "/stats?peak=true").await;
+    assert!(s["peak_concurrent_calls"].is_null(), "{s}");
+    app.cleanup().await;
+}
