@@ -364,6 +364,8 @@ fn usable(answer: &Value) -> Result<bool, SearchError> {
 }
 
 impl SearchIndex {
+    /// One `_msearch` of concurrent searches. Peak concurrency over a window open on either
+    /// side needs a second request: its bounds come from the first answer.
     pub async fn stats(&self, request: &StatsRequest) -> Result<Stats, SearchError> {
         let f = &request.filters;
         let window = f.from.zip(f.to);
