@@ -215,20 +215,24 @@ async fn guarded<T>(attempt: impl Future<Output = T>) -> Result<T, String> {
     })
 }
 
-/// Dead-letters a message that is not the job its queue carries, and fails the job it
-/// names, if it names one.
-async fn park_unreadable(
+/// The job a delivery carries. A message that is not the job its queue carries is
+/// dead-lettered instead, the job it names (if any) is failed, and `None` comes back: the
+/// message may then be acknowledged.
+async fn readable<T>(
+    delivery: Delivery<T>,
     publisher: &Publisher,
     jobs: &JobStore,
     queue: &str,
-    body: &[u8],
-    error: &str,
-) -> Result<(), BoxDynError> {
+) -> Result<Option<T>, BoxDynError> {
+    let (body, error) = match delivery {
+        Delivery::Job(job) => return Ok(Some(job)),
+        Delivery::Unreadable { body, error } => (body, error),
+    };
     let reason = format!("unreadable message on {queue}: {error}");
-    if let Some(id) = dead_letter_unreadable(publisher, queue, body, &reason).await? {
+    if let Some(id) = dead_letter_unreadable(publisher, queue, &body, &reason).await? {
         jobs.mark_failed(&id, &reason).await?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// One attempt at an ingest job. An error sends the job back for a later attempt.
@@ -237,13 +241,8 @@ async fn handle_ingest(
     runner: Data<Arc<IngestRunner>>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    let job = match delivery {
-        Delivery::Job(job) => job,
-        Delivery::Unreadable { body, error } => {
-            let queue = &runner.publisher.topology().ingest;
-            return park_unreadable(&runner.publisher, &runner.jobs, queue, &body, &error).await;
-        }
-    };
+    let queue = &runner.publisher.topology().ingest;
+    let Some(job) = readable(delivery, &runner.publisher, &runner.jobs, queue).await? else { return Ok(()) };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
     match guarded(runner.run(&job, attempt)).await {
         Ok(result) => result.map(|_| ()).map_err(Into::into),
@@ -258,13 +257,8 @@ async fn handle_index(
     runner: Data<Arc<IndexRunner>>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    let job = match delivery {
-        Delivery::Job(job) => job,
-        Delivery::Unreadable { body, error } => {
-            let queue = &runner.publisher.topology().index;
-            return park_unreadable(&runner.publisher, &runner.jobs, queue, &body, &error).await;
-        }
-    };
+    let queue = &runner.publisher.topology().index;
+    let Some(job) = readable(delivery, &runner.publisher, &runner.jobs, queue).await? else { return Ok(()) };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
     match guarded(runner.run(&job, attempt)).await {
         Ok(result) => result.map(|_| ()).map_err(Into::into),
@@ -279,16 +273,11 @@ async fn handle_reindex(
     delivery: Delivery<ReindexJob>,
     runner: Data<Arc<ReindexRunner>>,
 ) -> Result<(), BoxDynError> {
-    match delivery {
-        Delivery::Job(job) => {
-            if let Err(e) = runner.run(&job).await {
-                warn!(job_id = %job.job_id, error = %e, "reindex job ended in failure");
-            }
-        }
-        Delivery::Unreadable { body, error } => {
-            let queue = &runner.publisher.topology().reindex;
-            return park_unreadable(&runner.publisher, &runner.jobs, queue, &body, &error).await;
-        }
+    let queue = &runner.publisher.topology().reindex;
+    if let Some(job) = readable(delivery, &runner.publisher, &runner.jobs, queue).await?
+        && let Err(e) = runner.run(&job).await
+    {
+        warn!(job_id = %job.job_id, error = %e, "reindex job ended in failure");
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestApp, batch, workspace_dir};
+use common::{TestApp, batch, eventually, workspace_dir};
 use std::time::Duration;
 
 static SERVICE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -132,15 +132,11 @@ async fn readiness_names_a_stopped_dependency_and_recovers() {
     let body = resp.json().await.value().deserialize::<serde_json::Value>();
     assert_eq!(body["details"]["dependency"], "redis", "{body}");
     drop(restart);
-    let start = std::time::Instant::now();
-    loop {
-        let resp = app.client.get("/readyz").send().await;
-        if resp.0.status().is_success() {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "readyz did not recover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(Duration::from_secs(30), "readyz did not recover", || async {
+        let status = app.client.get("/readyz").send().await.0.status();
+        if status.is_success() { Ok(()) } else { Err(status.to_string()) }
+    })
+    .await;
     app.cleanup().await;
 }
 

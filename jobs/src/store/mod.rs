@@ -61,10 +61,6 @@ impl CdrStore {
         CdrStore { db }
     }
 
-    pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// Stores an ingest job's records in one transaction, exactly once per job.
     pub async fn store_batch(&self, job_id: &str, cdrs: &[Cdr]) -> Result<StoreOutcome, DbErr> {
         if let Some(done) = self.committed(job_id).await? {

@@ -15,6 +15,25 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
+/// Pause between two looks at something a test waits for.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Polls `probe` until it returns `Ok`, failing the test after `timeout` with `what` and
+/// the last thing the probe saw. Every wait in the tests goes through here.
+pub async fn eventually<T, Fut>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(start.elapsed() < timeout, "{what} in {timeout:?}; last seen: {seen}"),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
 pub fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
@@ -171,17 +190,13 @@ impl TestApp {
 
     /// Polls the job until `done` holds for its state, or panics after `timeout`.
     pub async fn wait_job(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            let job = self.job(id).await;
-            if let Some(job) = &job
-                && done(job)
-            {
-                return job.clone();
+        eventually(timeout, &format!("job {id} did not get there"), || async {
+            match self.job(id).await {
+                Some(job) if done(&job) => Ok(job),
+                other => Err(format!("{other:?}")),
             }
-            assert!(start.elapsed() < timeout, "job {id} did not get there in {timeout:?}: {job:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     pub async fn wait_succeeded(&self, id: &str) -> Value {
@@ -217,11 +232,10 @@ impl TestApp {
                 .run(api::app(state).map_to_response()),
         );
         let base = format!("http://127.0.0.1:{port}");
-        let start = Instant::now();
-        while reqwest::get(format!("{base}/healthz")).await.is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "the API never answered on {base}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(Duration::from_secs(10), &format!("the API never answered on {base}"), || async {
+            reqwest::get(format!("{base}/healthz")).await.map(drop).map_err(|e| e.to_string())
+        })
+        .await;
         (base, server)
     }
 
@@ -238,15 +252,11 @@ impl TestApp {
 
     /// Polls `/sync-status` until the index holds exactly the PostgreSQL rows.
     pub async fn wait_in_sync(&self, timeout: Duration) -> Value {
-        let start = Instant::now();
-        loop {
+        eventually(timeout, "index did not converge", || async {
             let status = self.sync_status().await;
-            if status["in_sync"] == true {
-                return status;
-            }
-            assert!(start.elapsed() < timeout, "index did not converge in {timeout:?}: {status}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            if status["in_sync"] == true { Ok(status) } else { Err(status.to_string()) }
+        })
+        .await
     }
 
     /// Drops this test's database, queues and indices.

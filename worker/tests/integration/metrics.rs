@@ -1,6 +1,6 @@
 //! Metrics move as jobs run: scrape, ingest, scrape again.
 
-use crate::common::{TestApp, batch};
+use crate::common::{TestApp, batch, eventually};
 use std::time::Duration;
 
 /// The value of one sample line (`name{labels} value`), 0 when absent.
@@ -24,14 +24,11 @@ async fn metrics_change_as_a_batch_is_ingested_and_indexed() {
     app.start_worker().await;
     let worker_metrics = format!("http://127.0.0.1:{port}/metrics");
     let client = reqwest::Client::new();
-    let scrape_worker = || async {
-        for _ in 0..100 {
-            if let Ok(r) = client.get(&worker_metrics).send().await {
-                return r.text().await.expect("text");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("worker metrics never answered");
+    let scrape_worker = || {
+        eventually(Duration::from_secs(10), "worker metrics never answered", || async {
+            let response = client.get(&worker_metrics).send().await.map_err(|e| e.to_string())?;
+            Ok(response.text().await.expect("text"))
+        })
     };
 
     let api_before = scrape_api(&app).await;

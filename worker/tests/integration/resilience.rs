@@ -1,6 +1,6 @@
 //! Nothing lost, nothing stored twice: worker crashes, broker outages, poison jobs.
 
-use crate::common::{TestApp, batch};
+use crate::common::{TestApp, batch, eventually};
 use api::cli::Limits;
 use api::state::AppState;
 use jobs::ingest::IngestJob;
@@ -23,16 +23,12 @@ async fn a_worker_killed_mid_job_loses_and_duplicates_nothing() {
     }
     app.start_worker().await;
     // Kill it once some work is committed but not all of it.
-    let start = std::time::Instant::now();
-    loop {
+    let stored = eventually(Duration::from_secs(60), "worker never stored anything", || async {
         let stored = app.count("SELECT count(*) FROM cdrs").await;
-        if stored > 0 {
-            assert!(stored < (BATCHES * PER_BATCH) as i64, "worker finished before it could be killed");
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "worker never stored anything");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        if stored > 0 { Ok(stored) } else { Err("no row".to_string()) }
+    })
+    .await;
+    assert!(stored < (BATCHES * PER_BATCH) as i64, "worker finished before it could be killed");
     app.kill_worker().await;
     app.start_worker().await;
 
@@ -117,11 +113,7 @@ async fn a_job_the_database_refuses_is_dead_lettered_with_its_error() {
     assert_eq!(state["status"], "failed");
     assert!(state["error"].as_str().expect("error").contains("permanent"), "{state}");
     // Kept, not dropped: the message waits in the dead-letter queue.
-    let start = std::time::Instant::now();
-    while publisher.queue_depth(&jobs::queue::Topology::dead(&topology.ingest)).await.expect("depth") != 1 {
-        assert!(start.elapsed() < Duration::from_secs(10), "dead-letter queue stayed empty");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    dead_letters(&publisher, &topology.ingest, 1).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 0);
     app.cleanup().await;
 }
@@ -152,15 +144,18 @@ async fn unreadable_messages_are_dead_lettered_and_do_not_stall_the_pool() {
     let accepted = app.ingest(&batch(0..10)).await;
     app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 10);
-    let start = std::time::Instant::now();
     for (queue, parked) in [(&topology.ingest, 2), (&topology.index, 1), (&topology.reindex, 1)] {
-        while publisher.queue_depth(&jobs::queue::Topology::dead(queue)).await.expect("depth") != parked {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "unreadable messages on {queue} not dead-lettered"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        dead_letters(&publisher, queue, parked).await;
     }
     app.cleanup().await;
+}
+
+/// Waits until `queue`'s dead-letter queue holds `expected` messages.
+async fn dead_letters(publisher: &jobs::queue::Publisher, queue: &str, expected: u32) {
+    let dead = jobs::queue::Topology::dead(queue);
+    eventually(Duration::from_secs(10), &format!("{dead} never held {expected} messages"), || async {
+        let depth = publisher.queue_depth(&dead).await.expect("depth");
+        if depth == expected { Ok(()) } else { Err(format!("{depth} messages")) }
+    })
+    .await;
 }
