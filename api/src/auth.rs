@@ -90,7 +90,7 @@ impl Auth {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Ingest => "ingest",
             Role::Read => "read",
@@ -108,8 +108,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Which roles a request needs; `None` means open to all.
-fn allowed(auth: &Auth, method: &Method, path: &str) -> Option<&'static [Role]> {
+/// Which roles a request needs; `None` means open to all. The OpenAPI document is derived
+/// from this table too, so what is enforced and what is documented cannot drift apart.
+pub fn required_roles(metrics_public: bool, method: &Method, path: &str) -> Option<&'static [Role]> {
     const ANY_READER: &[Role] = &[Role::Read, Role::Admin];
     const INGEST: &[Role] = &[Role::Ingest, Role::Admin];
     const JOBS: &[Role] = &[Role::Ingest, Role::Read, Role::Admin];
@@ -117,13 +118,41 @@ fn allowed(auth: &Auth, method: &Method, path: &str) -> Option<&'static [Role]> 
     match (method, path) {
         (_, "/healthz" | "/readyz") => None,
         (_, p) if p == "/schema" || p.starts_with("/schema/") => None,
-        (_, "/metrics") if auth.metrics_public => None,
-        (&Method::POST, "/cdrs") => Some(INGEST),
+        (_, "/metrics") if metrics_public => None,
+        (&Method::POST, "/cdrs" | "/cdrs/freeswitch") => Some(INGEST),
         (&Method::POST, "/reindex") => Some(ADMIN),
         (&Method::POST, p) if p.starts_with("/jobs/") => Some(ADMIN),
         (_, p) if p == "/jobs" || p.starts_with("/jobs/") => Some(JOBS),
         _ => Some(ANY_READER),
     }
+}
+
+fn allowed(auth: &Auth, method: &Method, path: &str) -> Option<&'static [Role]> {
+    required_roles(auth.metrics_public, method, path)
+}
+
+/// Whether a route also takes HTTP Basic credentials (any user name, a token as the
+/// password): the ingest routes, because switches' HTTP clients (FreeSWITCH's `cred`
+/// setting, for one) can only send a user and a password.
+pub fn accepts_basic(method: &Method, path: &str) -> bool {
+    *method == Method::POST && matches!(path, "/cdrs" | "/cdrs/freeswitch")
+}
+
+/// The token a request presents: a bearer token, or the password of Basic credentials
+/// where [`accepts_basic`] allows them.
+fn presented_token(req: &Request) -> Option<Vec<u8>> {
+    let value = req.headers().get(poem::http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(rest.trim().as_bytes().to_vec());
+    }
+    if scheme.eq_ignore_ascii_case("basic") && accepts_basic(req.method(), req.uri().path()) {
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+        let colon = decoded.iter().position(|b| *b == b':')?;
+        return Some(decoded[colon + 1..].to_vec());
+    }
+    None
 }
 
 pub struct RequireToken(pub Auth);
@@ -141,10 +170,14 @@ pub struct RequireTokenEndpoint<E> {
     auth: Auth,
 }
 
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+fn refuse(status: StatusCode, code: &str, message: &str, basic: bool) -> Response {
     let mut resp = Json(ErrorBody::new(code, message)).with_status(status).into_response();
     if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert("WWW-Authenticate", poem::http::HeaderValue::from_static("Bearer"));
+        let headers = resp.headers_mut();
+        headers.append("WWW-Authenticate", poem::http::HeaderValue::from_static("Bearer"));
+        if basic {
+            headers.append("WWW-Authenticate", poem::http::HeaderValue::from_static("Basic realm=\"cdr\""));
+        }
     }
     resp
 }
@@ -156,18 +189,22 @@ impl<E: Endpoint> Endpoint for RequireTokenEndpoint<E> {
         if !self.auth.is_disabled()
             && let Some(roles) = allowed(&self.auth, req.method(), req.uri().path())
         {
-            let presented = req
-                .headers()
-                .get(poem::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-                .map(str::trim);
-            let Some(presented) = presented else {
-                return Ok(refuse(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required"));
+            let basic = accepts_basic(req.method(), req.uri().path());
+            let Some(presented) = presented_token(&req) else {
+                return Ok(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    if basic {
+                        "a bearer token, or Basic credentials with a token as the password, is required"
+                    } else {
+                        "a bearer token is required"
+                    },
+                    basic,
+                ));
             };
-            match self.auth.role_of(presented.as_bytes()) {
+            match self.auth.role_of(&presented) {
                 None => {
-                    return Ok(refuse(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not valid"));
+                    return Ok(refuse(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not valid", basic));
                 }
                 Some(role) if !roles.contains(&role) => {
                     let needed: Vec<&str> = roles.iter().map(|r| r.name()).collect();
@@ -179,6 +216,7 @@ impl<E: Endpoint> Endpoint for RequireTokenEndpoint<E> {
                             role.name(),
                             needed.join(" or ")
                         ),
+                        basic,
                     ));
                 }
                 Some(_) => {}
