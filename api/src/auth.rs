@@ -122,6 +122,8 @@ pub fn required_roles(metrics_public: bool, method: &Method, path: &str) -> Opti
         (&Method::POST, "/cdrs" | "/cdrs/freeswitch") => Some(INGEST),
         (&Method::POST, "/reindex") => Some(ADMIN),
         (&Method::POST, p) if p.starts_with("/jobs/") => Some(ADMIN),
+        (&Method::PUT | &Method::DELETE, p) if p.starts_with("/mappings/") => Some(ADMIN),
+        (_, p) if p == "/mappings" || p.starts_with("/mappings/") => Some(JOBS),
         (_, p) if p == "/jobs" || p.starts_with("/jobs/") => Some(JOBS),
         _ => Some(ANY_READER),
     }
@@ -204,7 +206,12 @@ impl<E: Endpoint> Endpoint for RequireTokenEndpoint<E> {
             };
             match self.auth.role_of(&presented) {
                 None => {
-                    return Ok(refuse(StatusCode::UNAUTHORIZED, "unauthorized", "the token is not valid", basic));
+                    return Ok(refuse(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "the token is not valid",
+                        basic,
+                    ));
                 }
                 Some(role) if !roles.contains(&role) => {
                     let needed: Vec<&str> = roles.iter().map(|r| r.name()).collect();

@@ -50,7 +50,7 @@ impl ErrorBody {
     }
 }
 
-#[derive(Debug, ApiResponse)]
+#[derive(Debug, Clone, ApiResponse)]
 pub enum ApiError {
     /// The request is malformed: unreadable body, bad JSON, bad parameter.
     #[oai(status = 400)]
@@ -165,14 +165,27 @@ fn is_json(resp: &Response) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
+/// The `charset` parameter of the request's Content-Type, kept for handlers after
+/// [`normalise_content_type`] has removed it.
+#[derive(Debug, Clone)]
+pub struct DeclaredCharset(pub String);
+
 /// poem-openapi matches request content types exactly; clients send parameters such as
-/// `; charset=utf-8` and mixed case. Keep only the lower-cased media type.
+/// `; charset=utf-8` and mixed case. Keep only the lower-cased media type (and the charset
+/// aside, as a [`DeclaredCharset`]).
 fn normalise_content_type(req: &mut Request) {
     let Some(value) = req.headers().get(poem::http::header::CONTENT_TYPE) else {
         return;
     };
-    let Ok(text) = value.to_str() else { return };
+    let Ok(text) = value.to_str().map(str::to_string) else { return };
+    let charset = text.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("charset").then(|| v.trim().trim_matches('"').to_string())
+    });
     let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if let Some(charset) = charset {
+        req.extensions_mut().insert(DeclaredCharset(charset));
+    }
     if essence != text
         && let Ok(v) = poem::http::HeaderValue::from_str(&essence)
     {

@@ -2,7 +2,9 @@
 
 pub mod auth;
 pub mod batch;
+pub mod batcher;
 pub mod cli;
+pub mod enqueue;
 pub mod error;
 pub mod routes;
 pub mod state;
@@ -18,6 +20,8 @@ pub fn app(state: AppState) -> impl Endpoint {
     let api = OpenApiService::new(
         (
             routes::cdrs::CdrsApi,
+            routes::freeswitch::FreeswitchApi,
+            routes::mappings::MappingsApi,
             routes::jobs::JobsApi,
             routes::search::SearchApi,
             routes::sync::SyncApi,

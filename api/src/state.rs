@@ -1,10 +1,13 @@
 //! What every request handler shares.
 
+use crate::batcher::{BatchWindow, Batcher};
 use crate::cli::Limits;
+use crate::enqueue::Enqueuer;
 use jobs::config::ServiceSettings;
 use jobs::queue::Publisher;
 use jobs::search::SearchIndex;
 use jobs::state::JobStore;
+use jobs::store::mappings::MappingStore;
 use sea_orm::DatabaseConnection;
 
 #[derive(Clone)]
@@ -14,6 +17,10 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub search: SearchIndex,
     pub limits: Limits,
+    /// Saved CSV mappings.
+    pub mappings: MappingStore,
+    /// Groups single-CDR posts into ingest jobs.
+    pub batcher: Batcher,
     /// Who may call what; `AppState::connect` starts with none (set it before serving).
     pub auth: crate::auth::Auth,
 }
@@ -23,6 +30,22 @@ impl AppState {
     pub async fn connect(services: &ServiceSettings, limits: Limits) -> anyhow::Result<Self> {
         let jobs::connect::Connections { db, jobs, publisher, search } =
             jobs::connect::connect(services).await?;
-        Ok(AppState { publisher, jobs, db, search, limits, auth: crate::auth::Auth::disabled() })
+        let enqueuer = Enqueuer { publisher: publisher.clone(), jobs: jobs.clone(), limits: limits.clone() };
+        let batcher = Batcher::start(enqueuer, BatchWindow::default());
+        Ok(AppState {
+            publisher,
+            jobs,
+            mappings: MappingStore::new(db.clone()),
+            db,
+            search,
+            limits,
+            batcher,
+            auth: crate::auth::Auth::disabled(),
+        })
+    }
+
+    /// The ingest job publisher of this state.
+    pub fn enqueuer(&self) -> Enqueuer {
+        Enqueuer { publisher: self.publisher.clone(), jobs: self.jobs.clone(), limits: self.limits.clone() }
     }
 }

@@ -9,18 +9,26 @@ pub struct Model {
     pub id: i64,
     pub source: String,
     pub call_id: String,
+    /// Tells apart records that share a call id (see the CDR model).
+    pub record_key: String,
     pub src_number: String,
     pub dest_number: String,
     pub start_time: DateTimeUtc,
     pub answer_time: Option<DateTimeUtc>,
-    pub end_time: DateTimeUtc,
+    pub end_time: Option<DateTimeUtc>,
     pub duration: i32,
     pub billsec: i32,
     pub disposition: String,
+    /// The disposition exactly as the switch wrote it.
+    pub disposition_raw: Option<String>,
     pub call_successful: bool,
     pub hangup_cause: Option<String>,
     pub direction: Option<String>,
     pub account_code: Option<String>,
+    /// Groups the legs of one call.
+    pub linked_id: Option<String>,
+    /// The caller withheld or had no number.
+    pub caller_withheld: bool,
     #[sea_orm(column_type = "JsonBinary")]
     pub extra: Json,
     /// The ingest job that first stored this record.

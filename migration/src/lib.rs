@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_cdrs;
 mod m20261128_000002_index_tracking;
+mod m20261129_000003_records_as_written;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_create_cdrs::Migration),
             Box::new(m20261128_000002_index_tracking::Migration),
+            Box::new(m20261129_000003_records_as_written::Migration),
         ]
     }
 }

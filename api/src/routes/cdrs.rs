@@ -3,13 +3,14 @@
 use super::Tag;
 use super::cdr_body::{CdrRecord, Documented, JsonBatch, JsonContent, NdjsonContent};
 use crate::batch::{BatchError, BatchFormat, read_batch};
-use crate::error::{ApiError, ErrorBody, RejectedRecord};
+use crate::error::{ApiError, DeclaredCharset, ErrorBody, RejectedRecord};
 use crate::state::AppState;
 use chrono::Utc;
-use jobs::cdr::formats::{CsvFormat, CsvOptions, parse_timezone};
+use jobs::cdr::formats::{
+    Charset, CsvOptions, GENERIC, Identity, Layout, builtin_layout, parse_charset, parse_timezone,
+};
 use jobs::cdr::{Cdr, RecordError, parse_record};
 use jobs::ingest::IngestJob;
-use jobs::queue::Outgoing;
 use jobs::state::JobStatus;
 use poem::Body;
 use poem::web::Data;
@@ -29,7 +30,8 @@ pub enum CdrBatch {
     /// One JSON record per line.
     #[oai(content_type = "application/x-ndjson")]
     Ndjson(Documented<CdrRecord, NdjsonContent>),
-    /// A switch's CSV file: Asterisk `cdr_csv`, FreeSWITCH `mod_cdr_csv`, or a header row
+    /// A switch's CSV file: Asterisk `cdr_csv` (any settings) or `cdr_custom`, FreeSWITCH
+    /// `mod_cdr_csv`, CDR-Stats, a Grandstream UCM export, a saved mapping, or a header row
     /// with this API's field names (see `format`).
     #[oai(content_type = "text/csv")]
     Csv(Binary<Body>),
@@ -45,6 +47,10 @@ pub struct IngestAccepted {
     pub accepted: u64,
     /// Records refused, with the field at fault; they will not be stored.
     pub rejected: Vec<RejectedRecord>,
+    /// For a CSV body: the layout that read it (named, or detected).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// A job was queued.
@@ -62,50 +68,66 @@ pub enum IngestResponse {
     Accepted(Json<IngestAccepted>, #[oai(header = "Location")] String),
 }
 
+/// A request parameter that cannot be used, as the 400 it answers.
+pub(crate) fn invalid_parameter(parameter: &str, reason: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(Json(ErrorBody {
+        details: Some(serde_json::json!({ "parameter": parameter })),
+        ..ErrorBody::new("invalid_parameter", format!("{parameter}: {reason}"))
+    }))
+}
+
+/// The charset of text that is not UTF-8: the `charset` parameter, else the Content-Type's.
+pub(crate) fn declared_charset(
+    req: &poem::Request,
+    param: Option<&str>,
+) -> Result<Option<Charset>, ApiError> {
+    let declared =
+        param.map(str::to_string).or_else(|| req.extensions().get::<DeclaredCharset>().map(|c| c.0.clone()));
+    match declared.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        Some(label) => parse_charset(label).map(Some).map_err(|r| invalid_parameter("charset", r)),
+        None => Ok(None),
+    }
+}
+
 #[OpenApi(tag = "Tag::Cdrs")]
 impl CdrsApi {
     /// Submit a batch of CDRs
     ///
     /// Each record is validated at once; the valid ones become one ingest job, answered 202
-    /// only after the message broker has durably stored it. Records may use this API's field
-    /// names, Asterisk's or FreeSWITCH's (`uniqueid`, `src`, `dst`, `start`, `answer`, `end`,
-    /// `accountcode`, ...) or the reference system's shape (`call_duration`,
-    /// `call_successful`). Times without a zone are UTC.
+    /// only after the message broker has durably stored it. Records are kept as the switch
+    /// wrote them (parties as text, its own durations and disposition); only what no switch
+    /// could have written is refused, naming the record, line and field. Records may use this
+    /// API's field names, Asterisk's or FreeSWITCH's (`uniqueid`, `src`, `dst`, `start`,
+    /// `answer`, `end`, `accountcode`, ...) or the reference system's shape
+    /// (`call_duration`, `call_successful`). Times without a zone are UTC. CSV files are
+    /// read by a layout (`format`, or detected: see `GET /mappings`).
     #[oai(path = "/cdrs", method = "post")]
+    #[allow(clippy::too_many_arguments)]
     async fn post_cdrs(
         &self,
         state: Data<&AppState>,
+        req: &poem::Request,
         /// `source` for records that do not name one (the switch or tenant that sent them).
         source: Query<Option<String>>,
-        /// For CSV: `asterisk`, `asterisk-extended`, `freeswitch` or `generic` (a header row);
-        /// detected from the first row when absent.
+        /// For CSV: the layout's name (`GET /mappings` lists the built-in and saved ones);
+        /// detected from the header row or the shape of the rows when absent.
         format: Query<Option<String>>,
-        /// For CSV: the IANA time zone of the file's zone-less times (default UTC).
+        /// For CSV: the IANA time zone of the file's zone-less times (default: the layout's,
+        /// else UTC).
         timezone: Query<Option<String>>,
+        /// The character set of text that is not UTF-8 (e.g. `windows-1251`); the
+        /// Content-Type's `charset` parameter works too. Default: UTF-8, and Windows-1252 for
+        /// any field that is not UTF-8.
+        charset: Query<Option<String>>,
         body: CdrBatch,
     ) -> Result<IngestResponse, ApiError> {
         let limits = &state.limits;
+        let charset = declared_charset(req, charset.0.as_deref())?;
         let (format, body) = match body {
             CdrBatch::Json(b) => (BatchFormat::Json, b.body),
             CdrBatch::Ndjson(b) => (BatchFormat::Ndjson, b.body),
             CdrBatch::Csv(b) => {
-                let invalid = |parameter: &str, reason: String| {
-                    ApiError::BadRequest(Json(ErrorBody {
-                        details: Some(serde_json::json!({ "parameter": parameter })),
-                        ..ErrorBody::new("invalid_parameter", format!("{parameter}: {reason}"))
-                    }))
-                };
-                let format = format
-                    .0
-                    .as_deref()
-                    .map(str::parse::<CsvFormat>)
-                    .transpose()
-                    .map_err(|r| invalid("format", r))?;
-                let timezone = match timezone.0.as_deref() {
-                    Some(name) => parse_timezone(name).map_err(|r| invalid("timezone", r))?,
-                    None => CsvOptions::default().timezone,
-                };
-                (BatchFormat::Csv(CsvOptions { format, timezone }), b.0)
+                (BatchFormat::Csv(Box::new(csv_options(&state, format.0, timezone.0).await?)), b.0)
             }
         };
         let bytes = body.into_bytes_limit(limits.max_body_bytes).await.map_err(|e| match e {
@@ -117,10 +139,11 @@ impl CdrsApi {
         })?;
         let default_source = source.0.unwrap_or_else(|| limits.default_source.clone());
         let max_records = limits.max_batch_records;
-        let (received, cdrs, rejected) =
-            tokio::task::spawn_blocking(move || validate(format, &bytes, max_records, &default_source))
-                .await
-                .map_err(|e| ApiError::unavailable("validator", e))??;
+        let (received, cdrs, rejected, layout) = tokio::task::spawn_blocking(move || {
+            validate(format, &bytes, charset, max_records, &default_source)
+        })
+        .await
+        .map_err(|e| ApiError::unavailable("validator", e))??;
 
         jobs::metrics::count_records("received", received);
         jobs::metrics::count_records("rejected", rejected.len() as u64);
@@ -128,6 +151,7 @@ impl CdrsApi {
         if cdrs.is_empty() {
             return Err(ApiError::Unprocessable(Json(ErrorBody {
                 rejected: Some(rejected),
+                details: layout.map(|l| serde_json::json!({ "format": l })),
                 ..ErrorBody::new("invalid_records", "no record in the batch is valid")
             })));
         }
@@ -140,72 +164,84 @@ impl CdrsApi {
             cdrs,
         };
         let accepted = job.cdrs.len() as u64;
-        let ingest_queue = &state.publisher.topology().ingest;
-        let waiting = state
-            .publisher
-            .queue_depth(ingest_queue)
-            .await
-            .map_err(|e| ApiError::unavailable("rabbitmq", e))?;
-        if waiting > limits.max_queue_depth {
-            return Err(ApiError::TooManyRequests(
-                Json(ErrorBody {
-                    details: Some(
-                        serde_json::json!({ "queued_jobs": waiting, "limit": limits.max_queue_depth }),
-                    ),
-                    ..ErrorBody::new(
-                        "overloaded",
-                        format!("{waiting} batches are waiting to be stored; retry later"),
-                    )
-                }),
-                crate::error::RETRY_AFTER_SECS,
-            ));
-        }
-        let payload = serde_json::to_vec(&job).map_err(|e| ApiError::unavailable("serialiser", e))?;
-        state.jobs.create(&job.initial_state()).await.map_err(|e| ApiError::unavailable("redis", e))?;
-        let published = state
-            .publisher
-            .publish(Outgoing {
-                queue: &state.publisher.topology().ingest,
-                message_id: &job.job_id,
-                body: &payload,
-                headers: Default::default(),
-            })
-            .await;
-        if let Err(e) = published {
-            // Nothing was queued: leave no state claiming otherwise.
-            if let Err(de) = state.jobs.delete(&job.job_id).await {
-                tracing::warn!(job_id = %job.job_id, error = %de, "could not remove state of unpublished job");
-            }
-            return Err(ApiError::unavailable("rabbitmq", e));
-        }
-        info!(job_id = %job.job_id, received, accepted, rejected = rejected.len(), "ingest job enqueued");
+        let enqueuer = state.enqueuer();
+        enqueuer.check_backlog().await?;
+        enqueuer.enqueue(&job).await?;
+        info!(job_id = %job.job_id, received, accepted, rejected = rejected.len(), format = ?layout, "ingest job enqueued");
         let location = format!("/jobs/{}", job.job_id);
         Ok(IngestResponse::Accepted(
-            Json(IngestAccepted { job_id: job.job_id, status: JobStatus::Enqueued, accepted, rejected }),
+            Json(IngestAccepted {
+                job_id: job.job_id,
+                status: JobStatus::Enqueued,
+                accepted,
+                rejected,
+                format: layout,
+            }),
             location,
         ))
     }
 }
 
-type Validated = (u64, Vec<Cdr>, Vec<RecordError>);
+/// How to read a CSV body: the layout the request names (built-in or saved), or the saved
+/// ones to detect among; the zone of its times.
+async fn csv_options(
+    state: &AppState,
+    format: Option<String>,
+    timezone: Option<String>,
+) -> Result<CsvOptions, ApiError> {
+    let timezone = match timezone.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(name) => Some(parse_timezone(name).map_err(|r| invalid_parameter("timezone", r))?),
+        None => None,
+    };
+    let format = format.map(|f| f.trim().to_string()).filter(|f| !f.is_empty());
+    let mut options = CsvOptions { timezone, ..CsvOptions::default() };
+    match format {
+        Some(name) => {
+            let layout = match builtin_layout(&name) {
+                Some(layout) => Some(layout),
+                None if name == GENERIC => Some(Layout {
+                    description: String::new(),
+                    columns: vec![],
+                    fields: Default::default(),
+                    time_formats: vec![],
+                    timezone: None,
+                    values: Default::default(),
+                    identity: Identity::CallId,
+                }),
+                None => {
+                    state.mappings.get(&name).await.map_err(|e| ApiError::unavailable("postgresql", e))?
+                }
+            };
+            let layout = layout.ok_or_else(|| {
+                invalid_parameter("format", format!("no layout named {name:?}; GET /mappings lists them"))
+            })?;
+            options.layout = Some((name, layout));
+        }
+        None => {
+            options.saved =
+                state.mappings.list().await.map_err(|e| ApiError::unavailable("postgresql", e))?;
+        }
+    }
+    Ok(options)
+}
+
+type Validated = (u64, Vec<Cdr>, Vec<RecordError>, Option<String>);
 
 /// Reads and validates the whole batch; CPU-bound, so it runs off the async threads.
 fn validate(
     format: BatchFormat,
     bytes: &[u8],
+    charset: Option<Charset>,
     max_records: usize,
     default_source: &str,
 ) -> Result<Validated, ApiError> {
-    let records = read_batch(format, bytes).map_err(|e| match e {
-        BatchError::NotUtf8(m) => ApiError::bad_request("invalid_encoding", m),
+    let batch = read_batch(format, bytes, charset).map_err(|e| match e {
         BatchError::Malformed(m) => ApiError::bad_request("malformed_body", m),
         BatchError::WrongShape(m) => ApiError::bad_request("wrong_shape", m),
-        BatchError::Format(m) => ApiError::BadRequest(Json(ErrorBody {
-            details: Some(serde_json::json!({ "parameter": "format" })),
-            ..ErrorBody::new("invalid_parameter", format!("format: {m}"))
-        })),
+        BatchError::Format(m) => invalid_parameter("format", m),
         BatchError::Empty => ApiError::bad_request("empty_batch", "the batch has no records"),
     })?;
+    let records = batch.records;
     if records.len() > max_records {
         return Err(ApiError::too_large(
             "too_many_records",
@@ -230,7 +266,7 @@ fn validate(
             }
         }
     }
-    Ok((received, cdrs, rejected))
+    Ok((received, cdrs, rejected, batch.layout))
 }
 
 fn unreadable(index: usize, reason: &str) -> RecordError {

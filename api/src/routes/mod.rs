@@ -2,8 +2,10 @@
 
 mod cdr_body;
 pub mod cdrs;
+pub mod freeswitch;
 pub mod health;
 pub mod jobs;
+pub mod mappings;
 pub mod search;
 pub mod sync;
 
@@ -11,6 +13,8 @@ pub mod sync;
 pub enum Tag {
     /// Submitting CDR batches.
     Cdrs,
+    /// How CSV files of each switch are read.
+    Mappings,
     /// Following jobs.
     Jobs,
     /// Searching CDRs and their statistics.

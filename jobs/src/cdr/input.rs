@@ -3,6 +3,7 @@
 //! Validation is per record and names the field at fault, so a batch with one bad record
 //! still stores the others and the client learns exactly what to fix.
 
+use super::hangup::disposition_of_cause;
 use super::model::{Cdr, Disposition};
 use super::time::{kind, parse_time};
 use chrono::{DateTime, Utc};
@@ -21,21 +22,16 @@ pub struct RecordError {
     pub reason: String,
 }
 
-/// Longest phone number kept: E.164 allows 15 digits; service codes and prefixes add a few.
-const MAX_NUMBER_LEN: usize = 32;
+/// Longest party (number, SIP user, extension) kept: far beyond any number or SIP user name.
+const MAX_PARTY_LEN: usize = 255;
 const MAX_ID_LEN: usize = 255;
-const MAX_SHORT_TEXT: usize = 128;
-/// Seconds of disagreement tolerated between a stated duration and the one the times give:
-/// switches round sub-second durations either way.
-const ROUNDING_SLACK: i64 = 1;
-
-/// The calling number stored for a call whose caller withheld or lacked a number.
-pub const WITHHELD_CALLER: &str = "anonymous";
+const MAX_SHORT_TEXT: usize = 255;
 /// What switches write instead of a calling number that was withheld or missing.
 const WITHHELD_WORDS: &[&str] = &["anonymous", "unknown", "restricted", "private", "unavailable", "withheld"];
 
 /// Each field with the other names switches and the reference system give it.
 const CALL_ID: &[&str] = &["call_id", "uniqueid", "uuid", "callid"];
+const RECORD_KEY: &[&str] = &["record_key"];
 const SOURCE: &[&str] = &["source", "switch"];
 const SRC_NUMBER: &[&str] = &["src_number", "src", "caller_id_number", "caller"];
 const DEST_NUMBER: &[&str] = &["dest_number", "dst", "destination_number", "callee"];
@@ -45,13 +41,19 @@ const END_TIME: &[&str] = &["end_time", "end", "end_stamp"];
 const DURATION: &[&str] = &["duration", "call_duration"];
 const BILLSEC: &[&str] = &["billsec"];
 const DISPOSITION: &[&str] = &["disposition"];
+const DISPOSITION_RAW: &[&str] = &["disposition_raw"];
 const CALL_SUCCESSFUL: &[&str] = &["call_successful"];
 const HANGUP_CAUSE: &[&str] = &["hangup_cause"];
 const DIRECTION: &[&str] = &["direction"];
 const ACCOUNT_CODE: &[&str] = &["account_code", "accountcode"];
+const LINKED_ID: &[&str] = &["linked_id", "linkedid"];
 const EXTRA: &[&str] = &["extra"];
+/// Read, and also kept in `extra` under the switch's own name.
+const SEQUENCE: &[&str] = &["sequence"];
+const BLEG_UUID: &[&str] = &["bleg_uuid"];
 const KNOWN: &[&[&str]] = &[
     CALL_ID,
+    RECORD_KEY,
     SOURCE,
     SRC_NUMBER,
     DEST_NUMBER,
@@ -61,10 +63,12 @@ const KNOWN: &[&[&str]] = &[
     DURATION,
     BILLSEC,
     DISPOSITION,
+    DISPOSITION_RAW,
     CALL_SUCCESSFUL,
     HANGUP_CAUSE,
     DIRECTION,
     ACCOUNT_CODE,
+    LINKED_ID,
     EXTRA,
 ];
 
@@ -82,9 +86,9 @@ pub fn parse_records(records: &[Value], default_source: &str) -> (Vec<(usize, Cd
     (valid, rejected)
 }
 
-/// Validates one record and derives what it leaves out: `duration` and `billsec` from the
-/// times, `disposition` and `call_successful` from each other, and `call_id` from the
-/// record's identifying fields when the switch sent none.
+/// Validates one record and derives what it leaves out. The switch's own values are kept as
+/// written; only what no switch could have written is refused: no readable start time,
+/// negative seconds, an end before the start, text PostgreSQL cannot store.
 pub fn parse_record(index: usize, value: &Value, default_source: &str) -> Result<Cdr, RecordError> {
     let Value::Object(obj) = value else {
         return Err(RecordError {
@@ -120,57 +124,35 @@ impl Record<'_> {
         names.iter().find_map(|n| self.obj.get(*n).filter(|v| !v.is_null()))
     }
 
+    /// A text field as written (numbers as their JSON text), `None` when absent or blank.
     fn opt_text(&self, names: &[&str], max: usize) -> Result<Option<String>, RecordError> {
+        Ok(self.raw_text(names, max)?.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_string()))
+    }
+
+    /// A text field exactly as written, blank or not; `None` only when absent.
+    fn raw_text(&self, names: &[&str], max: usize) -> Result<Option<String>, RecordError> {
         let Some(v) = self.get(names) else {
             return Ok(None);
         };
         let s = match v {
-            Value::String(s) => s.trim().to_string(),
+            Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             other => {
                 return Err(self.err(names[0], format!("expected a string, got {}", kind(other))));
             }
         };
-        if s.is_empty() {
-            return Ok(None);
-        }
         if s.chars().count() > max {
             return Err(self.err(names[0], format!("longer than {max} characters")));
         }
         if s.contains('\0') {
-            return Err(self.err(names[0], "contains a NUL character"));
+            return Err(self.err(names[0], "contains a NUL character, which PostgreSQL cannot store"));
         }
         Ok(Some(s))
     }
 
-    /// The calling number. Switches write an empty field or a word such as `anonymous` when
-    /// the caller withheld or lacked one; those calls happened and are billable, so they are
-    /// kept with the caller [`WITHHELD_CALLER`]. A record without the field at all is refused.
-    fn caller(&self) -> Result<String, RecordError> {
-        if self.get(SRC_NUMBER).is_none() {
-            return Err(self.err(SRC_NUMBER[0], "required"));
-        }
-        match self.opt_text(SRC_NUMBER, MAX_NUMBER_LEN)? {
-            None => Ok(WITHHELD_CALLER.to_string()),
-            Some(s) if WITHHELD_WORDS.iter().any(|w| s.eq_ignore_ascii_case(w)) => {
-                Ok(WITHHELD_CALLER.to_string())
-            }
-            Some(_) => self.number(SRC_NUMBER),
-        }
-    }
-
-    fn number(&self, names: &[&str]) -> Result<String, RecordError> {
-        let s = self.opt_text(names, MAX_NUMBER_LEN)?.ok_or_else(|| self.err(names[0], "required"))?;
-        let digits = s.strip_prefix('+').unwrap_or(&s);
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') {
-            return Err(self.err(
-                names[0],
-                format!(
-                    "{s:?} is not a phone number (digits, optional leading +, * and # for service codes)"
-                ),
-            ));
-        }
-        Ok(s)
+    /// A party (caller or callee) as the switch wrote it: any text, empty included.
+    fn party(&self, names: &[&str]) -> Result<String, RecordError> {
+        Ok(self.raw_text(names, MAX_PARTY_LEN)?.unwrap_or_default())
     }
 
     fn time(&self, names: &[&str]) -> Result<Option<DateTime<Utc>>, RecordError> {
@@ -229,94 +211,112 @@ impl Record<'_> {
                 extra.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-        if contains_nul(&Value::Object(extra.clone())) {
+        if extra.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
             return Err(self.err("extra", "contains a NUL character, which PostgreSQL cannot store"));
         }
         Ok(extra)
     }
 
+    /// What tells this record apart from others under the same call id (see
+    /// [`Cdr::record_key`]): a key the record states, Asterisk's `sequence`, or — for an
+    /// Asterisk `uniqueid`, which a transfer or a forked Dial writes on several different
+    /// rows — a digest of the row, so an identical row is the same record and a different
+    /// one is not.
+    fn record_key(&self) -> Result<String, RecordError> {
+        if let Some(key) = self.opt_text(RECORD_KEY, MAX_ID_LEN)? {
+            return Ok(key);
+        }
+        if let Some(seq) = self.opt_text(SEQUENCE, MAX_ID_LEN)? {
+            return Ok(format!("seq:{seq}"));
+        }
+        let asterisk_id = !self.obj.contains_key("call_id") && self.get(&["uniqueid"]).is_some();
+        Ok(if asterisk_id { row_key(&Value::Object(self.obj.clone()).to_string()) } else { String::new() })
+    }
+
+    /// The disposition the record leaves out, from what happened: an answer (an answer
+    /// time, billable seconds, or a successful flag) is an answered call whatever the
+    /// hangup cause says; otherwise the Q.850 cause tells busy, no answer and failure apart.
+    fn derived_disposition(
+        &self,
+        answered: bool,
+        successful: Option<bool>,
+        cause: Option<&str>,
+    ) -> Disposition {
+        if answered || successful == Some(true) {
+            return Disposition::Answered;
+        }
+        match cause.and_then(disposition_of_cause) {
+            Some(d) if d != Disposition::Answered => d,
+            _ if successful == Some(false) => Disposition::Failed,
+            _ => Disposition::NoAnswer,
+        }
+    }
+
     fn build(&self, default_source: &str) -> Result<Cdr, RecordError> {
         let source = self.opt_text(SOURCE, MAX_SHORT_TEXT)?.unwrap_or_else(|| default_source.to_string());
-        let src_number = self.caller()?;
-        let dest_number = self.number(DEST_NUMBER)?;
+        let src_number = self.party(SRC_NUMBER)?;
+        let dest_number = self.party(DEST_NUMBER)?;
+        let caller_withheld = {
+            let s = src_number.trim();
+            s.is_empty() || WITHHELD_WORDS.iter().any(|w| s.eq_ignore_ascii_case(w))
+        };
         let start_time = self.time(START_TIME)?.ok_or_else(|| self.err("start_time", "required"))?;
-        let end_time = self.time(END_TIME)?.ok_or_else(|| self.err("end_time", "required"))?;
-        if end_time < start_time {
+        let end_time = self.time(END_TIME)?;
+        if let Some(end) = end_time
+            && end < start_time
+        {
             return Err(self.err("end_time", "is before start_time"));
         }
-        let mut answer_time = self.time(ANSWER_TIME)?;
-        if let Some(answer) = answer_time
-            && (answer < start_time || answer > end_time)
-        {
-            return Err(self.err("answer_time", "is not between start_time and end_time"));
-        }
-
-        let span = (end_time - start_time).num_seconds();
-        if span > i64::from(i32::MAX) {
+        let answer_time = self.time(ANSWER_TIME)?;
+        let span = end_time.map(|end| (end - start_time).num_seconds());
+        if span.is_some_and(|s| s > i64::from(i32::MAX)) {
             return Err(self.err("end_time", "call lasts longer than 68 years"));
         }
-        let duration = match self.seconds(DURATION)? {
-            Some(d) if (d - span).abs() > ROUNDING_SLACK => {
-                return Err(
-                    self.err("duration", format!("{d} disagrees with end_time - start_time ({span} s)"))
-                );
-            }
-            Some(d) => d,
-            None => span,
-        };
 
         let successful = self.flag(CALL_SUCCESSFUL)?;
+        let stated_duration = self.seconds(DURATION)?;
         let stated_billsec = self.seconds(BILLSEC)?;
         // The reference system's shape has no answer time or billsec: its call_duration
         // of a successful call is the talk time.
         let reference_shape = self.obj.contains_key("call_duration") && stated_billsec.is_none();
-        let billsec = match (stated_billsec, answer_time) {
-            (Some(b), Some(answer)) => {
-                let talk = (end_time - answer).num_seconds();
-                if (b - talk).abs() > ROUNDING_SLACK {
-                    return Err(
-                        self.err("billsec", format!("{b} disagrees with end_time - answer_time ({talk} s)"))
-                    );
-                }
-                b
-            }
-            (Some(b), None) => b,
-            (None, Some(answer)) => (end_time - answer).num_seconds(),
-            (None, None) if reference_shape && successful == Some(true) => duration,
-            (None, None) => 0,
+        let talk = match (answer_time, end_time) {
+            (Some(answer), Some(end)) if answer <= end => Some((end - answer).num_seconds()),
+            _ => None,
         };
-        if billsec > duration {
-            return Err(self.err("billsec", format!("{billsec} exceeds duration ({duration} s)")));
-        }
-        if answer_time.is_none() && billsec > 0 {
-            answer_time = Some(end_time - chrono::Duration::seconds(billsec));
-        }
+        let duration = stated_duration.or(span).or(stated_billsec).unwrap_or(0);
+        let billsec = match stated_billsec.or(talk) {
+            Some(b) => b,
+            None if reference_shape && successful == Some(true) => duration,
+            None => 0,
+        };
 
-        let answered = answer_time.is_some();
-        let disposition = match self.get(DISPOSITION) {
-            Some(Value::String(s)) => s.parse::<Disposition>().map_err(|r| self.err("disposition", r))?,
+        let hangup_cause = self.opt_text(HANGUP_CAUSE, MAX_SHORT_TEXT)?;
+        let stated = match self.get(DISPOSITION) {
+            None => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
             Some(other) => {
                 return Err(self.err("disposition", format!("expected a string, got {}", kind(other))));
             }
-            None if answered || successful == Some(true) => Disposition::Answered,
-            None if successful == Some(false) => Disposition::Failed,
-            None => Disposition::NoAnswer,
         };
-        if disposition == Disposition::Answered && !answered {
-            if successful == Some(true) || self.get(DISPOSITION).is_some() {
-                // An answered call with no talk time at all: answered and hung up at once.
-                answer_time = Some(end_time);
-            }
-        } else if disposition != Disposition::Answered && (answered || billsec > 0) {
-            return Err(self.err(
-                "disposition",
-                format!("{disposition} contradicts an answered call (answer_time or billsec > 0)"),
-            ));
+        let disposition = match &stated {
+            Some(s) => s.parse::<Disposition>().unwrap_or(Disposition::Failed),
+            None => self.derived_disposition(
+                answer_time.is_some() || billsec > 0,
+                successful,
+                hangup_cause.as_deref(),
+            ),
+        };
+        let disposition_raw = match self.raw_text(DISPOSITION_RAW, MAX_SHORT_TEXT)? {
+            Some(raw) => Some(raw),
+            None => stated,
+        };
+        if disposition_raw.as_deref().is_some_and(|r| r.contains('\0') || r.chars().count() > MAX_SHORT_TEXT)
+        {
+            return Err(self.err("disposition", "contains a NUL character or is too long"));
         }
         let call_successful = disposition == Disposition::Answered;
-        if successful.is_some_and(|s| s != call_successful) {
-            return Err(self.err("call_successful", format!("contradicts disposition {disposition}")));
-        }
 
         let call_id = match &self.call_id {
             Some(id) => id.clone(),
@@ -326,8 +326,18 @@ impl Record<'_> {
                 derive_call_id(&source, &src_number, &dest_number, start_time, end_time)
             }
         };
+        let linked_id = match self.opt_text(LINKED_ID, MAX_ID_LEN)? {
+            Some(id) => Some(id),
+            None => self.opt_text(BLEG_UUID, MAX_ID_LEN)?,
+        };
+        let mut extra = self.extra()?;
+        if successful.is_some_and(|s| s != call_successful) {
+            // The flag the client sent disagrees with the disposition: keep what it said.
+            extra.insert("call_successful".into(), Value::Bool(successful == Some(true)));
+        }
 
         Ok(Cdr {
+            record_key: self.record_key()?,
             call_id,
             source,
             src_number,
@@ -338,11 +348,14 @@ impl Record<'_> {
             duration: i32::try_from(duration).map_err(|_| self.err("duration", "out of range"))?,
             billsec: i32::try_from(billsec).map_err(|_| self.err("billsec", "out of range"))?,
             disposition,
+            disposition_raw,
             call_successful,
-            hangup_cause: self.opt_text(HANGUP_CAUSE, MAX_SHORT_TEXT)?,
+            hangup_cause,
             direction: self.opt_text(DIRECTION, MAX_SHORT_TEXT)?.map(|d| d.to_ascii_lowercase()),
             account_code: self.opt_text(ACCOUNT_CODE, MAX_SHORT_TEXT)?,
-            extra: self.extra()?,
+            linked_id,
+            caller_withheld,
+            extra,
         })
     }
 }
@@ -356,14 +369,25 @@ fn contains_nul(value: &Value) -> bool {
     }
 }
 
+/// The record key of a row identified by what it says: a digest of its text, so the same
+/// row read again has the same key.
+pub fn row_key(row: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(row.as_bytes());
+    format!("row:{}", hex::encode(&digest[..16]))
+}
+
 /// A stable id for a record that came without one: the same call sent again derives the same
 /// id, so idempotency holds for switches that emit no unique id.
-fn derive_call_id(source: &str, src: &str, dest: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
-    let key = format!(
-        "{source}\u{1f}{src}\u{1f}{dest}\u{1f}{}\u{1f}{}",
-        start.timestamp_micros(),
-        end.timestamp_micros()
-    );
+fn derive_call_id(
+    source: &str,
+    src: &str,
+    dest: &str,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+) -> String {
+    let end = end.map(|e| e.timestamp_micros().to_string()).unwrap_or_default();
+    let key = format!("{source}\u{1f}{src}\u{1f}{dest}\u{1f}{}\u{1f}{end}", start.timestamp_micros());
     format!("derived-{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()))
 }
 
@@ -451,66 +475,148 @@ mod tests {
         assert_eq!(c.dest_number, "*97");
         assert_eq!(c.account_code.as_deref(), Some("acme"));
         assert_eq!(c.disposition, Disposition::Busy);
+        assert_eq!(c.disposition_raw.as_deref(), Some("BUSY"));
     }
 
     #[test]
-    fn a_withheld_or_empty_caller_is_kept_as_anonymous() {
+    fn asterisk_rows_under_one_uniqueid_are_different_records_unless_identical() {
+        let row = json!({"uniqueid": "1231977075.0", "src": "test", "dst": "100",
+            "start": "2009-01-14 23:51:15", "end": "2009-01-14 23:51:20", "billsec": 5,
+            "disposition": "ANSWERED"});
+        let a = ok(row.clone());
+        assert!(a.record_key.starts_with("row:"), "{}", a.record_key);
+        assert_eq!(ok(row.clone()).record_key, a.record_key);
+        let mut other = row.clone();
+        other["disposition"] = json!("FAILED");
+        assert_ne!(ok(other).record_key, a.record_key);
+        let mut sequenced = row;
+        sequenced["sequence"] = json!("7");
+        let s = ok(sequenced);
+        assert_eq!(s.record_key, "seq:7");
+        assert_eq!(s.extra.get("sequence"), Some(&json!("7")));
+        // This API's own call_id names a record by itself.
+        assert_eq!(ok(answered()).record_key, "");
+    }
+
+    #[test]
+    fn parties_are_kept_as_written_and_a_withheld_caller_is_flagged() {
         for raw in ["", "  ", "anonymous", "Anonymous", "UNKNOWN", "restricted", "private"] {
             let mut v = answered();
             v["src_number"] = json!(raw);
-            assert_eq!(ok(v).src_number, WITHHELD_CALLER, "{raw:?}");
+            let c = ok(v);
+            assert_eq!(c.src_number, raw);
+            assert!(c.caller_withheld, "{raw:?}");
+        }
+        for raw in ["test", "jerbeartest", "s", "t", "&", "*1001", "44-20-7123", "sip:alice@example.com"] {
+            let mut v = answered();
+            v["src_number"] = json!(raw);
+            v["dest_number"] = json!(raw);
+            let c = ok(v);
+            assert_eq!((c.src_number.as_str(), c.dest_number.as_str()), (raw, raw));
+            assert!(!c.caller_withheld);
         }
         let mut v = answered();
-        v["src_number"] = json!("nobody");
-        assert_eq!(bad(v).field, "src_number");
-        // The called number is what was dialled: never withheld.
+        v.as_object_mut().unwrap().remove("src_number");
+        let c = ok(v);
+        assert_eq!((c.src_number.as_str(), c.caller_withheld), ("", true));
         let mut v = answered();
-        v["dest_number"] = json!("anonymous");
+        v["dest_number"] = json!("x".repeat(256));
         assert_eq!(bad(v).field, "dest_number");
     }
 
     #[test]
-    fn errors_name_the_record_and_field() {
+    fn the_switchs_own_figures_are_kept_even_when_they_disagree() {
         let mut v = answered();
-        v["dest_number"] = json!("44-20-7123");
-        let e = bad(v);
-        assert_eq!((e.index, e.field.as_str(), e.call_id.as_deref()), (3, "dest_number", Some("c-1")));
+        v["billsec"] = json!(500);
+        v["duration"] = json!(7);
+        let c = ok(v);
+        assert_eq!((c.duration, c.billsec), (7, 500));
 
+        // A busy call with an answer time and billsec, as Asterisk writes some.
         let mut v = answered();
-        v["end_time"] = json!("2026-03-01T09:00:00Z");
-        assert_eq!(bad(v).field, "end_time");
+        v["disposition"] = json!("BUSY");
+        let c = ok(v);
+        assert_eq!((c.disposition, c.billsec, c.call_successful), (Disposition::Busy, 60, false));
 
         let mut v = answered();
         v["answer_time"] = json!("2026-03-01T11:00:00Z");
-        assert_eq!(bad(v).field, "answer_time");
+        assert!(ok(v).answer_time.is_some());
 
         let mut v = answered();
-        v["billsec"] = json!(500);
-        assert_eq!(bad(v).field, "billsec");
+        v["call_successful"] = json!(false);
+        let c = ok(v);
+        assert!(c.call_successful);
+        assert_eq!(c.extra.get("call_successful"), Some(&json!(false)));
+    }
 
+    #[test]
+    fn unknown_dispositions_count_as_failed_with_the_raw_value_kept() {
         let mut v = answered();
-        v["disposition"] = json!("HUNG UP");
-        assert_eq!(bad(v).field, "disposition");
+        v["disposition"] = json!("CHANUNAVAIL");
+        let c = ok(v);
+        assert_eq!((c.disposition, c.disposition_raw.as_deref()), (Disposition::Failed, Some("CHANUNAVAIL")));
+        let mut v = answered();
+        v["disposition"] = json!("no_answer");
+        assert_eq!(ok(v).disposition_raw.as_deref(), Some("no_answer"));
+    }
 
+    #[test]
+    fn a_missing_disposition_follows_what_happened() {
+        let base = json!({"uuid": "u", "src_number": "1", "dest_number": "2",
+            "start_time": "2026-03-01T10:00:00Z", "end_time": "2026-03-01T10:00:30Z"});
+        let with = |pairs: &[(&str, Value)]| {
+            let mut v = base.clone();
+            for (k, val) in pairs {
+                v[*k] = val.clone();
+            }
+            ok(v)
+        };
+        // Answered whatever the cause says.
+        let c = with(&[("answer_time", json!("2026-03-01T10:00:05Z")), ("hangup_cause", json!("USER_BUSY"))]);
+        assert_eq!((c.disposition, c.billsec, c.disposition_raw), (Disposition::Answered, 25, None));
+        assert_eq!(with(&[("hangup_cause", json!("USER_BUSY"))]).disposition, Disposition::Busy);
+        assert_eq!(with(&[("hangup_cause", json!("17"))]).disposition, Disposition::Busy);
+        assert_eq!(with(&[("hangup_cause", json!("NO_ANSWER"))]).disposition, Disposition::NoAnswer);
+        assert_eq!(with(&[("hangup_cause", json!("CALL_REJECTED"))]).disposition, Disposition::Failed);
+        assert_eq!(with(&[("billsec", json!(3))]).disposition, Disposition::Answered);
+        assert_eq!(with(&[]).disposition, Disposition::NoAnswer);
+    }
+
+    #[test]
+    fn a_record_without_an_end_keeps_its_duration() {
+        let c = ok(json!({"callid": "x", "caller_id_number": "1", "destination_number": "2",
+            "start_time": "2015-10-21 12:13:10", "duration": "55", "billsec": "50"}));
+        assert_eq!((c.end_time, c.duration, c.billsec), (None, 55, 50));
+        assert_eq!(c.ends_at().to_rfc3339(), "2015-10-21T12:14:05+00:00");
+        assert_eq!(c.disposition, Disposition::Answered);
+    }
+
+    #[test]
+    fn only_what_no_switch_could_write_is_refused() {
         let mut v = answered();
-        v["disposition"] = json!("BUSY");
-        assert_eq!(bad(v).field, "disposition");
+        v["end_time"] = json!("2026-03-01T09:00:00Z");
+        let e = bad(v);
+        assert_eq!((e.index, e.field.as_str(), e.call_id.as_deref()), (3, "end_time", Some("c-1")));
 
         let mut v = answered();
         v["duration"] = json!(-5);
         assert_eq!(bad(v).field, "duration");
 
         let mut v = answered();
+        v["billsec"] = json!("-1");
+        assert_eq!(bad(v).field, "billsec");
+
+        let mut v = answered();
         v["duration"] = json!(99_999_999_999_i64);
         assert_eq!(bad(v).field, "duration");
 
         let mut v = answered();
-        v.as_object_mut().unwrap().remove("src_number");
-        assert_eq!(bad(v).reason, "required");
+        v["start_time"] = json!("soon");
+        assert_eq!(bad(v).field, "start_time");
 
         let mut v = answered();
-        v["call_successful"] = json!(false);
-        assert_eq!(bad(v).field, "call_successful");
+        v.as_object_mut().unwrap().remove("start_time");
+        assert_eq!(bad(v).reason, "required");
 
         assert_eq!(bad(json!([1, 2])).field, "record");
     }

@@ -65,22 +65,37 @@ impl FromStr for Disposition {
     }
 }
 
-/// A validated CDR, ready to store: every derived field filled in, times in UTC with
-/// microsecond precision (what PostgreSQL keeps), so what is stored is exactly what was checked.
+/// A validated CDR, ready to store. The switch's own values are kept as it wrote them
+/// (numbers as text, its `duration` and `billsec`, its disposition spelling); what this system
+/// works out from them lives in fields of its own (`record_key`, `caller_withheld`,
+/// the canonical `disposition`). Times are UTC with microsecond precision (what PostgreSQL
+/// keeps), so what is stored is exactly what was checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cdr {
     pub call_id: String,
+    /// Tells apart different records that share a call id: legs and rows written after a
+    /// transfer (`seq:<n>` from Asterisk's `sequence`, `row:<digest>` of the row as written).
+    /// Empty when the call id alone names the record.
+    #[serde(default)]
+    pub record_key: String,
     pub source: String,
+    /// The calling party as the switch wrote it: digits, a SIP user, an extension, or empty.
     pub src_number: String,
+    /// The called party as the switch wrote it.
     pub dest_number: String,
     pub start_time: DateTime<Utc>,
     pub answer_time: Option<DateTime<Utc>>,
-    pub end_time: DateTime<Utc>,
-    /// Seconds from start to end.
+    /// `None` when the switch gave no end time (CDR-Stats' files, for one).
+    pub end_time: Option<DateTime<Utc>>,
+    /// The switch's figure; from the times only when it gave none.
     pub duration: i32,
-    /// Billable seconds, from answer to end; 0 when unanswered.
+    /// The switch's billable seconds; from the times only when it gave none.
     pub billsec: i32,
+    /// Canonical: what KPIs count by. An unknown spelling is `FAILED`, its raw value kept.
     pub disposition: Disposition,
+    /// The disposition exactly as the switch wrote it, when it wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition_raw: Option<String>,
     pub call_successful: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hangup_cause: Option<String>,
@@ -88,8 +103,24 @@ pub struct Cdr {
     pub direction: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_code: Option<String>,
+    /// Groups the legs of one call: Asterisk's `linkedid`, FreeSWITCH's `bleg_uuid`, a PBX's
+    /// session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_id: Option<String>,
+    /// True when the caller withheld or had no number (an empty caller, or a word such as
+    /// `anonymous` in its place); `src_number` still holds what the switch wrote.
+    #[serde(default)]
+    pub caller_withheld: bool,
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Cdr {
+    /// When the call ended: the switch's end time, or its start plus its duration when it
+    /// gave no end. Concurrency and time windows need an end for every call.
+    pub fn ends_at(&self) -> DateTime<Utc> {
+        self.end_time.unwrap_or(self.start_time + chrono::Duration::seconds(i64::from(self.duration)))
+    }
 }
 
 #[cfg(test)]

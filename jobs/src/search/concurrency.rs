@@ -57,7 +57,7 @@ pub fn search(filters: &Filters, from: DateTime<Utc>, to: DateTime<Utc>) -> Valu
         "query": { "bool": { "filter": [
             others,
             { "range": { "start_time": { "lt": to.to_rfc3339() } } },
-            { "range": { "end_time": { "gt": from.to_rfc3339() } } }
+            { "range": { "ends_at": { "gt": from.to_rfc3339() } } }
         ] } },
         "aggs": {
             "in_progress_at_open": { "filter": { "range": { "start_time": { "lt": from.to_rfc3339() } } } },
@@ -66,8 +66,8 @@ pub fn search(filters: &Filters, from: DateTime<Utc>, to: DateTime<Utc>) -> Valu
                 "aggs": { "slices": histogram("start_time") }
             },
             "ends": {
-                "filter": { "range": { "end_time": { "lt": to.to_rfc3339() } } },
-                "aggs": { "slices": histogram("end_time") }
+                "filter": { "range": { "ends_at": { "lt": to.to_rfc3339() } } },
+                "aggs": { "slices": histogram("ends_at") }
             }
         }
     })
@@ -82,7 +82,7 @@ pub fn bounds_search(filters: &Filters) -> Value {
         "query": filters.to_query(),
         "aggs": {
             "first_start": { "min": { "field": "start_time" } },
-            "last_end": { "max": { "field": "end_time" } }
+            "last_end": { "max": { "field": "ends_at" } }
         }
     })
 }

@@ -13,21 +13,32 @@ pub fn document(row: &cdrs::Model) -> Value {
     json!({
         "id": row.id,
         "call_id": row.call_id,
+        "record_key": row.record_key,
         "source": row.source,
         "src_number": row.src_number,
         "dest_number": row.dest_number,
         "start_time": row.start_time,
         "answer_time": row.answer_time,
         "end_time": row.end_time,
+        "ends_at": ends_at(row),
         "duration": row.duration,
         "billsec": row.billsec,
         "disposition": row.disposition,
+        "disposition_raw": row.disposition_raw,
         "call_successful": row.call_successful,
         "hangup_cause": row.hangup_cause,
         "direction": row.direction,
         "account_code": row.account_code,
+        "linked_id": row.linked_id,
+        "caller_withheld": row.caller_withheld,
         "job_id": row.job_id,
         "ingested_at": row.ingested_at,
         "extra": row.extra,
     })
+}
+
+/// When the call ended: the switch's end time, or its start plus its duration when it gave
+/// none. Every document has one, so concurrency counts every call's end.
+fn ends_at(row: &cdrs::Model) -> chrono::DateTime<chrono::Utc> {
+    row.end_time.unwrap_or(row.start_time + chrono::Duration::seconds(i64::from(row.duration)))
 }

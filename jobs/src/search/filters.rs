@@ -18,7 +18,8 @@ impl ParamError {
     }
 }
 
-/// A phone-number filter: the whole number, or every number starting with a prefix.
+/// A party filter, on the value the switch wrote: the whole value, or every value starting
+/// with a prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NumberMatch {
     Exact(String),
@@ -42,6 +43,9 @@ pub struct Filters {
     pub direction: Option<String>,
     pub account_code: Option<String>,
     pub call_id: Option<String>,
+    /// The legs of one call: records whose `linked_id` or `call_id` is this.
+    pub linked_id: Option<String>,
+    pub caller_withheld: Option<bool>,
 }
 
 /// A boolean query parameter: `true`/`false` or `1`/`0`, any case.
@@ -57,7 +61,7 @@ pub fn parse_flag(name: &str, value: &str) -> Result<bool, ParamError> {
 /// endpoint's own parameters, and anything else is refused so a typo never silently
 /// widens a query.
 pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filters, ParamError> {
-    const SHARED: [&str; 15] = [
+    const SHARED: [&str; 17] = [
         "source",
         "src_number",
         "dest_number",
@@ -73,6 +77,8 @@ pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filte
         "direction",
         "account_code",
         "call_id",
+        "linked_id",
+        "caller_withheld",
     ];
     let mut f = Filters::default();
     for (name, value) in pairs {
@@ -99,6 +105,8 @@ pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filte
             "direction" => f.direction = Some(text(name, value)?.to_ascii_lowercase()),
             "account_code" => f.account_code = Some(text(name, value)?),
             "call_id" => f.call_id = Some(text(name, value)?),
+            "linked_id" => f.linked_id = Some(text(name, value)?),
+            "caller_withheld" => f.caller_withheld = Some(parse_flag(name, value)?),
             _ if extra.contains(&name) => {}
             _ => {
                 let mut known: Vec<&str> = SHARED.to_vec();
@@ -130,22 +138,16 @@ fn text(name: &str, value: &str) -> Result<String, ParamError> {
     Ok(value.to_string())
 }
 
+/// A party as written, exact, or a prefix when it ends in `*` (`\*` for a value that ends
+/// in a star).
 fn number(name: &str, value: &str) -> Result<NumberMatch, ParamError> {
-    let (digits, prefix) = match value.strip_suffix('*') {
-        Some(p) => (p, true),
-        None => (value, false),
-    };
-    let body = digits.strip_prefix('+').unwrap_or(digits);
-    let valid = !body.is_empty()
-        && body.len() <= 32
-        && body.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#');
-    if !valid {
-        return Err(ParamError::new(
-            name,
-            format!("{value:?} is not a number or a prefix ending in * (digits, optional leading +)"),
-        ));
+    if let Some(literal) = value.strip_suffix("\\*") {
+        return Ok(NumberMatch::Exact(format!("{}*", text(name, literal)?)));
     }
-    Ok(if prefix { NumberMatch::Prefix(digits.to_string()) } else { NumberMatch::Exact(digits.to_string()) })
+    Ok(match value.strip_suffix('*') {
+        Some(p) => NumberMatch::Prefix(text(name, p)?),
+        None => NumberMatch::Exact(text(name, value)?),
+    })
 }
 
 fn seconds(name: &str, value: &str) -> Result<i64, ParamError> {
@@ -220,6 +222,15 @@ impl Filters {
         if let Some(c) = &self.call_id {
             clauses.push(json!({ "term": { "call_id": c } }));
         }
+        if let Some(l) = &self.linked_id {
+            clauses.push(json!({ "bool": { "should": [
+                { "term": { "linked_id": l } },
+                { "term": { "call_id": l } }
+            ], "minimum_should_match": 1 } }));
+        }
+        if let Some(w) = self.caller_withheld {
+            clauses.push(json!({ "term": { "caller_withheld": w } }));
+        }
         json!({ "bool": { "filter": clauses } })
     }
 }
@@ -267,7 +278,7 @@ mod tests {
             (&[("from", "yesterday")], "from"),
             (&[("min_duration", "-1")], "min_duration"),
             (&[("min_billsec", "ten")], "min_billsec"),
-            (&[("dest_number", "44-20*")], "dest_number"),
+            (&[("dest_number", "*")], "dest_number"),
             (&[("from", "2026-03-02"), ("to", "2026-03-01T00:00:00Z")], "from"),
             (&[("disposition", "HUNG")], "disposition"),
         ];
@@ -275,5 +286,20 @@ mod tests {
             let e = parse_filters(&pairs(q), &[]).unwrap_err();
             assert_eq!(e.parameter, param, "{q:?}: {e:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod party_tests {
+    use super::*;
+
+    #[test]
+    fn parties_are_matched_as_written() {
+        assert_eq!(number("n", "jerbeartest").unwrap(), NumberMatch::Exact("jerbeartest".into()));
+        assert_eq!(number("n", "*1001").unwrap(), NumberMatch::Exact("*1001".into()));
+        assert_eq!(number("n", "*10*").unwrap(), NumberMatch::Prefix("*10".into()));
+        assert_eq!(number("n", "s").unwrap(), NumberMatch::Exact("s".into()));
+        assert_eq!(number("n", "12\\*").unwrap(), NumberMatch::Exact("12*".into()));
+        assert!(number("n", "*").is_err());
     }
 }

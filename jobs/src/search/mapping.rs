@@ -12,32 +12,43 @@ pub fn index_body() -> Value {
             // without refreshing per request.
             "refresh_interval": "1s"
         },
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "id": { "type": "long" },
-                "call_id": { "type": "keyword" },
-                "source": { "type": "keyword" },
-                // Numbers are keywords: exact and prefix search, no tokenising of digits.
-                "src_number": { "type": "keyword" },
-                "dest_number": { "type": "keyword" },
-                "start_time": { "type": "date" },
-                "answer_time": { "type": "date", "doc_values": false },
-                // Doc values: peak concurrency counts call ends per time slice.
-                "end_time": { "type": "date" },
-                "duration": { "type": "integer" },
-                "billsec": { "type": "integer" },
-                "disposition": { "type": "keyword" },
-                "call_successful": { "type": "boolean" },
-                "hangup_cause": { "type": "keyword" },
-                "direction": { "type": "keyword" },
-                "account_code": { "type": "keyword" },
-                "job_id": { "type": "keyword", "doc_values": false },
-                "ingested_at": { "type": "date", "doc_values": false },
-                // Kept and returned, never indexed: switch-specific fields must not grow
-                // the mapping.
-                "extra": { "type": "object", "enabled": false }
-            }
-        }
+        "mappings": { "dynamic": "strict", "properties": properties() }
+    })
+}
+
+/// Every field of a CDR document. A field is only ever added, never changed, so an index
+/// built by an earlier version takes the new ones in place
+/// ([`super::SearchIndex::ensure`]).
+pub fn properties() -> Value {
+    json!({
+        "id": { "type": "long" },
+        "call_id": { "type": "keyword" },
+        // Only ever returned: never searched, sorted or aggregated.
+        "record_key": { "type": "keyword", "index": false, "doc_values": false },
+        "source": { "type": "keyword" },
+        // Parties are keywords, as the switch wrote them: exact and prefix search, no
+        // tokenising of digits or SIP user names.
+        "src_number": { "type": "keyword" },
+        "dest_number": { "type": "keyword" },
+        "start_time": { "type": "date" },
+        "answer_time": { "type": "date", "doc_values": false },
+        "end_time": { "type": "date" },
+        // The switch's end, or start + duration when it gave none: what concurrency counts
+        // call ends by.
+        "ends_at": { "type": "date" },
+        "duration": { "type": "integer" },
+        "billsec": { "type": "integer" },
+        "disposition": { "type": "keyword" },
+        "disposition_raw": { "type": "keyword" },
+        "call_successful": { "type": "boolean" },
+        "hangup_cause": { "type": "keyword" },
+        "direction": { "type": "keyword" },
+        "account_code": { "type": "keyword" },
+        "linked_id": { "type": "keyword" },
+        "caller_withheld": { "type": "boolean" },
+        "job_id": { "type": "keyword", "doc_values": false },
+        "ingested_at": { "type": "date", "doc_values": false },
+        // Kept and returned, never indexed: switch-specific fields must not grow the mapping.
+        "extra": { "type": "object", "enabled": false }
     })
 }

@@ -91,11 +91,17 @@ impl SearchIndex {
             .map_err(|e| SearchError::Status { status, body: format!("not JSON: {e}") })
     }
 
-    /// Creates the first physical index with the alias on it, unless the alias exists.
-    /// Safe when several processes start at once: the loser sees the index exists.
+    /// Creates the first physical index with the alias on it, unless the alias exists; an
+    /// existing index takes the fields this version adds (fields are only ever added, so
+    /// this never conflicts). Safe when several processes start at once: the loser sees the
+    /// index exists.
     pub async fn ensure(&self) -> Result<(), SearchError> {
         if self.alias_targets().await?.is_some() {
-            return Ok(());
+            let body = json!({ "properties": mapping::properties() });
+            return self
+                .request(Method::Put, &format!("/{}/_mapping", self.alias), Some(body))
+                .await
+                .map(|_| ());
         }
         let first = format!("{}-initial", self.alias);
         match self.create_index(&first, true).await {

@@ -17,19 +17,38 @@ pub struct CdrDocument {
     /// Row id in PostgreSQL (also the document id).
     pub id: i64,
     pub call_id: String,
+    /// Tells apart records that share a call id (legs, rows after a transfer); empty when
+    /// the call id alone names the record.
+    #[serde(default)]
+    pub record_key: String,
     pub source: String,
+    /// The calling party as the switch wrote it (digits, a SIP user, an extension, or empty).
     pub src_number: String,
+    /// The called party as the switch wrote it.
     pub dest_number: String,
     pub start_time: DateTime<Utc>,
     pub answer_time: Option<DateTime<Utc>>,
-    pub end_time: DateTime<Utc>,
+    /// Absent when the switch gave no end time.
+    pub end_time: Option<DateTime<Utc>>,
+    /// The switch's own figure.
     pub duration: i32,
+    /// The switch's own billable seconds.
     pub billsec: i32,
+    /// `ANSWERED`, `NO ANSWER`, `BUSY`, `FAILED` or `CONGESTION`.
     pub disposition: String,
+    /// The disposition exactly as the switch wrote it.
+    #[serde(default)]
+    pub disposition_raw: Option<String>,
     pub call_successful: bool,
     pub hangup_cause: Option<String>,
     pub direction: Option<String>,
     pub account_code: Option<String>,
+    /// Groups the legs of one call (Asterisk's `linkedid`, FreeSWITCH's `bleg_uuid`).
+    #[serde(default)]
+    pub linked_id: Option<String>,
+    /// The caller withheld or had no number.
+    #[serde(default)]
+    pub caller_withheld: bool,
     /// Fields the switch sent that have no column of their own.
     pub extra: Value,
     /// The ingest job that stored it.

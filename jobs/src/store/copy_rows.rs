@@ -9,8 +9,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write as _;
 
 /// The staging columns, in the order [`encode`] writes them.
-pub const COLUMNS: &str = "source, call_id, src_number, dest_number, start_time, answer_time, end_time, \
-     duration, billsec, disposition, call_successful, hangup_cause, direction, account_code, extra";
+pub const COLUMNS: &str = "source, call_id, record_key, src_number, dest_number, start_time, answer_time, \
+     end_time, duration, billsec, disposition, disposition_raw, call_successful, hangup_cause, direction, \
+     account_code, linked_id, caller_withheld, extra";
 
 /// Appends one line per CDR to `out`.
 pub fn encode(cdrs: &[Cdr], out: &mut String) {
@@ -18,6 +19,8 @@ pub fn encode(cdrs: &[Cdr], out: &mut String) {
         text(out, &cdr.source);
         tab(out);
         text(out, &cdr.call_id);
+        tab(out);
+        text(out, &cdr.record_key);
         tab(out);
         text(out, &cdr.src_number);
         tab(out);
@@ -27,10 +30,12 @@ pub fn encode(cdrs: &[Cdr], out: &mut String) {
         tab(out);
         time(out, cdr.answer_time);
         tab(out);
-        time(out, Some(cdr.end_time));
+        time(out, cdr.end_time);
         tab(out);
         let _ = write!(out, "{}\t{}\t", cdr.duration, cdr.billsec);
         text(out, cdr.disposition.as_str());
+        tab(out);
+        optional_text(out, cdr.disposition_raw.as_deref());
         tab(out);
         out.push(if cdr.call_successful { 't' } else { 'f' });
         tab(out);
@@ -39,6 +44,10 @@ pub fn encode(cdrs: &[Cdr], out: &mut String) {
         optional_text(out, cdr.direction.as_deref());
         tab(out);
         optional_text(out, cdr.account_code.as_deref());
+        tab(out);
+        optional_text(out, cdr.linked_id.as_deref());
+        tab(out);
+        out.push(if cdr.caller_withheld { 't' } else { 'f' });
         tab(out);
         // A map of JSON values always serialises; the fallback keeps the row well-formed.
         let extra = serde_json::to_string(&cdr.extra).unwrap_or_else(|_| "{}".to_string());
@@ -87,19 +96,23 @@ mod tests {
         let start = DateTime::parse_from_rfc3339("2026-11-27T04:46:52.929609894Z").unwrap().to_utc();
         Cdr {
             call_id: "a\tb".into(),
+            record_key: "seq:1".into(),
             source: "pbx\\1".into(),
             src_number: "+4420".into(),
             dest_number: "*99#".into(),
             start_time: start,
             answer_time: None,
-            end_time: start + chrono::Duration::seconds(5),
+            end_time: Some(start + chrono::Duration::seconds(5)),
             duration: 5,
             billsec: 0,
             disposition: Disposition::NoAnswer,
+            disposition_raw: Some("NO ANSWER".into()),
             call_successful: false,
             hangup_cause: Some("line\nbreak\r".into()),
             direction: None,
             account_code: None,
+            linked_id: None,
+            caller_withheld: false,
             extra: serde_json::from_str(r#"{"note":"quote \" and \\ slash"}"#).unwrap(),
         }
     }
@@ -110,8 +123,8 @@ mod tests {
         encode(&[cdr()], &mut out);
         assert_eq!(
             out,
-            "pbx\\\\1\ta\\tb\t+4420\t*99#\t2026-11-27T04:46:52.929609Z\t\\N\t2026-11-27T04:46:57.929609Z\t\
-             5\t0\tNO ANSWER\tf\tline\\nbreak\\r\t\\N\t\\N\t{\"note\":\"quote \\\\\" and \\\\\\\\ slash\"}\n"
+            "pbx\\\\1\ta\\tb\tseq:1\t+4420\t*99#\t2026-11-27T04:46:52.929609Z\t\\N\t2026-11-27T04:46:57.929609Z\t\
+             5\t0\tNO ANSWER\tNO ANSWER\tf\tline\\nbreak\\r\t\\N\t\\N\t\\N\tf\t{\"note\":\"quote \\\\\" and \\\\\\\\ slash\"}\n"
         );
         assert_eq!(out.matches('\t').count(), COLUMNS.split(',').count() - 1);
     }

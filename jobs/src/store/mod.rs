@@ -2,12 +2,13 @@
 //!
 //! A batch is streamed with `COPY` into a session-local staging table (no indexes, no WAL),
 //! then moved into `cdrs` with one `INSERT … SELECT … ON CONFLICT DO NOTHING`, so conflicts on
-//! (`source`, `call_id`) are counted as duplicates. COPY costs the server a fraction of bound
+//! the record's identity (`source`, `call_id`, `record_key`) are counted as duplicates. COPY costs the server a fraction of bound
 //! parameters per value, which leaves the CPU to the part that matters: the table's indexes.
 //! The job's outcome is recorded in `ingest_batches` in the same transaction, so a redelivered
 //! job reports the counts of the commit that actually stored it.
 
 mod copy_rows;
+pub mod mappings;
 
 use crate::cdr::Cdr;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, Statement};
@@ -19,21 +20,23 @@ use std::sync::Arc;
 const PREPARE_STAGE: &str = r#"
 SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE IF NOT EXISTS cdr_stage (
-    source TEXT, call_id TEXT, src_number TEXT, dest_number TEXT, start_time TIMESTAMPTZ,
-    answer_time TIMESTAMPTZ, end_time TIMESTAMPTZ, duration INTEGER, billsec INTEGER,
-    disposition TEXT, call_successful BOOLEAN, hangup_cause TEXT, direction TEXT,
-    account_code TEXT, extra JSONB
+    source TEXT, call_id TEXT, record_key TEXT, src_number TEXT, dest_number TEXT,
+    start_time TIMESTAMPTZ, answer_time TIMESTAMPTZ, end_time TIMESTAMPTZ, duration INTEGER,
+    billsec INTEGER, disposition TEXT, disposition_raw TEXT, call_successful BOOLEAN,
+    hangup_cause TEXT, direction TEXT, account_code TEXT, linked_id TEXT,
+    caller_withheld BOOLEAN, extra JSONB
 ) ON COMMIT DELETE ROWS
 "#;
 
 const INSERT_FROM_STAGE: &str = r#"
-INSERT INTO cdrs (source, call_id, src_number, dest_number, start_time, answer_time, end_time,
-                  duration, billsec, disposition, call_successful, hangup_cause, direction,
-                  account_code, extra, job_id)
-SELECT source, call_id, src_number, dest_number, start_time, answer_time, end_time, duration,
-       billsec, disposition, call_successful, hangup_cause, direction, account_code, extra, $1
+INSERT INTO cdrs (source, call_id, record_key, src_number, dest_number, start_time, answer_time,
+                  end_time, duration, billsec, disposition, disposition_raw, call_successful,
+                  hangup_cause, direction, account_code, linked_id, caller_withheld, extra, job_id)
+SELECT source, call_id, record_key, src_number, dest_number, start_time, answer_time, end_time,
+       duration, billsec, disposition, disposition_raw, call_successful, hangup_cause, direction,
+       account_code, linked_id, caller_withheld, extra, $1
 FROM cdr_stage
-ON CONFLICT (source, call_id) DO NOTHING
+ON CONFLICT (source, call_id, record_key) DO NOTHING
 "#;
 
 const FIND_BATCH: &str = "SELECT inserted, duplicates FROM ingest_batches WHERE job_id = $1";

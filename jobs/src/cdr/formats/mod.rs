@@ -1,61 +1,50 @@
 //! The CSV files switches write, turned into raw records for the same validation JSON
 //! batches go through.
 //!
-//! Each format maps its columns onto this API's field names; columns without a field of
-//! their own go to `extra`. Times in these files are local wall-clock times without a zone,
-//! read in a given time zone (UTC by default) and passed on as UTC.
+//! A file is read by a [`Layout`]: named by the request, matched by its header row, or told
+//! from the shape of its rows. Bytes that are not UTF-8 are decoded field by field (see
+//! [`decode`]), so one odd byte in a caller's name never costs a file. Each record keeps the
+//! line it starts on, counted in one pass.
 
-mod asterisk;
-mod freeswitch;
-mod generic;
+mod builtin;
+mod decode;
+mod detect;
+pub mod freeswitch_json;
+mod layout;
+mod times;
 
-use chrono::{NaiveDateTime, TimeZone};
+pub use builtin::{Builtin, all as builtin_layouts, find as builtin_layout};
+pub use decode::{Charset, decode_field, parse_charset, to_utf8};
+pub use detect::SAMPLE_ROWS;
+pub use layout::{Identity, Layout, MAPPABLE_FIELDS, Resolved};
+
 use chrono_tz::Tz;
-use serde_json::{Map, Value};
-use std::str::FromStr;
+use serde_json::Value;
 
 /// A record read from one CSV row, or why the row could not be read.
 pub type CsvRecord = Result<Value, String>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CsvFormat {
-    /// Asterisk `cdr_csv` (Master.csv), 18 columns.
-    Asterisk,
-    /// Asterisk `cdr_csv` with `peeraccount`, `linkedid`, `sequence` appended, 21 columns.
-    AsteriskExtended,
-    /// FreeSWITCH `mod_cdr_csv` default template, 15 columns.
-    FreeSwitch,
-    /// A header row naming this API's field names.
-    Generic,
-}
-
-impl FromStr for CsvFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "asterisk" => Ok(CsvFormat::Asterisk),
-            "asterisk-extended" => Ok(CsvFormat::AsteriskExtended),
-            "freeswitch" => Ok(CsvFormat::FreeSwitch),
-            "generic" => Ok(CsvFormat::Generic),
-            _ => Err(format!("unknown format {s:?}; use asterisk, asterisk-extended, freeswitch or generic")),
-        }
-    }
-}
+/// The name `format=generic` and header detection give a header row of this API's names.
+pub const GENERIC: &str = "generic";
 
 /// How to read a CSV body.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct CsvOptions {
-    /// `None`: detect from the first row.
-    pub format: Option<CsvFormat>,
-    /// Zone of the file's zone-less times.
-    pub timezone: Tz,
+    /// The layout the request named (`format`), with its name; detected when `None`.
+    pub layout: Option<(String, Layout)>,
+    /// Zone of the file's zone-less times; the layout's, or UTC, when `None`.
+    pub timezone: Option<Tz>,
+    /// The declared character set of bytes that are not UTF-8.
+    pub charset: Option<Charset>,
+    /// Saved layouts, tried before the built-in ones when detecting.
+    pub saved: Vec<(String, Layout)>,
 }
 
-impl Default for CsvOptions {
-    fn default() -> Self {
-        CsvOptions { format: None, timezone: Tz::UTC }
-    }
+/// A file read: the layout that read it and every row's record with its line.
+#[derive(Debug)]
+pub struct CsvFile {
+    pub layout: String,
+    pub records: Vec<(u64, CsvRecord)>,
 }
 
 pub fn parse_timezone(name: &str) -> Result<Tz, String> {
@@ -63,139 +52,91 @@ pub fn parse_timezone(name: &str) -> Result<Tz, String> {
         .map_err(|_| format!("unknown time zone {name:?}; use an IANA name such as Europe/Paris"))
 }
 
+/// One CSV row: its first line, its decoded fields, or why it cannot be read.
+type Row = (u64, Result<Vec<String>, String>);
+
 /// Reads every row, each with the line it starts on. `Err` when the file as a whole cannot
-/// be read (its format cannot be told).
-pub fn read_csv(text: &str, options: &CsvOptions) -> Result<Vec<(u64, CsvRecord)>, String> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+/// be read (its layout cannot be told, or the named one does not fit its header).
+pub fn read_csv(body: &[u8], options: &CsvOptions) -> Result<CsvFile, String> {
+    let text = to_utf8(body);
+    let mut rows = split_rows(&text, options.charset);
+    let sample: Vec<Vec<String>> =
+        rows.iter().filter_map(|(_, r)| r.as_ref().ok()).take(detect::SAMPLE_ROWS).cloned().collect();
+    let (name, resolved, header) = match &options.layout {
+        Some((name, layout)) => {
+            let (resolved, header) = detect::bind(name, layout, sample.first())?;
+            (name.clone(), resolved, header)
+        }
+        None => detect::detect(&sample, &options.saved)?,
+    };
+    if header && let Some(at) = rows.iter().position(|(_, r)| r.is_ok()) {
+        let _header = rows.remove(at);
+    }
+    let records = rows
+        .into_iter()
+        .map(|(line, row)| (line, row.and_then(|fields| resolved.record(&fields, options.timezone))))
+        .collect();
+    Ok(CsvFile { layout: name, records })
+}
+
+/// Splits the text into rows of decoded fields, skipping blank lines. Lines are counted
+/// incrementally from one row to the next, so a file of any size is counted in one pass.
+fn split_rows(text: &[u8], charset: Option<Charset>) -> Vec<Row> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text);
     let mut rows = Vec::new();
-    for row in reader.records() {
-        match row {
-            Ok(r) => {
-                let line = r.position().map(|p| line_at(text, p.byte())).unwrap_or(0);
-                if r.iter().all(|f| f.trim().is_empty()) {
+    let mut record = csv::ByteRecord::new();
+    let mut lines = LineCounter { text, counted_to: 0, line: 1 };
+    loop {
+        let start = reader.position().byte();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let begin = record.position().map_or(start, |p| p.byte());
+                let end = reader.position().byte();
+                let at = lines.line_at(begin);
+                if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
                     continue;
                 }
-                rows.push(Ok((line, r.iter().map(str::to_string).collect::<Vec<String>>())));
+                let raw = &text[usize::try_from(begin).unwrap_or(0).min(text.len())
+                    ..usize::try_from(end).unwrap_or(0).min(text.len())];
+                if raw.iter().filter(|b| **b == b'"').count() % 2 == 1 {
+                    rows.push((at, Err("unreadable CSV: a quoted field is never closed".to_string())));
+                    continue;
+                }
+                rows.push((at, Ok(record.iter().map(|f| decode_field(f, charset)).collect())));
             }
             Err(e) => {
-                let line = e.position().map(|p| line_at(text, p.byte())).unwrap_or(0);
-                rows.push(Err((line, format!("unreadable CSV: {e}"))));
+                let at = match e.position() {
+                    Some(p) => lines.line_at(p.byte()),
+                    None => lines.line,
+                };
+                rows.push((at, Err(format!("unreadable CSV: {e}"))));
             }
         }
     }
-    let first = rows.iter().find_map(|r| r.as_ref().ok()).map(|(_, f)| f.clone()).unwrap_or_default();
-    let format = match options.format {
-        Some(f) => f,
-        None => detect(&first)?,
-    };
-    let mut records = Vec::with_capacity(rows.len());
-    let mut rows = rows.into_iter();
-    let header = if format == CsvFormat::Generic {
-        match rows.next() {
-            Some(Ok((_, names))) => Some(generic::header(&names)?),
-            _ => return Err("a generic CSV needs a header row".into()),
+    rows
+}
+
+/// The line of a byte offset, counted on from the last offset asked about: offsets come in
+/// order, so the whole text is scanned once.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    counted_to: usize,
+    line: u64,
+}
+
+impl LineCounter<'_> {
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut byte = usize::try_from(byte).unwrap_or(usize::MAX).min(self.text.len());
+        // After a CRLF (and blank lines) the reader places a record at a line ending before it.
+        while byte < self.text.len() && matches!(self.text[byte], b'\r' | b'\n') {
+            byte += 1;
         }
-    } else {
-        None
-    };
-    for row in rows {
-        records.push(match row {
-            Err((line, reason)) => (line, Err(reason)),
-            Ok((line, fields)) => (
-                line,
-                match (format, &header) {
-                    (CsvFormat::Asterisk, _) => asterisk::record(&fields, false, options.timezone),
-                    (CsvFormat::AsteriskExtended, _) => asterisk::record(&fields, true, options.timezone),
-                    (CsvFormat::FreeSwitch, _) => freeswitch::record(&fields, options.timezone),
-                    (CsvFormat::Generic, Some(names)) => generic::record(names, &fields, options.timezone),
-                    (CsvFormat::Generic, None) => Err("no header".into()),
-                },
-            ),
-        });
-    }
-    Ok(records)
-}
-
-/// The 1-based line a byte offset falls on (the reader's own line count is off with CRLF).
-fn line_at(text: &str, byte: u64) -> u64 {
-    let bytes = text.as_bytes();
-    let mut end = usize::try_from(byte).unwrap_or(usize::MAX).min(bytes.len());
-    // After a CRLF the reader places the next record at its LF.
-    while end < bytes.len() && matches!(bytes[end], b'\r' | b'\n') {
-        end += 1;
-    }
-    bytes[..end].iter().filter(|b| **b == b'\n').count() as u64 + 1
-}
-
-/// The format of a headerless file by its column count, or a generic one by its header.
-fn detect(first: &[String]) -> Result<CsvFormat, String> {
-    if first.iter().any(|f| matches!(f.trim(), "src_number" | "dest_number" | "start_time" | "call_id")) {
-        return Ok(CsvFormat::Generic);
-    }
-    match first.len() {
-        18 => Ok(CsvFormat::Asterisk),
-        21 => Ok(CsvFormat::AsteriskExtended),
-        15 => Ok(CsvFormat::FreeSwitch),
-        n => Err(format!(
-            "cannot tell the format of a {n}-column file; give format=asterisk, asterisk-extended, freeswitch or generic"
-        )),
-    }
-}
-
-/// A local zone-less time as UTC RFC 3339; empty stays absent.
-fn local_time(value: &str, field: &str, tz: Tz) -> Result<Option<Value>, String> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(None);
-    }
-    let naive = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y/%m/%d %H:%M:%S"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(value, f).ok());
-    let Some(naive) = naive else {
-        // Already zoned, or epoch seconds: validation reads those as they are.
-        return Ok(Some(Value::String(value.to_string())));
-    };
-    let local = tz
-        .from_local_datetime(&naive)
-        .earliest()
-        .ok_or_else(|| format!("{field} {value:?} does not exist in {tz} (skipped by a clock change)"))?;
-    Ok(Some(Value::String(local.with_timezone(&chrono::Utc).to_rfc3339())))
-}
-
-/// Builds a record object from (field, value) pairs, leaving out empty values.
-fn object(
-    pairs: impl IntoIterator<Item = (&'static str, Option<Value>)>,
-    extra: Map<String, Value>,
-) -> Value {
-    let mut obj = Map::new();
-    for (k, v) in pairs {
-        if let Some(v) = v {
-            obj.insert(k.to_string(), v);
+        if byte > self.counted_to {
+            self.line += self.text[self.counted_to..byte].iter().filter(|b| **b == b'\n').count() as u64;
+            self.counted_to = byte;
         }
-    }
-    if !extra.is_empty() {
-        obj.insert("extra".into(), Value::Object(extra));
-    }
-    Value::Object(obj)
-}
-
-/// The calling-number column, kept even when empty: a switch leaves it empty when the caller
-/// had no number, which validation stores as a withheld caller rather than a missing field.
-fn caller(s: &str) -> Option<Value> {
-    Some(Value::String(s.trim().to_string()))
-}
-
-fn text(s: &str) -> Option<Value> {
-    let s = s.trim();
-    (!s.is_empty()).then(|| Value::String(s.to_string()))
-}
-
-fn expect_columns(fields: &[String], n: usize, what: &str) -> Result<(), String> {
-    if fields.len() == n {
-        Ok(())
-    } else {
-        Err(format!("expected {n} columns for {what}, found {}", fields.len()))
+        self.line
     }
 }
 
@@ -203,38 +144,37 @@ fn expect_columns(fields: &[String], n: usize, what: &str) -> Result<(), String>
 mod tests {
     use super::*;
 
-    fn fields(n: usize) -> Vec<String> {
-        vec![String::new(); n]
+    fn read(body: &str) -> CsvFile {
+        read_csv(body.as_bytes(), &CsvOptions::default()).unwrap()
     }
 
     #[test]
-    fn formats_are_told_by_header_or_column_count() {
-        assert_eq!(detect(&fields(18)), Ok(CsvFormat::Asterisk));
-        assert_eq!(detect(&fields(21)), Ok(CsvFormat::AsteriskExtended));
-        assert_eq!(detect(&fields(15)), Ok(CsvFormat::FreeSwitch));
-        assert_eq!(detect(&["call_id".to_string(), "x".to_string()]), Ok(CsvFormat::Generic));
-        assert!(detect(&fields(7)).unwrap_err().contains("7-column"));
+    fn lines_are_counted_with_either_line_ending_and_blank_lines() {
+        let row = "\"\",\"1\",\"2\",\"d\",\"\",\"c\",\"\",\"a\",\"\",\"2026-01-01 00:00:00\",\"\",\"2026-01-01 00:00:01\",1,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1.1\",\"\"";
+        let body = format!("{row}\r\n\r\n{row}\n\"multi\nline\",{}\n", &row[3..]);
+        let file = read(&body);
+        assert_eq!(file.layout, "asterisk");
+        let lines: Vec<u64> = file.records.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, vec![1, 3, 4]);
     }
 
     #[test]
-    fn lines_are_counted_with_either_line_ending() {
-        let text = "a\r\nb\r\nc\n";
-        assert_eq!(line_at(text, 0), 1);
-        assert_eq!(line_at(text, 2), 2);
-        assert_eq!(line_at(text, 3), 2);
-        assert_eq!(line_at(text, 6), 3);
+    fn an_unterminated_quote_refuses_its_row_only() {
+        let good = "\"\",\"1\",\"2\",\"d\",\"\",\"c\",\"\",\"a\",\"\",\"2026-01-01 00:00:00\",\"\",\"2026-01-01 00:00:01\",1,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1.1\",\"\"";
+        let body = format!("{good}\n{}\"\n", &good[..good.len() - 2]);
+        let file = read(&body);
+        assert!(file.records[0].1.is_ok());
+        let (line, err) = &file.records[1];
+        assert_eq!(*line, 2);
+        assert!(err.as_ref().unwrap_err().contains("never closed"));
     }
 
     #[test]
-    fn local_times_become_utc_and_gaps_are_refused() {
-        let paris = parse_timezone("Europe/Paris").unwrap();
-        assert_eq!(
-            local_time("2026-07-01 12:00:00", "start", paris).unwrap(),
-            Some(Value::String("2026-07-01T10:00:00+00:00".into()))
-        );
-        // 02:30 does not exist in Paris on the night clocks go forward.
-        assert!(local_time("2026-03-29 02:30:00", "start", paris).unwrap_err().contains("does not exist"));
-        assert_eq!(local_time("", "answer", paris).unwrap(), None);
-        assert!(parse_timezone("Mars/Olympus").is_err());
+    fn a_big_file_is_counted_in_linear_time() {
+        let row = "\"\",\"1\",\"2\",\"d\",\"\",\"c\",\"\",\"a\",\"\",\"2026-01-01 00:00:00\",\"\",\"2026-01-01 00:00:01\",1,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1.1\",\"\"\n";
+        let body = row.repeat(50_000);
+        let file = read(&body);
+        assert_eq!(file.records.len(), 50_000);
+        assert_eq!(file.records.last().map(|(l, _)| *l), Some(50_000));
     }
 }

@@ -1,0 +1,70 @@
+//! Text that is not UTF-8. Switches write whatever bytes their users' names are made of: a
+//! Windows-1251 caller name in an otherwise ASCII file is common. UTF-8 is tried first, field
+//! by field; a field that is not UTF-8 is decoded with the charset the request declares, or
+//! Windows-1252 (a superset of Latin-1 that gives every byte a character), so no file is
+//! refused for a byte in a name.
+
+use encoding_rs::Encoding;
+use std::borrow::Cow;
+
+/// A character set, by its WHATWG label (`windows-1251`, `latin1`, `koi8-r`, ...).
+pub type Charset = &'static Encoding;
+
+/// The charset for a label, or why it is not one.
+pub fn parse_charset(label: &str) -> Result<Charset, String> {
+    Encoding::for_label(label.trim().as_bytes()).ok_or_else(|| {
+        format!(
+            "unknown charset {label:?}; use a label such as utf-8, windows-1252, windows-1251 or iso-8859-1"
+        )
+    })
+}
+
+/// The body as UTF-8-or-not bytes without a byte-order mark: UTF-16 bodies (told by their
+/// mark) are converted whole, a UTF-8 mark is dropped, anything else is left for
+/// [`decode_field`].
+pub fn to_utf8(body: &[u8]) -> Cow<'_, [u8]> {
+    match Encoding::for_bom(body) {
+        Some((enc, bom)) if enc == encoding_rs::UTF_8 => Cow::Borrowed(&body[bom..]),
+        Some((enc, _)) => {
+            let (text, _, _) = enc.decode(body);
+            Cow::Owned(text.into_owned().into_bytes())
+        }
+        None => Cow::Borrowed(body),
+    }
+}
+
+/// One field as text: UTF-8 when it is, else the declared charset, else Windows-1252.
+pub fn decode_field(bytes: &[u8], charset: Option<Charset>) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            let enc = charset.unwrap_or(encoding_rs::WINDOWS_1252);
+            let (text, _) = enc.decode_without_bom_handling(bytes);
+            text.into_owned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_first_then_declared_then_windows_1252() {
+        assert_eq!(decode_field("Zoë".as_bytes(), None), "Zoë");
+        assert_eq!(decode_field(b"\xa5", None), "¥");
+        let cyrillic = parse_charset("windows-1251").unwrap();
+        assert_eq!(decode_field(b"\xa5", Some(cyrillic)), "Ґ");
+        assert_eq!(decode_field(b"\xcf\xe5\xf2\xf0", Some(cyrillic)), "Петр");
+        // Valid UTF-8 wins over a declared charset.
+        assert_eq!(decode_field("Петр".as_bytes(), Some(cyrillic)), "Петр");
+        assert!(parse_charset("klingon").is_err());
+    }
+
+    #[test]
+    fn byte_order_marks_are_honoured() {
+        assert_eq!(&*to_utf8(b"\xef\xbb\xbfa,b"), b"a,b");
+        assert_eq!(&*to_utf8(b"\xff\xfea\x00,\x00b\x00"), b"a,b");
+        assert_eq!(&*to_utf8(b"a,\xa5"), b"a,\xa5");
+    }
+}
