@@ -55,50 +55,68 @@ impl<T: Type, C: ContentType> ParsePayload for Documented<T, C> {
 }
 
 /// One call as this API names its fields. Switches' own names are accepted too (`uniqueid`,
-/// `src`, `dst`, `start`, `answer`, `end`, `accountcode`, FreeSWITCH's `uuid`,
+/// `src`, `dst`, `start`, `answer`, `end`, `accountcode`, `linkedid`, FreeSWITCH's `uuid`,
 /// `caller_id_number`, `destination_number`, `*_stamp`), as is the reference system's
-/// `call_duration`; other fields are kept in `extra`.
+/// `call_duration`; other fields are kept in `extra`. Values are kept as written; only what no
+/// switch could have written is refused: no readable start time, negative seconds, an end
+/// before the start, a NUL character.
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct CdrRecord {
-    /// Unique per `source`: posting it again stores nothing new.
-    #[oai(validator(min_length = 1, max_length = 255))]
-    pub call_id: String,
+    /// The switch's id of the call (Asterisk `uniqueid`, FreeSWITCH `uuid`, a SIP Call-ID).
+    /// Derived from the record's content when absent, so a resent record is still
+    /// recognised.
+    #[oai(validator(max_length = 255))]
+    pub call_id: Option<String>,
+    /// Tells apart different records that share a call id (legs, rows written after a
+    /// transfer). Derived when absent: `seq:<sequence>` from Asterisk's `sequence`, a digest
+    /// of the row for an Asterisk `uniqueid`, else empty (the call id alone names the record).
+    #[oai(validator(max_length = 255))]
+    pub record_key: Option<String>,
+    /// Asterisk's `sequence`: with `uniqueid`, what makes a record unique.
+    pub sequence: Option<String>,
     /// The switch or tenant; the `source` query parameter, or `default`, when absent.
-    #[oai(validator(min_length = 1, max_length = 128))]
+    #[oai(validator(max_length = 255))]
     pub source: Option<String>,
-    /// Digits with an optional leading `+`; `*` and `#` for service codes. Empty, or
-    /// `anonymous`, `unknown`, `restricted`, `private`, `unavailable`, `withheld`, for a
-    /// caller without a number: stored as `anonymous`.
-    #[oai(validator(pattern = r"^\+?[0-9*#]{1,31}$"))]
-    pub src_number: String,
-    /// Digits with an optional leading `+`; `*` and `#` for service codes.
-    #[oai(validator(pattern = r"^\+?[0-9*#]{1,31}$"))]
-    pub dest_number: String,
-    /// RFC 3339; a time without a zone is UTC.
+    /// The calling party as the switch wrote it: digits, a SIP user, an extension, or empty
+    /// (a withheld caller, flagged `caller_withheld`, as are `anonymous`, `unknown`,
+    /// `restricted`, `private`, `unavailable` and `withheld`).
+    #[oai(validator(max_length = 255))]
+    pub src_number: Option<String>,
+    /// The called party as the switch wrote it: digits, a SIP user, an extension such as `s`
+    /// or `*1001`, or empty.
+    #[oai(validator(max_length = 255))]
+    pub dest_number: Option<String>,
+    /// RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC), or epoch seconds. Required.
     pub start_time: DateTime<Utc>,
     /// Absent or null when the call was not answered.
     pub answer_time: Option<DateTime<Utc>>,
-    /// At or after `start_time`; may be left out when `duration` is given.
+    /// At or after `start_time`; may be left out (some switches write none).
     pub end_time: Option<DateTime<Utc>>,
-    /// Seconds from start to end; derived from the times when absent.
-    #[oai(validator(minimum(value = "0")))]
-    pub duration: Option<i32>,
-    /// Seconds from answer to end; derived from the times when absent.
-    #[oai(validator(minimum(value = "0")))]
-    pub billsec: Option<i32>,
-    /// `ANSWERED`, `NO ANSWER`, `BUSY`, `FAILED` or `CONGESTION` (switch spellings such as
-    /// `NO_ANSWER` too); derived from the answer time when absent.
-    #[oai(validator(pattern = "^(ANSWERED|NO ANSWER|BUSY|FAILED|CONGESTION)$"))]
+    /// The switch's seconds from start to end; from the times when absent.
+    #[oai(validator(minimum(value = "0"), maximum(value = "2147483647")))]
+    pub duration: Option<i64>,
+    /// The switch's billable seconds, kept as given (switches' own figures can differ from
+    /// the times by a second or more); from the times when absent.
+    #[oai(validator(minimum(value = "0"), maximum(value = "2147483647")))]
+    pub billsec: Option<i64>,
+    /// As the switch wrote it. `ANSWERED`, `NO ANSWER`, `BUSY`, `FAILED`, `CONGESTION` (any
+    /// case, `_` or space) are counted as such; anything else (e.g. `CHANUNAVAIL`) as
+    /// `FAILED`, with the value kept. When absent it follows from what happened: answered
+    /// when there is an answer time or billable seconds, else from the hangup cause.
+    #[oai(validator(max_length = 255))]
     pub disposition: Option<String>,
     pub call_successful: Option<bool>,
-    /// Q.850 cause, e.g. `NORMAL_CLEARING`.
-    #[oai(validator(max_length = 128))]
+    /// Q.850 cause, e.g. `NORMAL_CLEARING` or `16`.
+    #[oai(validator(max_length = 255))]
     pub hangup_cause: Option<String>,
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(max_length = 255))]
     pub direction: Option<String>,
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(max_length = 255))]
     pub account_code: Option<String>,
+    /// Groups the legs of one call (Asterisk's `linkedid`; FreeSWITCH's `bleg_uuid`).
+    #[oai(validator(max_length = 255))]
+    pub linked_id: Option<String>,
     /// Anything else worth keeping with the call.
     pub extra: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
@@ -107,10 +125,12 @@ impl Example for CdrRecord {
     fn example() -> Self {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.to_utc()).unwrap_or_default();
         CdrRecord {
-            call_id: "1709287200.42".into(),
+            call_id: Some("1709287200.42".into()),
+            record_key: None,
+            sequence: None,
             source: Some("pbx-lon-1".into()),
-            src_number: "+442071234567".into(),
-            dest_number: "+14155550100".into(),
+            src_number: Some("+442071234567".into()),
+            dest_number: Some("+14155550100".into()),
             start_time: at("2026-03-01T10:00:00Z"),
             answer_time: Some(at("2026-03-01T10:00:07Z")),
             end_time: Some(at("2026-03-01T10:02:07Z")),
@@ -121,6 +141,7 @@ impl Example for CdrRecord {
             hangup_cause: Some("NORMAL_CLEARING".into()),
             direction: Some("outbound".into()),
             account_code: Some("acme".into()),
+            linked_id: None,
             extra: None,
         }
     }
