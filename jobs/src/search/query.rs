@@ -21,14 +21,18 @@ pub struct CdrDocument {
     pub src_number: String,
     pub dest_number: String,
     pub start_time: DateTime<Utc>,
+    #[oai(nullable)]
     pub answer_time: Option<DateTime<Utc>>,
     pub end_time: DateTime<Utc>,
     pub duration: i32,
     pub billsec: i32,
     pub disposition: String,
     pub call_successful: bool,
+    #[oai(nullable)]
     pub hangup_cause: Option<String>,
+    #[oai(nullable)]
     pub direction: Option<String>,
+    #[oai(nullable)]
     pub account_code: Option<String>,
     /// Fields the switch sent that have no column of their own.
     pub extra: Value,
@@ -116,6 +120,7 @@ pub struct SearchPage {
     pub total: u64,
     pub items: Vec<CdrDocument>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
