@@ -22,9 +22,11 @@ pub struct ErrorBody {
     pub message: String,
     /// Structured detail where there is some (for example the refused records).
     #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
     /// For refused batches: each refused record with its index, call id, field and reason.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<Vec<RejectedRecord>>,
 }
 
@@ -33,6 +35,8 @@ pub struct ErrorBody {
 pub struct RejectedRecord {
     /// Position in the batch, from 0.
     pub index: u64,
+    /// The record's call id; null when it had none.
+    #[oai(nullable)]
     pub call_id: Option<String>,
     pub field: String,
     pub reason: String,

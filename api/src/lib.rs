@@ -1,15 +1,19 @@
 #![doc = include_str!("../README.md")]
 
+pub mod allow;
 pub mod auth;
 pub mod batch;
 pub mod batcher;
 pub mod cli;
 pub mod enqueue;
 pub mod error;
+pub mod openapi;
+pub mod query;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
 
+use poem::http::Method;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 use state::AppState;
@@ -31,17 +35,22 @@ pub fn app(state: AppState) -> impl Endpoint {
         env!("CARGO_PKG_VERSION"),
     )
     .description("Ingest, follow, search and analyse Call Detail Records.");
-    let spec = api.spec_endpoint();
-    let swagger = api.swagger_ui();
-    let redoc = api.redoc();
+    let docs = openapi::Docs::new(&api, state.auth.is_disabled());
+    let allow = allow::AllowHeader::from_document(&docs.document)
+        .route("/metrics", &[Method::GET])
+        .route("/schema", &[Method::GET])
+        .route("/schema/swagger-ui", &[Method::GET])
+        .route("/schema/redoc", &[Method::GET]);
     Route::new()
         .nest("/", api)
-        .nest("/schema/swagger-ui", swagger)
-        .nest("/schema/redoc", redoc)
-        .at("/schema", spec)
+        .at("/schema/swagger-ui", poem::get(docs.swagger_ui()))
+        .at("/schema/redoc", poem::get(docs.redoc()))
+        .at("/schema", poem::get(docs.spec_endpoint()))
         .at("/metrics", poem::get(telemetry::metrics))
         .with(auth::RequireToken(state.auth.clone()))
         .data(state)
         .with(error::JsonErrors)
+        .with(allow)
+        .with(query::EmptyValuesAbsent::from_document(&docs.document))
         .with(telemetry::HttpMetrics)
 }

@@ -96,10 +96,15 @@ pub struct JobState {
     /// Processing attempts so far, across redeliveries.
     pub attempts: u32,
     pub enqueued_at: DateTime<Utc>,
+    /// When the first attempt started; null while enqueued.
+    #[oai(nullable)]
     pub started_at: Option<DateTime<Utc>>,
+    /// When the job succeeded or failed; null until then.
+    #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
     pub counts: JobCounts,
     /// The last error: why the job is retrying, or why it failed.
+    #[oai(nullable)]
     pub error: Option<String>,
     /// For an ingest job: the index job that makes its records searchable.
     #[oai(skip_serializing_if_is_none)]

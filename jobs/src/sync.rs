@@ -35,9 +35,12 @@ pub struct SyncStatus {
     /// index jobs failed with the reason).
     pub refused: u64,
     /// Age of the oldest row waiting, in seconds; null when nothing waits.
+    #[oai(nullable)]
     pub oldest_unindexed_age_seconds: Option<f64>,
     /// True when nothing waits and the counts agree.
     pub in_sync: bool,
+    /// When rows last reached the index; null until some have.
+    #[oai(nullable)]
     pub last_indexed_at: Option<DateTime<Utc>>,
 }
 

@@ -8,9 +8,16 @@ use jobs::state::{JobKind, JobState, JobStatus};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 pub struct JobsApi;
+
+/// The job states that are listed: only failed jobs are kept in a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ListedStatus {
+    Failed,
+}
 
 /// A list of jobs.
 #[derive(Debug, Object, serde::Serialize)]
@@ -66,20 +73,13 @@ impl JobsApi {
         &self,
         state: Data<&AppState>,
         /// Must be `failed`.
-        status: Query<String>,
+        status: Query<ListedStatus>,
         /// At most this many (1–1000, default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
     ) -> Result<JobListResponse, ApiError> {
-        if status.0 != "failed" {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
-                format!("status: only `failed` jobs can be listed, got {:?}", status.0),
-            ));
-        }
+        let Query(ListedStatus::Failed) = status;
         let limit = limit.0.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_parameter", "limit: must be between 1 and 1000"));
-        }
         let items =
             state.jobs.failed_jobs(limit as usize).await.map_err(|e| ApiError::unavailable("redis", e))?;
         Ok(JobListResponse::Ok(Json(JobList { items })))

@@ -27,6 +27,7 @@ pub struct CdrDocument {
     /// The called party as the switch wrote it.
     pub dest_number: String,
     pub start_time: DateTime<Utc>,
+    #[oai(nullable)]
     pub answer_time: Option<DateTime<Utc>>,
     /// Absent when the switch gave no end time.
     pub end_time: Option<DateTime<Utc>>,
@@ -40,8 +41,11 @@ pub struct CdrDocument {
     #[serde(default)]
     pub disposition_raw: Option<String>,
     pub call_successful: bool,
+    #[oai(nullable)]
     pub hangup_cause: Option<String>,
+    #[oai(nullable)]
     pub direction: Option<String>,
+    #[oai(nullable)]
     pub account_code: Option<String>,
     /// Groups the legs of one call (Asterisk's `linkedid`, FreeSWITCH's `bleg_uuid`).
     #[serde(default)]
@@ -135,6 +139,7 @@ pub struct SearchPage {
     pub total: u64,
     pub items: Vec<CdrDocument>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 

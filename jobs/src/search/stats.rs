@@ -128,7 +128,11 @@ pub struct HistogramBucket {
     pub start: DateTime<Utc>,
     pub calls: u64,
     pub answered: u64,
+    /// Answer-seizure ratio of the bucket; null without attempts.
+    #[oai(nullable)]
     pub asr: Option<f64>,
+    /// Average billable seconds of the bucket's answered calls; null without answered calls.
+    #[oai(nullable)]
     pub acd: Option<f64>,
     pub total_billsec: u64,
 }
@@ -149,14 +153,18 @@ pub struct Stats {
     /// Attempts that were not answered (busy, no answer, failed, congestion).
     pub failed_calls: u64,
     /// Answer-seizure ratio in [0, 1]; null without attempts.
+    #[oai(nullable)]
     pub asr: Option<f64>,
     /// Average billable seconds of answered calls; null without answered calls.
+    #[oai(nullable)]
     pub acd: Option<f64>,
     /// Network effectiveness ratio in [0, 1]; null without attempts.
+    #[oai(nullable)]
     pub ner: Option<f64>,
     pub total_billsec: u64,
     pub total_minutes: f64,
     /// Mean seconds from start to end over all attempts; null without attempts.
+    #[oai(nullable)]
     pub avg_duration: Option<f64>,
     /// The histogram's bucket size.
     pub interval: String,
@@ -169,7 +177,7 @@ pub struct Stats {
     pub by_disposition: BTreeMap<String, u64>,
     /// With `peak=true`: the most calls in progress at once in the window (calls that
     /// started before it and were still up count too); null when no call was in progress.
-    #[oai(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    #[oai(nullable, skip_serializing_if = "MaybeUndefined::is_undefined")]
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
     pub peak_concurrent_calls: MaybeUndefined<PeakConcurrency>,
 }

@@ -2,6 +2,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod contract;
 mod docs;
 mod formats;
 mod fuzz;
