@@ -37,20 +37,25 @@ async fn asterisk_master_csv_is_stored_field_by_field_and_only_once() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     // A UTF-8 BOM, Windows line endings, doubled quotes inside clid, an empty unquoted
-    // answer, numbers quoted and not, a row that cannot be a call, a caller with no number.
+    // answer, numbers quoted and not, a SIP user as the callee, a caller with no number, and
+    // a row that cannot be a call (it ends before it starts).
     let file = "\u{feff}\"acme\",\"1001\",\"5551234\",\"from-internal\",\"\"\"Alice\"\" <1001>\",\"SIP/1001-00000001\",\"SIP/trunk-00000002\",\"Dial\",\"SIP/trunk/5551234,30\",\"2026-03-01 10:00:00\",\"2026-03-01 10:00:05\",\"2026-03-01 10:01:05\",\"65\",\"60\",\"ANSWERED\",\"DOCUMENTATION\",\"1709287200.1\",\"\"\r\n\
 ,\"1002\",\"5559999\",\"from-internal\",\"\"\"Bob\"\" <1002>\",\"SIP/1002-00000003\",,\"Dial\",\"SIP/trunk/5559999,30\",\"2026-03-01 11:00:00\",,\"2026-03-01 11:00:20\",20,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1709290800.2\",\r\n\
 \"acme\",\"1003\",\"not-a-number\",\"from-internal\",\"\",\"SIP/1003-00000004\",,\"Dial\",\"\",\"2026-03-01 12:00:00\",,\"2026-03-01 12:00:02\",2,0,\"FAILED\",\"DOCUMENTATION\",\"1709294400.3\",\r\n\
-,,\"5550000\",\"from-trunk\",\"\",\"SIP/trunk-00000005\",,\"Dial\",\"\",\"2026-03-01 13:00:00\",,\"2026-03-01 13:00:09\",9,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1709298000.4\",\r\n";
+,,\"5550000\",\"from-trunk\",\"\",\"SIP/trunk-00000005\",,\"Dial\",\"\",\"2026-03-01 13:00:00\",,\"2026-03-01 13:00:09\",9,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1709298000.4\",\r\n\
+,\"1004\",\"5550001\",\"from-trunk\",\"\",\"SIP/trunk-00000006\",,\"Dial\",\"\",\"2026-03-01 14:00:00\",,\"2026-03-01 13:00:00\",0,0,\"FAILED\",\"DOCUMENTATION\",\"1709301600.5\",\r\n";
     let (status, accepted) = post_csv(&app, "source=pbx-ast&timezone=Europe/Paris", file).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    assert_eq!(accepted["accepted"], 3);
+    assert_eq!(
+        (accepted["accepted"].clone(), accepted["format"].clone()),
+        (Value::from(4), Value::from("asterisk"))
+    );
     let rejected = &accepted["rejected"][0];
     assert_eq!(
         (rejected["index"].clone(), rejected["field"].clone()),
-        (Value::from(2), Value::from("dest_number"))
+        (Value::from(4), Value::from("end_time"))
     );
-    assert!(rejected["reason"].as_str().expect("reason").starts_with("line 3:"), "{rejected}");
+    assert!(rejected["reason"].as_str().expect("reason").starts_with("line 5:"), "{rejected}");
     app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
 
     // Paris is UTC+1 in March: 10:00 local is 09:00 UTC.
@@ -76,17 +81,23 @@ async fn asterisk_master_csv_is_stored_field_by_field_and_only_once() {
     assert_eq!(extra["dstchannel"], "SIP/trunk-00000002");
     let unanswered = row(&app, "1709290800.2", COLUMNS).await;
     assert_eq!(unanswered[3..10], ["2026-03-01 10:00:00", "", "20", "0", "NO ANSWER", "", ""]);
+    let sip_user = row(&app, "1709294400.3", COLUMNS).await;
+    assert_eq!(sip_user[1..3], ["1003", "not-a-number"]);
     let withheld = row(&app, "1709298000.4", COLUMNS).await;
-    assert_eq!(withheld[1..3], ["anonymous", "5550000"]);
+    assert_eq!(withheld[1..3], ["", "5550000"]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM cdrs WHERE call_id = '1709298000.4' AND caller_withheld").await,
+        1
+    );
 
     // The same file again stores nothing new.
     let (_, again) = post_csv(&app, "source=pbx-ast&timezone=Europe/Paris&format=asterisk", file).await;
     let job = app.wait_succeeded(again["job_id"].as_str().expect("id")).await;
     assert_eq!(
         (job["counts"]["inserted"].clone(), job["counts"]["duplicates"].clone()),
-        (Value::from(0), Value::from(3))
+        (Value::from(0), Value::from(4))
     );
-    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 3);
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 4);
     app.cleanup().await;
 }
 
@@ -106,6 +117,11 @@ async fn asterisk_extended_keeps_linkedid_for_forked_legs() {
     assert_eq!(accepted["accepted"], 2);
     app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE extra->>'linkedid' = '1709287200.10'").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM cdrs WHERE linked_id = '1709287200.10' AND record_key = 'seq:7'")
+            .await,
+        2
+    );
     assert_eq!(
         app.count("SELECT count(*) FROM cdrs WHERE call_id = '1709287200.11' AND billsec = 20").await,
         1
@@ -135,7 +151,8 @@ async fn freeswitch_csv_maps_hangup_causes_and_keeps_them() {
         ("a1b2c3d4-0000-4000-8000-000000000001", "ANSWERED", "NORMAL_CLEARING", "120"),
         ("a1b2c3d4-0000-4000-8000-000000000002", "BUSY", "USER_BUSY", "0"),
         ("a1b2c3d4-0000-4000-8000-000000000003", "NO ANSWER", "NO_USER_RESPONSE", "0"),
-        ("a1b2c3d4-0000-4000-8000-000000000004", "FAILED", "ORIGINATOR_CANCEL", "0"),
+        // The caller gave up before an answer.
+        ("a1b2c3d4-0000-4000-8000-000000000004", "NO ANSWER", "ORIGINATOR_CANCEL", "0"),
     ];
     for (uuid, disposition, cause, billsec) in expect {
         let r = row(&app, uuid, COLUMNS).await;
@@ -164,7 +181,7 @@ g-2,pbx-x,100,abc,2026-03-01 10:01:00,2026-03-01 10:01:30,NO ANSWER,opus\n\
 g-3,pbx-x,100\n";
     let (status, accepted) = post_csv(&app, "", file).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    assert_eq!(accepted["accepted"], 1);
+    assert_eq!(accepted["accepted"], 2);
     let reasons: Vec<(String, String)> = accepted["rejected"]
         .as_array()
         .expect("rejected")
@@ -173,14 +190,14 @@ g-3,pbx-x,100\n";
             (r["field"].as_str().unwrap_or("").to_string(), r["reason"].as_str().unwrap_or("").to_string())
         })
         .collect();
-    assert_eq!(reasons[0].0, "dest_number");
-    assert!(reasons[0].1.starts_with("line 3:"), "{reasons:?}");
-    assert!(reasons[1].1.starts_with("line 4:") && reasons[1].1.contains("columns"), "{reasons:?}");
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].1.starts_with("line 4:") && reasons[0].1.contains("columns"), "{reasons:?}");
     app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     assert_eq!(
         app.count("SELECT count(*) FROM cdrs WHERE call_id = 'g-1' AND extra->>'codec' = 'opus'").await,
         1
     );
+    assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE call_id = 'g-2' AND dest_number = 'abc'").await, 1);
 
     let (status, body) = post_csv(&app, "", "a,b,c\n1,2,3\n").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

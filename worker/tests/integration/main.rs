@@ -9,6 +9,7 @@ mod fuzz;
 mod indexing;
 mod ingest;
 mod metrics;
+mod real_files;
 mod rejects;
 mod resilience;
 mod search;

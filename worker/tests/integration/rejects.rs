@@ -14,7 +14,7 @@ async fn invalid_records_are_listed_and_valid_ones_stored() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     let mut bad_number = answered_cdr(2);
-    bad_number["dest_number"] = json!("call-me");
+    bad_number["duration"] = json!(-1);
     let mut backwards = answered_cdr(3);
     backwards["end_time"] = json!("2026-03-01T09:00:00+02:00");
     let body = json!([answered_cdr(1), bad_number, backwards, "not a record"]);
@@ -29,7 +29,7 @@ async fn invalid_records_are_listed_and_valid_ones_stored() {
         .collect();
     assert_eq!(
         summary,
-        vec![(1, "dest_number", Some("call-2")), (2, "end_time", Some("call-3")), (3, "record", None)]
+        vec![(1, "duration", Some("call-2")), (2, "end_time", Some("call-3")), (3, "record", None)]
     );
     assert!(rejected.iter().all(|r| !r["reason"].as_str().unwrap_or("").is_empty()));
 
@@ -48,14 +48,14 @@ async fn refusals_use_the_shared_error_body_and_status() {
     let app = TestApp::with_limits(limits).await;
 
     let mut bad = answered_cdr(1);
-    bad["disposition"] = json!("HUNG UP");
+    bad["billsec"] = json!(-3);
     let resp = app.post_json(&json!([bad, {"src_number": "1"}])).await;
     resp.assert_status(StatusCode::UNPROCESSABLE_ENTITY);
     let body = error_body(resp).await;
     assert_eq!(body["code"], "invalid_records");
     let fields: Vec<&str> =
         body["rejected"].as_array().expect("list").iter().filter_map(|r| r["field"].as_str()).collect();
-    assert_eq!(fields, vec!["disposition", "dest_number"]);
+    assert_eq!(fields, vec!["billsec", "start_time"]);
 
     let resp = app.post_raw("application/json", b"[{\"call_id\": ".to_vec()).await;
     resp.assert_status(StatusCode::BAD_REQUEST);
@@ -66,7 +66,8 @@ async fn refusals_use_the_shared_error_body_and_status() {
     for (payload, code) in [
         (b"[]".to_vec(), "empty_batch"),
         (b"\"x\"".to_vec(), "wrong_shape"),
-        (vec![b'[', 0xff, b']'], "invalid_encoding"),
+        // Not UTF-8: decoded as Windows-1252 (`[ÿ]`), which is not JSON.
+        (vec![b'[', 0xff, b']'], "malformed_body"),
     ] {
         let resp = app.post_raw("application/json", payload).await;
         resp.assert_status(StatusCode::BAD_REQUEST);

@@ -62,6 +62,11 @@ pub fn read_csv(body: &[u8], options: &CsvOptions) -> Result<CsvFile, String> {
     let mut rows = split_rows(&text, options.charset);
     let sample: Vec<Vec<String>> =
         rows.iter().filter_map(|(_, r)| r.as_ref().ok()).take(detect::SAMPLE_ROWS).cloned().collect();
+    if sample.is_empty() && !rows.is_empty() {
+        // No row can be read at all: each is refused with its line, whatever the layout.
+        let records = rows.into_iter().map(|(line, row)| (line, row.map(|_| Value::Null))).collect();
+        return Ok(CsvFile { layout: "unreadable".into(), records });
+    }
     let (name, resolved, header) = match &options.layout {
         Some((name, layout)) => {
             let (resolved, header) = detect::bind(name, layout, sample.first())?;

@@ -1,0 +1,136 @@
+//! Real files from real switches (`../shared/real-cdrs/`, read at run time, never copied):
+//! every row stored as the switch wrote it, with the figures counted by hand in that
+//! folder's README, and a second import storing nothing new.
+
+use crate::common::{TestApp, workspace_dir};
+use poem::http::StatusCode;
+use serde_json::Value;
+
+fn real_file(name: &str) -> Vec<u8> {
+    let path = workspace_dir().join("..").join("shared").join("real-cdrs").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the shared real-cdrs folder)", path.display()))
+}
+
+/// rows, distinct call ids, Σ billsec, answered — as the folder's README gives them.
+type Facts = (i64, i64, i64, i64);
+
+const CSV_FILES: [(&str, Facts); 7] = [
+    ("asterisk-testsuite-self_test-Master.csv", (2, 2, 14, 2)),
+    ("asterisk-testsuite-cdrlib-good.csv", (5, 1, 12, 2)),
+    ("asterisk11-bugadm-Master.csv", (105, 105, 2609, 94)),
+    ("freeswitch-raspi-Master-aleg.csv", (2, 2, 13, 2)),
+    ("freeswitch-raspi-Master-ableg.csv", (4, 4, 26, 4)),
+    ("freeswitch-raspi-callcenter-ableg.csv", (2, 2, 13, 2)),
+    ("cdr-stats-CDRImport-2015-10-26.csv", (5, 5, 110, 5)),
+];
+
+const JSON_FILES: [(&str, Facts); 2] = [
+    ("freeswitch-json-2018-01-11.json", (1, 1, 68, 1)),
+    ("freeswitch-json-2013-05-16-urlencoded.json", (1, 1, 21, 1)),
+];
+
+async fn facts(app: &TestApp, source: &str) -> Facts {
+    let q = |what: &str| format!("SELECT ({what})::bigint FROM cdrs WHERE source = '{source}'");
+    (
+        app.count(&q("count(*)")).await,
+        app.count(&q("count(DISTINCT call_id)")).await,
+        app.count(&q("coalesce(sum(billsec), 0)")).await,
+        app.count(&q("count(*) FILTER (WHERE disposition = 'ANSWERED')")).await,
+    )
+}
+
+/// Posts a body, waits for its job, returns (inserted, duplicates).
+async fn import(app: &TestApp, path: &str, content_type: &str, body: Vec<u8>) -> (u64, u64, Value) {
+    let resp = app.client.post(path).content_type(content_type).body(body).send().await;
+    let status = resp.0.status();
+    let accepted = resp.json().await.value().deserialize::<Value>();
+    assert_eq!(status, StatusCode::ACCEPTED, "{path}: {accepted}");
+    assert_eq!(accepted["rejected"], Value::Array(vec![]), "{path}: nothing refused");
+    let job = app.wait_succeeded(accepted["job_id"].as_str().expect("job id")).await;
+    let counts = &job["counts"];
+    (counts["inserted"].as_u64().unwrap_or(0), counts["duplicates"].as_u64().unwrap_or(0), accepted)
+}
+
+#[tokio::test]
+async fn every_real_file_imports_whole_with_its_hand_counted_figures_and_only_once() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    for (file, expected) in CSV_FILES {
+        let path = format!("/cdrs?source={file}");
+        let (inserted, duplicates, accepted) = import(&app, &path, "text/csv", real_file(file)).await;
+        assert_eq!((inserted, duplicates), (expected.0 as u64, 0), "{file}: {accepted}");
+        assert_eq!(facts(&app, file).await, expected, "{file} read as {}", accepted["format"]);
+        let (inserted, duplicates, _) = import(&app, &path, "text/csv", real_file(file)).await;
+        assert_eq!((inserted, duplicates), (0, expected.0 as u64), "{file} imported twice");
+    }
+    for (file, expected) in JSON_FILES {
+        let path = format!("/cdrs/freeswitch?source={file}");
+        let (inserted, _, _) = import(&app, &path, "application/json", real_file(file)).await;
+        assert_eq!(inserted, 1, "{file}");
+        assert_eq!(facts(&app, file).await, expected, "{file}");
+        let (inserted, duplicates, _) = import(&app, &path, "application/json", real_file(file)).await;
+        assert_eq!((inserted, duplicates), (0, 1), "{file} posted twice");
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_real_files_keep_what_the_switch_wrote() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    let file = "asterisk11-bugadm-Master.csv";
+    let (_, _, accepted) = import(&app, "/cdrs?source=bugadm", "text/csv", real_file(file)).await;
+    assert_eq!(accepted["format"], "asterisk");
+    // Dialplan extensions and empty callers are stored as written; the empty ones flagged.
+    assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE dest_number = 's'").await, 8);
+    assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE dest_number = 't'").await, 7);
+    assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE src_number = '' AND caller_withheld").await, 5);
+    assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE disposition_raw = 'NO ANSWER'").await, 7);
+
+    // Asterisk's own test file: five different rows under one uniqueid are five records,
+    // each with the switch's billsec (7 > the 5 s duration included) and disposition.
+    let (_, _, _) =
+        import(&app, "/cdrs?source=good", "text/csv", real_file("asterisk-testsuite-cdrlib-good.csv")).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM cdrs WHERE source = 'good' AND call_id = '1231977075.0' AND src_number = 'test'").await,
+        5
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM cdrs WHERE source = 'good' AND billsec = 7 AND duration = 5").await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(DISTINCT record_key) FROM cdrs WHERE source = 'good' AND record_key LIKE 'row:%'"
+        )
+        .await,
+        5
+    );
+
+    // FreeSWITCH legs are paired: the b-leg's linked_id is the a-leg's uuid.
+    import(&app, "/cdrs?source=fs", "text/csv", real_file("freeswitch-raspi-Master-ableg.csv")).await;
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM cdrs WHERE source = 'fs' AND (call_id = '02132a5c-b9b1-4dbf-b79c-bdf408854867' \
+             OR linked_id = '02132a5c-b9b1-4dbf-b79c-bdf408854867')"
+        )
+        .await,
+        2
+    );
+    assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE source = 'fs' AND dest_number = '*1003'").await, 1);
+
+    // Asterisk's deliberately broken file: refused, naming the line.
+    let resp = app
+        .client
+        .post("/cdrs?source=buggy")
+        .content_type("text/csv")
+        .body(real_file("asterisk-testsuite-cdrlib-buggy.csv"))
+        .send()
+        .await;
+    assert_eq!(resp.0.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = resp.json().await.value().deserialize::<Value>();
+    let reason = body["rejected"][0]["reason"].as_str().expect("a reason");
+    assert!(reason.starts_with("line 1:") && reason.contains("quoted field"), "{body}");
+    assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE source = 'buggy'").await, 0);
+    app.cleanup().await;
+}
