@@ -5,6 +5,7 @@ mod common;
 mod contract;
 mod docs;
 mod formats;
+mod freeswitch;
 mod fuzz;
 mod indexing;
 mod ingest;
