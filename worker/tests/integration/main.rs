@@ -9,6 +9,7 @@ mod freeswitch;
 mod fuzz;
 mod indexing;
 mod ingest;
+mod layouts;
 mod metrics;
 mod real_files;
 mod rejects;
