@@ -97,11 +97,7 @@ impl SearchIndex {
     /// index exists.
     pub async fn ensure(&self) -> Result<(), SearchError> {
         if self.alias_targets().await?.is_some() {
-            let body = json!({ "properties": mapping::properties() });
-            return self
-                .request(Method::Put, &format!("/{}/_mapping", self.alias), Some(body))
-                .await
-                .map(|_| ());
+            return self.add_missing_fields().await;
         }
         let first = format!("{}-initial", self.alias);
         match self.create_index(&first, true).await {
@@ -111,6 +107,31 @@ impl SearchIndex {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Puts the fields this version maps, and the alias's index lacks, into its mapping.
+    /// Only missing fields are sent: an existing field is never redefined (that would be
+    /// refused, and the data indexed under it would not change anyway).
+    async fn add_missing_fields(&self) -> Result<(), SearchError> {
+        let current = self.request(Method::Get, &format!("/{}/_mapping", self.alias), None).await?;
+        let wanted = mapping::properties();
+        let mut missing = serde_json::Map::new();
+        for (field, definition) in wanted.as_object().into_iter().flatten() {
+            let everywhere = current
+                .as_object()
+                .into_iter()
+                .flatten()
+                .all(|(_, index)| index["mappings"]["properties"].get(field).is_some());
+            if !everywhere {
+                missing.insert(field.clone(), definition.clone());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(fields = ?missing.keys().collect::<Vec<_>>(), "adding new fields to the index mapping");
+        let body = json!({ "properties": missing });
+        self.request(Method::Put, &format!("/{}/_mapping", self.alias), Some(body)).await.map(|_| ())
     }
 
     /// Creates a physical index with the CDR mapping, optionally already behind the alias.

@@ -30,6 +30,7 @@ pub struct CdrDocument {
     #[oai(nullable)]
     pub answer_time: Option<DateTime<Utc>>,
     /// Absent when the switch gave no end time.
+    #[oai(nullable)]
     pub end_time: Option<DateTime<Utc>>,
     /// The switch's own figure.
     pub duration: i32,
@@ -39,6 +40,7 @@ pub struct CdrDocument {
     pub disposition: String,
     /// The disposition exactly as the switch wrote it.
     #[serde(default)]
+    #[oai(nullable)]
     pub disposition_raw: Option<String>,
     pub call_successful: bool,
     #[oai(nullable)]
@@ -49,6 +51,7 @@ pub struct CdrDocument {
     pub account_code: Option<String>,
     /// Groups the legs of one call (Asterisk's `linkedid`, FreeSWITCH's `bleg_uuid`).
     #[serde(default)]
+    #[oai(nullable)]
     pub linked_id: Option<String>,
     /// The caller withheld or had no number.
     #[serde(default)]
@@ -155,11 +158,17 @@ fn decode_cursor(sort: Sort, cursor: &str) -> Result<Value, ParamError> {
     if !cursor.len().is_multiple_of(2) || cursor.len() > 4096 {
         return Err(bad());
     }
-    let bytes: Vec<u8> = (0..cursor.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| bad())?;
+    // Decoded pairwise on bytes, never by slicing the text: a multi-byte character in a
+    // forged cursor must be a 400, not a panic.
+    let bytes: Vec<u8> = cursor
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| match pair {
+            [hi, lo] => Some((hex_value(*hi)? << 4) | hex_value(*lo)?),
+            _ => None,
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     if value["s"] != json!(sort.key()) {
         return Err(ParamError::new("cursor", "belongs to a different sort order"));
@@ -168,6 +177,10 @@ fn decode_cursor(sort: Sort, cursor: &str) -> Result<Value, ParamError> {
         Value::Array(a) if a.len() == 2 => Ok(value["a"].clone()),
         _ => Err(bad()),
     }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// Checks the cursor before any request is made.
@@ -235,5 +248,9 @@ mod tests {
         assert!(decode_cursor(other, &c).unwrap_err().reason.contains("different sort"));
         assert_eq!(decode_cursor(sort, "zz").unwrap_err().parameter, "cursor");
         assert_eq!(decode_cursor(sort, "7b7d").unwrap_err().parameter, "cursor");
+        // Multi-byte characters where hex digits belong.
+        for forged in ["a\u{e9}a", "\u{10000}", "\u{e9}\u{e9}", "+1"] {
+            assert_eq!(decode_cursor(sort, forged).unwrap_err().parameter, "cursor", "{forged}");
+        }
     }
 }

@@ -134,3 +134,39 @@ async fn the_real_files_keep_what_the_switch_wrote() {
     assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE source = 'buggy'").await, 0);
     app.cleanup().await;
 }
+
+/// `cdr-load import` sends real files in chunks cut at record boundaries, bytes untouched:
+/// the server tells each file's layout from its first rows, and a header row is repeated
+/// in every chunk of a layout that has one.
+#[tokio::test]
+async fn the_import_command_reads_real_files_in_chunks_by_their_detected_layout() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    let (base, server) = app.serve_api(api::auth::Auth::disabled()).await;
+    let dir = workspace_dir().join("..").join("shared").join("real-cdrs");
+    let load = std::path::Path::new(env!("CARGO_BIN_EXE_cdr-worker")).with_file_name("cdr-load");
+    let import = || {
+        tokio::process::Command::new(&load)
+            .args(["--url", base.as_str(), "--json", "import", "--source", "real", "--chunk", "7", "--wait"])
+            .arg(dir.join("cdr-stats-CDRImport-2015-10-26.csv"))
+            .arg(dir.join("asterisk11-bugadm-Master.csv"))
+            .output()
+    };
+    let first = import().await.expect("run cdr-load import");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let summary: Value = serde_json::from_slice(&first.stdout).expect("summary");
+    assert_eq!(
+        (summary["accepted"].clone(), summary["inserted"].clone(), summary["rejected"].clone()),
+        (Value::from(110), Value::from(110), Value::from(0)),
+        "{summary}"
+    );
+    assert_eq!(facts(&app, "real").await, (110, 110, 2609 + 110, 99));
+    let second: Value =
+        serde_json::from_slice(&import().await.expect("import again").stdout).expect("summary");
+    assert_eq!(
+        (second["inserted"].clone(), second["duplicates"].clone()),
+        (Value::from(0), Value::from(110))
+    );
+    server.abort();
+    app.cleanup().await;
+}

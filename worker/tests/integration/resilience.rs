@@ -78,9 +78,9 @@ async fn broker_unreachable_answers_503_and_leaves_no_job_behind() {
 async fn a_job_the_database_refuses_is_dead_lettered_with_its_error() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
-    // Bypass the API's validation: billsec over duration violates a CHECK constraint.
+    // Bypass the API's validation: an end before the start violates a CHECK constraint.
     let mut cdr = jobs::cdr::parse_record(0, &crate::common::answered_cdr(1), "s").expect("valid");
-    cdr.billsec = cdr.duration + 100;
+    cdr.end_time = Some(cdr.start_time - chrono::Duration::seconds(100));
     let job = IngestJob {
         job_id: "poison-1".into(),
         enqueued_at: chrono::Utc::now(),

@@ -1,11 +1,15 @@
 //! `cdr-load`: a load generator for the CDR pipeline.
 //!
-//! `cdr-load import` sends switch CSV files through the API; `cdr-load post` offers generated CDRs to `POST /cdrs` at a rate and reports what was
+//! `cdr-load import` sends switch CSV files through the API; `cdr-load freeswitch` posts one
+//! CDR per request as FreeSWITCH's mod_json_cdr does; `cdr-load parse` times reading a large
+//! Master.csv; `cdr-load post` offers generated CDRs to `POST /cdrs` at a rate and reports what was
 //! accepted, throughput and latency; `cdr-load queries` measures `/search` and `/stats`;
 //! `cdr-load csv` writes generated rows shaped like the `cdrs` table, for a COPY baseline.
 
+mod freeswitch;
 mod generator;
 mod import;
+mod parse;
 mod post;
 mod queries;
 mod stats;
@@ -37,6 +41,10 @@ enum Command {
     Import(import::ImportArgs),
     /// Measure /search and /stats latency.
     Queries(queries::QueryArgs),
+    /// Post one CDR per request to POST /cdrs/freeswitch, as FreeSWITCH's mod_json_cdr does.
+    Freeswitch(freeswitch::FreeswitchArgs),
+    /// Time reading and validating a large Asterisk Master.csv (no services needed).
+    Parse(parse::ParseArgs),
     /// Write N generated rows as CSV to stdout.
     Csv {
         #[arg(long, default_value_t = 1_000_000)]
@@ -66,6 +74,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Import(args) => import::run(&cli.url, &client(cli.token.as_deref(), 1)?, args).await?,
         Command::Queries(args) => queries::run(&cli.url, &client(cli.token.as_deref(), 1)?, args).await?,
+        Command::Freeswitch(args) => {
+            freeswitch::run(&cli.url, &client(cli.token.as_deref(), args.concurrency)?, args).await?
+        }
+        Command::Parse(args) => parse::run(args)?,
         Command::Csv { count, seed } => {
             let mut g =
                 generator::Generator::new(*seed, &format!("copy{seed}"), 5, chrono::Duration::days(7));

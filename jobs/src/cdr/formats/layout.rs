@@ -80,6 +80,7 @@ pub struct Layout {
     /// IANA time zone of the file's zone-less times (UTC when absent); a request's
     /// `timezone` parameter wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
     pub timezone: Option<String>,
     /// Per field, the switch's own values and what they mean, e.g.
     /// `{"disposition": {"CHANUNAVAIL": "FAILED"}, "direction": {"1": "inbound"}}`. The
