@@ -53,6 +53,16 @@ pub struct Limits {
     #[arg(long, env = "CDR_MAX_QUEUE_DEPTH", default_value_t = 5_000)]
     pub max_queue_depth: u32,
 
+    /// How long a single-CDR post (`POST /cdrs/freeswitch`) waits for others to share its
+    /// ingest job, in milliseconds.
+    #[arg(long, env = "CDR_BATCH_LINGER_MS", default_value_t = 2)]
+    pub batch_linger_ms: u64,
+
+    /// Jobs of single-CDR posts being published at once; posts arriving meanwhile form the
+    /// next job.
+    #[arg(long, env = "CDR_BATCH_IN_FLIGHT", default_value_t = 2)]
+    pub batch_in_flight: usize,
+
     /// `source` given to records that name none, when the request names none either.
     #[arg(long, env = "CDR_DEFAULT_SOURCE", default_value = "default")]
     pub default_source: String,
@@ -84,6 +94,8 @@ impl Default for Limits {
             max_batch_records: 10_000,
             max_body_bytes: 16 * 1024 * 1024,
             max_queue_depth: 5_000,
+            batch_linger_ms: 2,
+            batch_in_flight: 2,
             default_source: "default".into(),
         }
     }

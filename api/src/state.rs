@@ -31,7 +31,12 @@ impl AppState {
         let jobs::connect::Connections { db, jobs, publisher, search } =
             jobs::connect::connect(services).await?;
         let enqueuer = Enqueuer { publisher: publisher.clone(), jobs: jobs.clone(), limits: limits.clone() };
-        let batcher = Batcher::start(enqueuer, BatchWindow::default());
+        let window = BatchWindow {
+            linger: std::time::Duration::from_millis(limits.batch_linger_ms),
+            in_flight: limits.batch_in_flight.max(1),
+            ..BatchWindow::default()
+        };
+        let batcher = Batcher::start(enqueuer, window);
         Ok(AppState {
             publisher,
             jobs,

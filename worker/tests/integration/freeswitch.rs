@@ -198,5 +198,8 @@ async fn concurrent_single_cdr_posts_share_jobs_and_each_is_stored_once() {
         }
     })
     .await;
+    // Small batches are indexed together, and every row reaches the index.
+    let status = app.wait_in_sync(Duration::from_secs(60)).await;
+    assert_eq!(status["index_count"], posts, "{status}");
     app.cleanup().await;
 }
