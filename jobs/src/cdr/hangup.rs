@@ -36,6 +36,9 @@ fn name_of_code(code: u16) -> Option<&'static str> {
         41 => "NORMAL_TEMPORARY_FAILURE",
         42 => "SWITCH_CONGESTION",
         487 => "ORIGINATOR_CANCEL",
+        501 => "LOSE_RACE",
+        502 => "PICKED_OFF",
+        602 => "ALLOTTED_TIMEOUT",
         1..=127 => "FAILED",
         _ => return None,
     })

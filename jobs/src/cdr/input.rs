@@ -99,7 +99,7 @@ pub fn parse_record(index: usize, value: &Value, default_source: &str) -> Result
         });
     };
     let mut rec = Record { index, obj, call_id: None };
-    rec.call_id = rec.opt_text(CALL_ID, MAX_ID_LEN).ok().flatten();
+    rec.call_id = rec.filled(CALL_ID).and_then(|name| rec.opt_text(&[name], MAX_ID_LEN).ok().flatten());
     rec.build(default_source)
 }
 
@@ -122,6 +122,16 @@ impl Record<'_> {
     /// The first of a field's names present and not null.
     fn get(&self, names: &[&str]) -> Option<&Value> {
         names.iter().find_map(|n| self.obj.get(*n).filter(|v| !v.is_null()))
+    }
+
+    /// The first of a field's names holding a value that is not blank: for ids, where a
+    /// blank `call_id` beside a filled `uniqueid` must not hide the latter.
+    fn filled<'n>(&self, names: &[&'n str]) -> Option<&'n str> {
+        names.iter().find_map(|n| match self.obj.get(*n) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(*n),
+            Some(Value::Number(_)) => Some(*n),
+            _ => None,
+        })
     }
 
     /// A text field as written (numbers as their JSON text), `None` when absent or blank.
@@ -229,7 +239,7 @@ impl Record<'_> {
         if let Some(seq) = self.opt_text(SEQUENCE, MAX_ID_LEN)? {
             return Ok(format!("seq:{seq}"));
         }
-        let asterisk_id = !self.obj.contains_key("call_id") && self.get(&["uniqueid"]).is_some();
+        let asterisk_id = self.filled(CALL_ID) == Some("uniqueid");
         Ok(if asterisk_id { row_key(&Value::Object(self.obj.clone()).to_string()) } else { String::new() })
     }
 
@@ -322,7 +332,9 @@ impl Record<'_> {
             Some(id) => id.clone(),
             None => {
                 // The explicit call id field may have been present but invalid.
-                self.opt_text(CALL_ID, MAX_ID_LEN)?;
+                if let Some(name) = self.filled(CALL_ID) {
+                    self.opt_text(&[name], MAX_ID_LEN)?;
+                }
                 derive_call_id(&source, &src_number, &dest_number, start_time, end_time)
             }
         };
@@ -478,6 +490,12 @@ mod tests {
         assert_eq!(c.disposition_raw.as_deref(), Some("BUSY"));
     }
 
+    fn row_with_disposition(d: &str) -> Value {
+        json!({"uniqueid": "1231977075.0", "src": "test", "dst": "100",
+            "start": "2009-01-14 23:51:15", "end": "2009-01-14 23:51:20", "billsec": 5,
+            "disposition": d})
+    }
+
     #[test]
     fn asterisk_rows_under_one_uniqueid_are_different_records_unless_identical() {
         let row = json!({"uniqueid": "1231977075.0", "src": "test", "dst": "100",
@@ -496,6 +514,11 @@ mod tests {
         assert_eq!(s.extra.get("sequence"), Some(&json!("7")));
         // This API's own call_id names a record by itself.
         assert_eq!(ok(answered()).record_key, "");
+        // A blank call_id beside a uniqueid does not hide it.
+        let mut blank = row_with_disposition("ANSWERED");
+        blank["call_id"] = json!("");
+        let b = ok(blank);
+        assert_eq!((b.call_id.as_str(), b.record_key.starts_with("row:")), ("1231977075.0", true));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use chrono::{DateTime, Datelike, NaiveDateTime, SubsecRound, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, SubsecRound, Utc};
 
 /// Earliest and latest years a call can plausibly have happened in; anything outside is a
 /// broken clock or a hostile input, not a call.
@@ -19,10 +19,7 @@ pub fn parse_time(value: &serde_json::Value) -> Result<DateTime<Utc>, String> {
             if !secs.is_finite() || !(0.0..=4_102_444_800.0).contains(&secs) {
                 return Err(format!("epoch seconds {n} out of range"));
             }
-            let whole = secs.trunc() as i64;
-            let micros = ((secs - secs.trunc()) * 1e6).round() as u32;
-            Utc.timestamp_opt(whole, micros * 1000)
-                .single()
+            DateTime::from_timestamp_micros((secs * 1e6).round() as i64)
                 .ok_or_else(|| format!("epoch seconds {n} out of range"))?
         }
         other => {
@@ -94,6 +91,8 @@ mod tests {
     fn epoch_seconds_are_accepted() {
         assert_eq!(parse_time(&json!(1_772_359_200)).unwrap(), utc("2026-03-01T10:00:00Z"));
         assert_eq!(parse_time(&json!("1772359200")).unwrap(), utc("2026-03-01T10:00:00Z"));
+        // A fraction that rounds up to the next second.
+        assert_eq!(parse_time(&json!(1_772_359_199.999_999_6)).unwrap(), utc("2026-03-01T10:00:00Z"));
     }
 
     #[test]

@@ -104,13 +104,18 @@ async fn mod_json_cdr_posts_in_every_encode_mode_with_basic_credentials() {
 
     // Fields: parties from the newest caller profile, exact UTC times from *_uepoch, the
     // switch's seconds, the disposition from what happened, values URL-decoded.
-    let q = |sql: &str| sql.replace("{uuid}", &uuid);
+    // The exact microsecond of start_uepoch, and the other leg's uuid.
+    let start_us =
+        doc["variables"]["start_uepoch"].as_str().expect("start_uepoch").parse::<i64>().expect("µs");
+    let start = chrono::DateTime::from_timestamp_micros(start_us).expect("time").to_rfc3339();
+    let bleg = doc["variables"]["bridge_uuid"].as_str().expect("bridge_uuid").to_string();
+    let q = |sql: &str| sql.replace("{uuid}", &uuid).replace("{start}", &start).replace("{bleg}", &bleg);
     assert_eq!(
         app.count(&q(
             "SELECT count(*) FROM cdrs WHERE call_id = '{uuid}' AND source = 'FSDev1' AND billsec = 68 \
              AND duration = 71 AND disposition = 'ANSWERED' AND disposition_raw IS NULL \
-             AND hangup_cause = 'NORMAL_CLEARING' AND linked_id IS NOT NULL \
-             AND extract(microseconds FROM start_time) <> 0 AND record_key = ''"
+             AND hangup_cause = 'NORMAL_CLEARING' AND linked_id = '{bleg}' \
+             AND start_time = '{start}' AND record_key = ''"
         ))
         .await,
         1,
@@ -126,6 +131,29 @@ async fn mod_json_cdr_posts_in_every_encode_mode_with_basic_credentials() {
         1,
         "the 2013 CDR as stored"
     );
+
+    // A URL with a query of its own: the module appends `?uuid=` after it.
+    let mut other = doc.clone();
+    other["variables"]["uuid"] = Value::from("url-with-query-1");
+    let (status, body) = post(
+        &app,
+        "?source=fs-q?uuid=url-with-query-1",
+        "application/json",
+        &creds,
+        other.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    eventually(Duration::from_secs(60), "the post from a URL with a query stored", || async {
+        match app
+            .count("SELECT count(*) FROM cdrs WHERE source = 'fs-q' AND call_id = 'url-with-query-1'")
+            .await
+        {
+            1 => Ok(()),
+            n => Err(n.to_string()),
+        }
+    })
+    .await;
 
     // Credentials: none, a wrong token, a token whose role cannot ingest, a bearer token.
     let (status, _) = post(&app, "", "application/json", "", json_2018.clone()).await;

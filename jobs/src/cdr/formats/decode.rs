@@ -33,16 +33,28 @@ pub fn to_utf8(body: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// One field as text: UTF-8 when it is, else the declared charset, else Windows-1252.
+/// Text from bytes: UTF-8 where it is, the declared charset (else Windows-1252) where it is
+/// not. Decided run by run of non-ASCII bytes, so one odd name does not garble the valid
+/// UTF-8 around it (a JSON body is decoded whole, one record's name among many).
 pub fn decode_field(bytes: &[u8], charset: Option<Charset>) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => {
-            let enc = charset.unwrap_or(encoding_rs::WINDOWS_1252);
-            let (text, _) = enc.decode_without_bom_handling(bytes);
-            text.into_owned()
-        }
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return s.to_string();
     }
+    let enc = charset.unwrap_or(encoding_rs::WINDOWS_1252);
+    let mut out = String::with_capacity(bytes.len() + 16);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let ascii = rest.iter().position(|b| !b.is_ascii()).unwrap_or(rest.len());
+        out.push_str(std::str::from_utf8(&rest[..ascii]).unwrap_or_default());
+        rest = &rest[ascii..];
+        let run = rest.iter().position(u8::is_ascii).unwrap_or(rest.len());
+        match std::str::from_utf8(&rest[..run]) {
+            Ok(s) => out.push_str(s),
+            Err(_) => out.push_str(&enc.decode_without_bom_handling(&rest[..run]).0),
+        }
+        rest = &rest[run..];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -59,6 +71,9 @@ mod tests {
         // Valid UTF-8 wins over a declared charset.
         assert_eq!(decode_field("Петр".as_bytes(), Some(cyrillic)), "Петр");
         assert!(parse_charset("klingon").is_err());
+        // Valid UTF-8 beside an odd byte stays as it is.
+        let mixed = [b"Zo\xc3\xab & ".as_slice(), b"\xcf\xe5\xf2\xf0"].concat();
+        assert_eq!(decode_field(&mixed, Some(cyrillic)), "Zoë & Петр");
     }
 
     #[test]

@@ -51,10 +51,7 @@ fn generic(header: &[String]) -> Result<Layout, String> {
         values: BTreeMap::new(),
         identity: super::Identity::CallId,
     };
-    // The reference system's shape names its duration `call_duration`.
-    if header.iter().any(|n| n.trim() == "call_duration") {
-        layout.fields.insert("duration".into(), "call_duration".into());
-    }
+    layout.identity = super::Identity::CallId;
     Ok(layout)
 }
 
@@ -74,7 +71,7 @@ pub fn bind(name: &str, layout: &Layout, first: Option<&Vec<String>>) -> Result<
 
 /// The layout of a file from its first rows: a header row matching a saved or built-in
 /// layout (the one that maps the most of its columns), a header of this API's names, or
-/// else the first headerless layout every sampled row fits, saved ones first.
+/// else the headerless layout most sampled rows fit (saved ones first among equals).
 pub fn detect(
     sample: &[Vec<String>],
     saved: &[(String, Layout)],
@@ -99,11 +96,19 @@ pub fn detect(
     if first.iter().any(|n| API_FIELDS.contains(&n.trim())) {
         return Ok((GENERIC.to_string(), generic(first)?.resolve(first)?, true));
     }
+    // The headerless layout most sampled rows fit (the first of equals), if at least half
+    // do: one damaged row among the first must not cost the file its layout (the rows that
+    // do not fit are refused one by one).
+    let mut fitting: Option<(usize, &String, Resolved)> = None;
     for (name, layout) in candidates.filter(|(_, l)| !l.has_header()) {
         let Ok(resolved) = layout.resolve(&layout.columns) else { continue };
-        if sample.iter().all(|row| resolved.fits(row)) {
-            return Ok((name.clone(), resolved, false));
+        let fit = sample.iter().filter(|row| resolved.fits(row)).count();
+        if fit * 2 >= sample.len() && fit > 0 && fitting.as_ref().is_none_or(|(n, _, _)| fit > *n) {
+            fitting = Some((fit, name, resolved));
         }
+    }
+    if let Some((_, name, resolved)) = fitting {
+        return Ok((name.clone(), resolved, false));
     }
     let widths: Vec<String> = builtins
         .iter()

@@ -15,8 +15,9 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// The CDR fields a column can be mapped to.
-pub const MAPPABLE_FIELDS: [&str; 16] = [
+pub const MAPPABLE_FIELDS: [&str; 18] = [
     "call_id",
+    "record_key",
     "source",
     "src_number",
     "dest_number",
@@ -32,6 +33,7 @@ pub const MAPPABLE_FIELDS: [&str; 16] = [
     "account_code",
     "linked_id",
     "sequence",
+    "call_duration",
 ];
 
 const TIME_FIELDS: [&str; 3] = ["start_time", "answer_time", "end_time"];

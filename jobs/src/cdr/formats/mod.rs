@@ -87,39 +87,66 @@ pub fn read_csv(body: &[u8], options: &CsvOptions) -> Result<CsvFile, String> {
 /// Splits the text into rows of decoded fields, skipping blank lines. Lines are counted
 /// incrementally from one row to the next, so a file of any size is counted in one pass.
 fn split_rows(text: &[u8], charset: Option<Charset>) -> Vec<Row> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text);
     let mut rows = Vec::new();
     let mut record = csv::ByteRecord::new();
     let mut lines = LineCounter { text, counted_to: 0, line: 1 };
-    loop {
-        let start = reader.position().byte();
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                let begin = record.position().map_or(start, |p| p.byte());
-                let end = reader.position().byte();
-                let at = lines.line_at(begin);
-                if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
-                    continue;
+    // Where the reader starts; moved past a row whose quote is never closed, so the rows
+    // after it are read as rows again rather than swallowed into its last field.
+    let mut offset = 0_usize;
+    'file: while offset < text.len() {
+        let mut reader =
+            csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&text[offset..]);
+        loop {
+            let start = reader.position().byte();
+            match reader.read_byte_record(&mut record) {
+                Ok(false) => break 'file,
+                Ok(true) => {
+                    let begin = offset + to_usize(record.position().map_or(start, |p| p.byte()));
+                    let end = (offset + to_usize(reader.position().byte())).min(text.len());
+                    let at = lines.line_at(begin as u64);
+                    if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+                        continue;
+                    }
+                    if let Some(next_line) = unclosed_quote(text, begin.min(end), end) {
+                        rows.push((at, Err("unreadable CSV: a quoted field is never closed".to_string())));
+                        offset = next_line;
+                        continue 'file;
+                    }
+                    rows.push((at, Ok(record.iter().map(|f| decode_field(f, charset)).collect())));
                 }
-                let raw = &text[usize::try_from(begin).unwrap_or(0).min(text.len())
-                    ..usize::try_from(end).unwrap_or(0).min(text.len())];
-                if raw.iter().filter(|b| **b == b'"').count() % 2 == 1 {
-                    rows.push((at, Err("unreadable CSV: a quoted field is never closed".to_string())));
-                    continue;
+                Err(e) => {
+                    let at = match e.position() {
+                        Some(p) => lines.line_at((offset + to_usize(p.byte())) as u64),
+                        None => lines.line,
+                    };
+                    rows.push((at, Err(format!("unreadable CSV: {e}"))));
                 }
-                rows.push((at, Ok(record.iter().map(|f| decode_field(f, charset)).collect())));
-            }
-            Err(e) => {
-                let at = match e.position() {
-                    Some(p) => lines.line_at(p.byte()),
-                    None => lines.line,
-                };
-                rows.push((at, Err(format!("unreadable CSV: {e}"))));
             }
         }
     }
     rows
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Whether the row in `text[begin..end]` opened a quote it never closed, and if so where the
+/// line after its first one starts. Such a row has an odd number of quotes and runs over a
+/// line end (or to the end of the file); a stray quote inside one unquoted field (`5" pipe`)
+/// stays on its line and is read as text.
+fn unclosed_quote(text: &[u8], begin: usize, end: usize) -> Option<usize> {
+    let raw = &text[begin..end];
+    if raw.iter().filter(|b| **b == b'"').count() % 2 == 0 {
+        return None;
+    }
+    let body = raw.strip_suffix(b"\n").map_or(raw, |r| r.strip_suffix(b"\r").unwrap_or(r));
+    let first_line_end = body.iter().position(|b| *b == b'\n');
+    match first_line_end {
+        Some(at) => Some(begin + at + 1),
+        None if end >= text.len() => Some(text.len()),
+        None => None,
+    }
 }
 
 /// The line of a byte offset, counted on from the last offset asked about: offsets come in
@@ -172,6 +199,22 @@ mod tests {
         let (line, err) = &file.records[1];
         assert_eq!(*line, 2);
         assert!(err.as_ref().unwrap_err().contains("never closed"));
+    }
+
+    #[test]
+    fn rows_after_an_unclosed_quote_are_read_again_and_a_stray_quote_is_text() {
+        let good = |n: u32| {
+            format!(
+                "\"\",\"1\",\"2\",\"d\",\"\",\"c\",\"\",\"a\",\"\",\"2026-01-01 00:00:00\",\"\",\"2026-01-01 00:00:01\",1,0,\"NO ANSWER\",\"DOCUMENTATION\",\"1.{n}\",\"\""
+            )
+        };
+        let broken = good(2).replacen("\"d\"", "\"d", 1);
+        let stray = good(4).replacen("\"a\"", "a 5\" pipe", 1);
+        let body = format!("{}\n{broken}\n{}\n{stray}\n{}\n", good(1), good(3), good(5));
+        let file = read(&body);
+        let seen: Vec<(u64, bool)> = file.records.iter().map(|(l, r)| (*l, r.is_ok())).collect();
+        assert_eq!(seen, vec![(1, true), (2, false), (3, true), (4, true), (5, true)]);
+        assert_eq!(file.records[3].1.as_ref().unwrap()["extra"]["lastapp"], "a 5\" pipe");
     }
 
     #[test]
