@@ -104,6 +104,23 @@ async fn a_deep_queue_is_answered_with_429_and_retry_after() {
     .await;
     resp.assert_header("Retry-After", "5");
     assert_eq!(body(resp).await["code"], "overloaded");
+    // Single-CDR posts (batched into shared jobs) are pushed back the same way, so
+    // FreeSWITCH's mod_json_cdr retries them.
+    let doc = jobs::cdr::formats::freeswitch_json::example("pushed-back", "1", "2", 1_700_000_000_000_000, 5);
+    let resp = eventually(Duration::from_secs(10), "single posts never pushed back", || async {
+        let resp = app
+            .client
+            .post("/cdrs/freeswitch")
+            .content_type("application/json")
+            .body(doc.to_string())
+            .send()
+            .await;
+        let status = resp.0.status();
+        if status == StatusCode::TOO_MANY_REQUESTS { Ok(resp) } else { Err(status.to_string()) }
+    })
+    .await;
+    resp.assert_header("Retry-After", "5");
+    assert_eq!(body(resp).await["code"], "overloaded");
     app.cleanup().await;
 }
 
