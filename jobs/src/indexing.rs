@@ -4,13 +4,6 @@
 //! their batch is marked `indexed_at` only after Elasticsearch accepted every row; the
 //! document id is the row id, so any repeat overwrites instead of duplicating. Rows the
 //! engine refuses for good are recorded in `index_failures` and the job is dead-lettered.
-//!
-//! Small batches are indexed together: an index job whose batch is smaller than a bulk
-//! request takes along other batches still waiting (oldest first, up to the bulk size), and
-//! a job whose batch was already taken along finishes at once. Thousands of one-CDR posts a
-//! second (FreeSWITCH's mod_json_cdr) then cost the search engine a few large bulk requests
-//! instead of thousands of tiny ones. Two jobs taking the same batch write the same
-//! documents twice, which the document ids make harmless.
 
 use crate::metrics;
 use crate::queue::{Outgoing, PublishError, Publisher};
@@ -174,9 +167,8 @@ impl IndexRunner {
         }
     }
 
-    /// Writes every row of the batch (and of the small batches it takes along), in id
-    /// order and in chunks, then marks the batches indexed. A retry starts over: the
-    /// document ids make that harmless.
+    /// Writes every row of the batch, in id order and in chunks, then marks the batch
+    /// indexed. A retry starts over: the document ids make that harmless.
     async fn index_all(
         &self,
         job: &IndexJob,
@@ -184,24 +176,10 @@ impl IndexRunner {
         refused: &mut Vec<(i64, String)>,
     ) -> Result<(), IndexError> {
         self.jobs.reset_indexed(&job.job_id).await?;
-        let own = ingest_batches::Entity::find_by_id(job.ingest_job_id.clone()).one(&self.db).await?;
-        let own_rows = own.as_ref().map_or(0, |b| u64::try_from(b.inserted).unwrap_or(0));
-        if own.as_ref().is_some_and(|b| b.indexed_at.is_some()) {
-            // Taken along by another index job: its rows are in the index already.
-            *indexed = own_rows;
-            self.jobs.add_indexed(&job.job_id, own_rows).await?;
-            return Ok(());
-        }
-        let group = if own.is_some() && own_rows < self.chunk {
-            self.take_along(&job.ingest_job_id, own_rows).await?
-        } else {
-            vec![job.ingest_job_id.clone()]
-        };
         let mut last_id = 0_i64;
-        let mut written = 0_u64;
         loop {
             let rows = cdrs::Entity::find()
-                .filter(cdrs::Column::JobId.is_in(group.iter().map(String::as_str)))
+                .filter(cdrs::Column::JobId.eq(job.ingest_job_id.as_str()))
                 .filter(cdrs::Column::Id.gt(last_id))
                 .order_by_asc(cdrs::Column::Id)
                 .limit(self.chunk)
@@ -217,48 +195,16 @@ impl IndexRunner {
                 });
             }
             let n = outcome.indexed.len() as u64;
-            written += n;
-            if group.len() == 1 {
-                *indexed += n;
-                self.jobs.add_indexed(&job.job_id, n).await?;
-            }
+            *indexed += n;
+            self.jobs.add_indexed(&job.job_id, n).await?;
             for (id, reason) in &outcome.rejected {
                 record_failure(&self.db, *id, &job.job_id, reason).await?;
             }
             refused.extend(outcome.rejected);
         }
-        if group.len() > 1 {
-            *indexed = own_rows;
-            self.jobs.add_indexed(&job.job_id, own_rows).await?;
-            tracing::debug!(job_id = %job.job_id, batches = group.len(), written, "small batches indexed together");
-        }
-        mark_batches_indexed(&self.db, &group).await?;
+        mark_batch_indexed(&self.db, &job.ingest_job_id).await?;
         self.jobs.touch_last_indexed().await?;
         Ok(())
-    }
-
-    /// This job's batch and other batches still waiting, oldest first, as many as fit in
-    /// one bulk request with it.
-    async fn take_along(&self, own: &str, own_rows: u64) -> Result<Vec<String>, IndexError> {
-        const MOST_BATCHES: u64 = 500;
-        let waiting = ingest_batches::Entity::find()
-            .filter(ingest_batches::Column::IndexedAt.is_null())
-            .filter(ingest_batches::Column::JobId.ne(own))
-            .order_by_asc(ingest_batches::Column::CommittedAt)
-            .limit(MOST_BATCHES)
-            .all(&self.db)
-            .await?;
-        let mut group = vec![own.to_string()];
-        let mut rows = own_rows;
-        for batch in waiting {
-            let n = u64::try_from(batch.inserted).unwrap_or(0);
-            if rows + n > self.chunk {
-                break;
-            }
-            rows += n;
-            group.push(batch.job_id);
-        }
-        Ok(group)
     }
 
     async fn dead_letter(&self, job: &IndexJob, reason: &str) -> Result<(), IndexError> {
@@ -275,15 +221,9 @@ impl IndexRunner {
 
 /// Marks an ingest batch as present in the index.
 pub async fn mark_batch_indexed(db: &DatabaseConnection, ingest_job_id: &str) -> Result<(), DbErr> {
-    mark_batches_indexed(db, &[ingest_job_id.to_string()]).await
-}
-
-/// Marks ingest batches as present in the index (those not marked already).
-pub async fn mark_batches_indexed(db: &DatabaseConnection, ingest_job_ids: &[String]) -> Result<(), DbErr> {
     ingest_batches::Entity::update_many()
         .col_expr(ingest_batches::Column::IndexedAt, Expr::current_timestamp())
-        .filter(ingest_batches::Column::JobId.is_in(ingest_job_ids.iter().map(String::as_str)))
-        .filter(ingest_batches::Column::IndexedAt.is_null())
+        .filter(ingest_batches::Column::JobId.eq(ingest_job_id))
         .exec(db)
         .await
         .map(|_| ())
