@@ -7,7 +7,7 @@ use crate::error::{ApiError, DeclaredCharset, ErrorBody, RejectedRecord};
 use crate::state::AppState;
 use chrono::Utc;
 use jobs::cdr::formats::{
-    Charset, CsvOptions, GENERIC, Identity, Layout, builtin_layout, parse_charset, parse_timezone,
+    Charset, CsvOptions, GENERIC, Layout, builtin_layout, parse_charset, parse_timezone,
 };
 use jobs::cdr::{Cdr, RecordError, parse_record};
 use jobs::ingest::IngestJob;
@@ -66,6 +66,16 @@ pub enum IngestResponse {
     /// Accepted and durably queued.
     #[oai(status = 202)]
     Accepted(Json<IngestAccepted>, #[oai(header = "Location")] String),
+}
+
+/// A request body up to `limit` bytes; 413 beyond it.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    body.into_bytes_limit(limit).await.map_err(|e| match e {
+        poem::error::ReadBodyError::PayloadTooLarge => {
+            ApiError::too_large("body_too_large", format!("request body is over {limit} bytes"))
+        }
+        other => ApiError::bad_request("unreadable_body", other.to_string()),
+    })
 }
 
 /// A request parameter that cannot be used, as the 400 it answers.
@@ -130,13 +140,7 @@ impl CdrsApi {
                 (BatchFormat::Csv(Box::new(csv_options(&state, format.0, timezone.0).await?)), b.0)
             }
         };
-        let bytes = body.into_bytes_limit(limits.max_body_bytes).await.map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => ApiError::too_large(
-                "body_too_large",
-                format!("request body is over {} bytes", limits.max_body_bytes),
-            ),
-            other => ApiError::bad_request("unreadable_body", other.to_string()),
-        })?;
+        let bytes = read_body(body, limits.max_body_bytes).await?;
         let default_source = source.0.unwrap_or_else(|| limits.default_source.clone());
         let max_records = limits.max_batch_records;
         let (received, cdrs, rejected, layout) = tokio::task::spawn_blocking(move || {
@@ -199,15 +203,8 @@ async fn csv_options(
         Some(name) => {
             let layout = match builtin_layout(&name) {
                 Some(layout) => Some(layout),
-                None if name == GENERIC => Some(Layout {
-                    description: String::new(),
-                    columns: vec![],
-                    fields: Default::default(),
-                    time_formats: vec![],
-                    timezone: None,
-                    values: Default::default(),
-                    identity: Identity::CallId,
-                }),
+                // Its fields come from the file's header row when it is read.
+                None if name == GENERIC => Some(Layout::default()),
                 None => {
                     state.mappings.get(&name).await.map_err(|e| ApiError::unavailable("postgresql", e))?
                 }

@@ -8,7 +8,7 @@
 
 use super::Tag;
 use super::cdr_body::{Documented, JsonContent};
-use super::cdrs::{IngestAccepted, IngestResponse, declared_charset};
+use super::cdrs::{IngestAccepted, IngestResponse, declared_charset, read_body};
 use crate::error::{ApiError, ErrorBody, RejectedRecord};
 use crate::state::AppState;
 use jobs::cdr::formats::freeswitch_json::{self, ValueEncoding};
@@ -86,13 +86,7 @@ impl FreeswitchApi {
             FreeswitchBody::Json(b) => b.body,
             FreeswitchBody::Form(b) | FreeswitchBody::Base64(b) => b.0,
         };
-        let bytes = body.into_bytes_limit(MAX_DOCUMENT_BYTES).await.map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => ApiError::too_large(
-                "body_too_large",
-                format!("request body is over {MAX_DOCUMENT_BYTES} bytes"),
-            ),
-            other => ApiError::bad_request("unreadable_body", other.to_string()),
-        })?;
+        let bytes = read_body(body, MAX_DOCUMENT_BYTES).await?;
         let doc = freeswitch_json::document(&bytes, charset)
             .map_err(|m| ApiError::bad_request("malformed_body", m))?;
         let encoding = match encode_values.0 {

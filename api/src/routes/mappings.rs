@@ -80,7 +80,7 @@ impl MappingsApi {
     #[oai(path = "/mappings", method = "get")]
     async fn list(&self, state: Data<&AppState>) -> Result<MappingListResponse, ApiError> {
         let mut items: Vec<NamedMapping> =
-            builtin_layouts().into_iter().map(|b| named(&b.name, true, b.layout)).collect();
+            builtin_layouts().iter().map(|b| named(&b.name, true, b.layout.clone())).collect();
         let saved = state.mappings.list().await.map_err(|e| ApiError::unavailable("postgresql", e))?;
         items.extend(saved.into_iter().map(|(name, layout)| named(&name, false, layout)));
         Ok(MappingListResponse::Ok(Json(MappingList { items, generic: GENERIC.to_string() })))

@@ -240,7 +240,11 @@ impl Record<'_> {
             return Ok(format!("seq:{seq}"));
         }
         let asterisk_id = self.filled(CALL_ID) == Some("uniqueid");
-        Ok(if asterisk_id { row_key(&Value::Object(self.obj.clone()).to_string()) } else { String::new() })
+        Ok(if asterisk_id {
+            row_key(&serde_json::to_string(self.obj).unwrap_or_default())
+        } else {
+            String::new()
+        })
     }
 
     /// The disposition the record leaves out, from what happened: an answer (an answer

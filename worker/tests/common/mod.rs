@@ -51,6 +51,12 @@ pub fn workspace_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A file of `../shared/real-cdrs/`: real switch output, read where it lies, never copied.
+pub fn real_file(name: &str) -> Vec<u8> {
+    let path = workspace_dir().join("..").join("shared").join("real-cdrs").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the shared real-cdrs folder)", path.display()))
+}
+
 /// One test's private slice of the real services.
 pub struct TestApp {
     pub name: String,

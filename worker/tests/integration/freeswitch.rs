@@ -2,7 +2,7 @@
 //! off, HTTP Basic credentials mapped onto the API's tokens, and posts of one CDR each
 //! batched into shared jobs.
 
-use crate::common::{TestApp, eventually};
+use crate::common::{TestApp, eventually, real_file};
 use base64::Engine as _;
 use jobs::cdr::formats::freeswitch_json;
 use poem::http::StatusCode;
@@ -14,11 +14,6 @@ const READ: &str = "read-token-0123456789ab";
 
 fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
-}
-
-fn real_file(name: &str) -> Vec<u8> {
-    let path = crate::common::workspace_dir().join("..").join("shared").join("real-cdrs").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The module's URL encoder: unreserved characters and `,/$!'()*` stay, the rest is `%XX`.

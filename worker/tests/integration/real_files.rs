@@ -2,14 +2,9 @@
 //! every row stored as the switch wrote it, with the figures counted by hand in that
 //! folder's README, and a second import storing nothing new.
 
-use crate::common::{TestApp, workspace_dir};
+use crate::common::{TestApp, real_file, workspace_dir};
 use poem::http::StatusCode;
 use serde_json::Value;
-
-fn real_file(name: &str) -> Vec<u8> {
-    let path = workspace_dir().join("..").join("shared").join("real-cdrs").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the shared real-cdrs folder)", path.display()))
-}
 
 /// rows, distinct call ids, Σ billsec, answered — as the folder's README gives them.
 type Facts = (i64, i64, i64, i64);

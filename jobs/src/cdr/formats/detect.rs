@@ -8,28 +8,6 @@ use std::collections::BTreeMap;
 /// Rows looked at to tell a headerless layout.
 pub const SAMPLE_ROWS: usize = 5;
 
-/// This API's field names: a header row made of them reads as the generic layout.
-const API_FIELDS: [&str; 18] = [
-    "call_id",
-    "record_key",
-    "source",
-    "src_number",
-    "dest_number",
-    "start_time",
-    "answer_time",
-    "end_time",
-    "duration",
-    "billsec",
-    "disposition",
-    "call_successful",
-    "hangup_cause",
-    "direction",
-    "account_code",
-    "linked_id",
-    "sequence",
-    "call_duration",
-];
-
 /// The generic layout of a header row naming this API's fields (and any others, kept in
 /// `extra`).
 fn generic(header: &[String]) -> Result<Layout, String> {
@@ -42,17 +20,12 @@ fn generic(header: &[String]) -> Result<Layout, String> {
         .filter(|n| super::MAPPABLE_FIELDS.contains(n))
         .map(|n| (n.to_string(), n.to_string()))
         .collect();
-    let mut layout = Layout {
+    Ok(Layout {
         description: "a header row of this API's field names".into(),
-        columns: vec![],
         fields,
-        time_formats: vec![],
-        timezone: None,
-        values: BTreeMap::new(),
         identity: super::Identity::CallId,
-    };
-    layout.identity = super::Identity::CallId;
-    Ok(layout)
+        ..Layout::default()
+    })
 }
 
 /// Binds a named layout to a file: its own columns, or the file's header row.
@@ -79,8 +52,8 @@ pub fn detect(
     let Some(first) = sample.first() else {
         return Err("the file has no rows".into());
     };
-    let builtins: Vec<(String, Layout)> = builtin::all().into_iter().map(|b| (b.name, b.layout)).collect();
-    let candidates = saved.iter().chain(builtins.iter());
+    let builtins = builtin::all();
+    let candidates = saved.iter().map(|(n, l)| (n, l)).chain(builtins.iter().map(|b| (&b.name, &b.layout)));
 
     let mut best: Option<(usize, &String, Resolved)> = None;
     for (name, layout) in candidates.clone().filter(|(_, l)| l.has_header()) {
@@ -93,7 +66,8 @@ pub fn detect(
     if let Some((_, name, resolved)) = best {
         return Ok((name.clone(), resolved, true));
     }
-    if first.iter().any(|n| API_FIELDS.contains(&n.trim())) {
+    // A header row naming this API's own fields reads as the generic layout.
+    if first.iter().any(|n| super::MAPPABLE_FIELDS.contains(&n.trim())) {
         return Ok((GENERIC.to_string(), generic(first)?.resolve(first)?, true));
     }
     // The headerless layout most sampled rows fit (the first of equals), if at least half
@@ -112,8 +86,8 @@ pub fn detect(
     }
     let widths: Vec<String> = builtins
         .iter()
-        .filter(|(_, l)| !l.has_header())
-        .map(|(n, l)| format!("{n} ({})", l.columns.len()))
+        .filter(|b| !b.layout.has_header())
+        .map(|b| format!("{} ({})", b.name, b.layout.columns.len()))
         .collect();
     Err(format!(
         "cannot tell the layout of a file whose first row has {} columns: no known header row, and no \

@@ -56,7 +56,7 @@ pub enum Identity {
 }
 
 /// How to read one switch's CSV files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Object)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Object)]
 #[oai(rename = "CsvMapping")]
 pub struct Layout {
     /// What the layout reads, for people.
