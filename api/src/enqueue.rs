@@ -7,7 +7,7 @@
 use crate::cli::Limits;
 use crate::error::{ApiError, ErrorBody};
 use jobs::ingest::IngestJob;
-use jobs::queue::{Outgoing, Publisher};
+use jobs::queue::{Outgoing, PublishError, Publisher};
 use jobs::state::JobStore;
 use poem_openapi::payload::Json;
 
@@ -58,13 +58,22 @@ impl Enqueuer {
                 headers: Default::default(),
             })
             .await;
-        if let Err(e) = published {
-            // Nothing was queued: leave no state claiming otherwise.
-            if let Err(de) = self.jobs.delete(&job.job_id).await {
-                tracing::warn!(job_id = %job.job_id, error = %de, "could not remove state of unpublished job");
+        match published {
+            Ok(()) => Ok(()),
+            // Sent, but never confirmed: it may be queued, so its state stays (a worker that
+            // takes it finds it) and it is not sent again. The client resends; records are
+            // stored once by their identity whichever copy arrives.
+            Err(e @ PublishError::Unconfirmed(_)) => {
+                tracing::warn!(job_id = %job.job_id, error = %e, "publish not confirmed; the job may be queued");
+                Err(ApiError::unavailable("rabbitmq", e))
             }
-            return Err(ApiError::unavailable("rabbitmq", e));
+            Err(e) => {
+                // Nothing was queued: leave no state claiming otherwise.
+                if let Err(de) = self.jobs.delete(&job.job_id).await {
+                    tracing::warn!(job_id = %job.job_id, error = %de, "could not remove state of unpublished job");
+                }
+                Err(ApiError::unavailable("rabbitmq", e))
+            }
         }
-        Ok(())
     }
 }

@@ -13,6 +13,8 @@ pub struct Model {
     pub committed_at: DateTimeUtc,
     /// When every row of the batch was confirmed in the search index; NULL while it waits.
     pub indexed_at: Option<DateTimeUtc>,
+    /// When the sync sweeper last queued the batch for indexing; NULL if it never had to.
+    pub swept_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

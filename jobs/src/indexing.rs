@@ -5,6 +5,7 @@
 //! document id is the row id, so any repeat overwrites instead of duplicating. Rows the
 //! engine refuses for good are recorded in `index_failures` and the job is dead-lettered.
 
+use crate::error_code::ErrorCode;
 use crate::metrics;
 use crate::queue::{Outgoing, PublishError, Publisher};
 use crate::search::{SearchError, SearchIndex};
@@ -53,6 +54,8 @@ pub enum IndexError {
     Publish(#[from] PublishError),
     #[error("{count} rows refused for now by Elasticsearch, first: {first}")]
     ItemsRetryable { count: usize, first: String },
+    #[error("the search alias was missing; it has been re-created")]
+    AliasRecovered,
 }
 
 impl IndexError {
@@ -61,6 +64,19 @@ impl IndexError {
             IndexError::Search(e) => e.is_transient(),
             IndexError::Database(e) => crate::store::is_transient(e),
             _ => true,
+        }
+    }
+
+    /// The code a client sees in the job's state.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IndexError::Database(e) if crate::store::is_transient(e) => ErrorCode::DatabaseUnavailable,
+            IndexError::Database(_) => ErrorCode::DatabaseRefused,
+            IndexError::Search(e) if e.is_transient() => ErrorCode::SearchUnavailable,
+            IndexError::Search(_) => ErrorCode::SearchRefused,
+            IndexError::JobState(_) => ErrorCode::StateUnavailable,
+            IndexError::Publish(_) => ErrorCode::BrokerUnavailable,
+            IndexError::ItemsRetryable { .. } | IndexError::AliasRecovered => ErrorCode::SearchUnavailable,
         }
     }
 }
@@ -73,21 +89,26 @@ pub async fn enqueue(
 ) -> Result<String, IndexError> {
     let job = IndexJob::new(ingest_job_id);
     jobs.create(&job.initial_state()).await?;
-    let body = serde_json::to_vec(&job)
+    if let Err(e) = publish(publisher, &job).await {
+        let _ = jobs.delete(&job.job_id).await;
+        return Err(e);
+    }
+    Ok(job.job_id)
+}
+
+/// Publishes an index job's message (again, for the sweeper: same id, same state).
+pub async fn publish(publisher: &Publisher, job: &IndexJob) -> Result<(), IndexError> {
+    let body = serde_json::to_vec(job)
         .map_err(|e| PublishError::NotConfirmed(format!("unserialisable index job: {e}")))?;
-    let published = publisher
+    publisher
         .publish(Outgoing {
             queue: &publisher.topology().index,
             message_id: &job.job_id,
             body: &body,
             headers: FieldTable::default(),
         })
-        .await;
-    if let Err(e) = published {
-        let _ = jobs.delete(&job.job_id).await;
-        return Err(e.into());
-    }
-    Ok(job.job_id)
+        .await
+        .map_err(Into::into)
 }
 
 #[derive(Clone)]
@@ -104,14 +125,29 @@ pub struct IndexRunner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexResult {
     Indexed(u64),
+    /// Out of attempts for now; the sync sweeper queues the batch again later.
+    Deferred,
     Failed,
 }
 
 impl IndexRunner {
-    /// One attempt. `Ok`: acknowledge (done, or failed for good and recorded). `Err`: retry.
+    /// One attempt. `Ok`: acknowledge (done, deferred to the sweeper, or failed for good
+    /// and dead-lettered). `Err`: retry.
     pub async fn run(&self, job: &IndexJob, attempt: u32) -> Result<IndexResult, IndexError> {
-        if let Err(e) = self.jobs.start_attempt(&job.initial_state()).await {
-            warn!(job_id = %job.job_id, error = %e, "could not record attempt start");
+        let total_attempts = match self.jobs.start_attempt(&job.initial_state()).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(job_id = %job.job_id, error = %e, "could not record attempt start");
+                attempt
+            }
+        };
+        if total_attempts > self.max_attempts.saturating_add(crate::queue::REDELIVERY_ALLOWANCE) {
+            let reason = format!(
+                "delivered again and again without finishing ({total_attempts} attempts started): \
+                 the process running it died each time"
+            );
+            self.dead_letter(job, ErrorCode::DeliveryLimit, &reason).await?;
+            return Ok(IndexResult::Failed);
         }
         let mut indexed = 0;
         let mut refused: Vec<(i64, String)> = Vec::new();
@@ -119,12 +155,13 @@ impl IndexRunner {
         let outcome = self.index_all(job, &mut indexed, &mut refused).await;
         match outcome {
             Ok(()) if refused.is_empty() => {
-                let state = self.jobs.get(&job.job_id).await?;
-                let counts = JobCounts {
-                    indexed: state.map(|s| s.counts.indexed).unwrap_or(indexed),
-                    ..JobCounts::default()
+                let counts = match self.jobs.get(&job.job_id).await {
+                    Ok(Some(state)) => JobCounts { indexed: state.counts.indexed.max(indexed), ..JobCounts::default() },
+                    _ => JobCounts { indexed, ..JobCounts::default() },
                 };
-                self.jobs.mark_succeeded(&job.job_id, &counts).await?;
+                if let Err(e) = self.jobs.mark_succeeded(&job.job_id, &counts).await {
+                    warn!(job_id = %job.job_id, error = %e, "batch indexed; could not record the job's state");
+                }
                 metrics::count_records("indexed", indexed);
                 metrics::count_job("index", "succeeded");
                 metrics::metrics()
@@ -132,6 +169,7 @@ impl IndexRunner {
                     .with_label_values(&["index"])
                     .observe(started.elapsed().as_secs_f64());
                 info!(job_id = %job.job_id, indexed, "index job succeeded");
+                crate::crash::point("index-before-ack");
                 Ok(IndexResult::Indexed(indexed))
             }
             Ok(()) => {
@@ -141,25 +179,29 @@ impl IndexRunner {
                     refused[0].0,
                     refused[0].1
                 );
-                self.dead_letter(job, &reason).await?;
+                self.dead_letter(job, ErrorCode::SearchRefused, &reason).await?;
                 Ok(IndexResult::Failed)
             }
             Err(e) if !e.is_transient() => {
-                self.dead_letter(job, &format!("permanent error: {e}")).await?;
+                self.dead_letter(job, e.code(), &format!("permanent error: {e}")).await?;
                 Ok(IndexResult::Failed)
             }
             Err(e) if attempt >= self.max_attempts => {
-                // The rows stay unindexed in PostgreSQL, where the sync sweeper finds them.
-                let reason =
-                    format!("gave up after {attempt} attempts ({e}); the sync sweeper will retry the rows");
-                self.jobs.mark_failed(&job.job_id, &reason).await?;
-                metrics::count_job("index", "failed");
-                warn!(job_id = %job.job_id, reason, "index job gave up");
-                Ok(IndexResult::Failed)
+                // The rows stay unindexed in PostgreSQL, where the sync sweeper finds them and
+                // publishes this job again: it is not failed, only waiting.
+                let reason = format!(
+                    "gave up for now after {attempt} attempts ({e}); the sync sweeper queues it again"
+                );
+                if let Err(se) = self.jobs.mark_retrying(&job.job_id, e.code(), &reason).await {
+                    warn!(job_id = %job.job_id, error = %se, "could not record the deferred state");
+                }
+                metrics::count_job("index", "deferred");
+                warn!(job_id = %job.job_id, reason, "index job deferred to the sweeper");
+                Ok(IndexResult::Deferred)
             }
             Err(e) => {
                 warn!(job_id = %job.job_id, attempt, error = %e, "index attempt failed; will retry");
-                if let Err(re) = self.jobs.mark_retrying(&job.job_id, &e.to_string()).await {
+                if let Err(re) = self.jobs.mark_retrying(&job.job_id, e.code(), &e.to_string()).await {
                     warn!(job_id = %job.job_id, error = %re, "could not record retrying state");
                 }
                 Err(e)
@@ -168,14 +210,20 @@ impl IndexRunner {
     }
 
     /// Writes every row of the batch, in id order and in chunks, then marks the batch
-    /// indexed. A retry starts over: the document ids make that harmless.
+    /// indexed. A retry starts over: the document ids make that harmless. A batch already
+    /// marked indexed (a second copy of the job, from the sweeper or a redelivery) is done.
     async fn index_all(
         &self,
         job: &IndexJob,
         indexed: &mut u64,
         refused: &mut Vec<(i64, String)>,
     ) -> Result<(), IndexError> {
-        self.jobs.reset_indexed(&job.job_id).await?;
+        if batch_indexed(&self.db, &job.ingest_job_id).await? {
+            return Ok(());
+        }
+        if let Err(e) = self.jobs.reset_indexed(&job.job_id).await {
+            warn!(job_id = %job.job_id, error = %e, "could not reset the indexed count");
+        }
         let mut last_id = 0_i64;
         loop {
             let rows = cdrs::Entity::find()
@@ -188,35 +236,81 @@ impl IndexRunner {
             let Some(last) = rows.last() else { break };
             last_id = last.id;
             let outcome = self.search.bulk_index(None, &rows).await?;
+            if outcome.alias_missing {
+                if self.search.recover_alias().await? {
+                    let reset = reset_all_batches(&self.db).await?;
+                    error!(batches = reset, "every batch is due for indexing again into the re-created alias");
+                }
+                return Err(IndexError::AliasRecovered);
+            }
             if let Some((_, first)) = outcome.retryable.first() {
                 return Err(IndexError::ItemsRetryable {
                     count: outcome.retryable.len(),
                     first: first.clone(),
                 });
             }
+            crate::crash::point("index-after-bulk");
             let n = outcome.indexed.len() as u64;
             *indexed += n;
-            self.jobs.add_indexed(&job.job_id, n).await?;
+            if let Err(e) = self.jobs.add_indexed(&job.job_id, n).await {
+                warn!(job_id = %job.job_id, error = %e, "could not record indexing progress");
+            }
+            clear_failures(&self.db, &outcome.indexed).await?;
             for (id, reason) in &outcome.rejected {
                 record_failure(&self.db, *id, &job.job_id, reason).await?;
             }
             refused.extend(outcome.rejected);
         }
         mark_batch_indexed(&self.db, &job.ingest_job_id).await?;
-        self.jobs.touch_last_indexed().await?;
+        crate::crash::point("index-after-mark");
+        if let Err(e) = self.jobs.touch_last_indexed().await {
+            warn!(error = %e, "could not record when rows last reached the index");
+        }
         Ok(())
     }
 
-    async fn dead_letter(&self, job: &IndexJob, reason: &str) -> Result<(), IndexError> {
+    /// Ends a job for good: its message goes to the dead-letter queue (where an operator's
+    /// retry finds it) and its state to `failed`.
+    pub async fn dead_letter(&self, job: &IndexJob, code: ErrorCode, reason: &str) -> Result<(), IndexError> {
         let body = serde_json::to_vec(job)
             .map_err(|e| PublishError::NotConfirmed(format!("unserialisable index job: {e}")))?;
         let queue = &self.publisher.topology().index;
-        self.publisher.dead_letter(queue, &job.job_id, &body, reason).await?;
-        self.jobs.mark_failed(&job.job_id, reason).await?;
+        self.publisher.dead_letter(queue, &job.job_id, &body, code, reason).await?;
+        if let Err(e) = self.jobs.mark_failed(&job.job_id, code, reason).await {
+            warn!(job_id = %job.job_id, error = %e, "job dead-lettered; could not record its failed state");
+        }
         metrics::count_job("index", "failed");
         error!(job_id = %job.job_id, reason, "index job failed; dead-lettered");
         Ok(())
     }
+}
+
+/// Whether every row of an ingest batch is in the index already.
+async fn batch_indexed(db: &DatabaseConnection, ingest_job_id: &str) -> Result<bool, DbErr> {
+    let batch = ingest_batches::Entity::find_by_id(ingest_job_id.to_string()).one(db).await?;
+    Ok(batch.is_some_and(|b| b.indexed_at.is_some()))
+}
+
+/// Makes every batch due for indexing again (after the alias had to be re-created empty).
+async fn reset_all_batches(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    ingest_batches::Entity::update_many()
+        .col_expr(ingest_batches::Column::IndexedAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .filter(ingest_batches::Column::Inserted.gt(0))
+        .exec(db)
+        .await
+        .map(|r| r.rows_affected)
+}
+
+/// Forgets earlier refusals of rows the index has now accepted.
+pub async fn clear_failures(db: &impl sea_orm::ConnectionTrait, ids: &[i64]) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    index_failures::Entity::delete_many()
+        .filter(index_failures::Column::CdrId.is_in(ids.iter().copied()))
+        .exec(db)
+        .await
+        .map(|_| ())
 }
 
 /// Marks an ingest batch as present in the index.
@@ -229,8 +323,9 @@ pub async fn mark_batch_indexed(db: &DatabaseConnection, ingest_job_id: &str) ->
         .map(|_| ())
 }
 
-async fn record_failure(
-    db: &DatabaseConnection,
+/// Records a row the index refused for good (kept until the row indexes or a rebuild runs).
+pub async fn record_failure(
+    db: &impl sea_orm::ConnectionTrait,
     cdr_id: i64,
     job_id: &str,
     reason: &str,

@@ -1,6 +1,7 @@
 //! The ingest job: one accepted `POST /cdrs` batch, stored in PostgreSQL exactly once.
 
 use crate::cdr::Cdr;
+use crate::error_code::ErrorCode;
 use crate::metrics;
 use crate::queue::{PublishError, Publisher};
 use crate::state::{JobCounts, JobKind, JobState, JobStore};
@@ -63,10 +64,27 @@ pub enum IngestResult {
     DeadLettered,
 }
 
+impl IngestError {
+    /// The code a client sees in the job's state.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IngestError::Database(e) if is_transient(e) => ErrorCode::DatabaseUnavailable,
+            IngestError::Database(_) => ErrorCode::DatabaseRefused,
+            IngestError::JobState(_) => ErrorCode::StateUnavailable,
+            IngestError::DeadLetter(_) => ErrorCode::BrokerUnavailable,
+        }
+    }
+}
+
 impl IngestRunner {
     /// Runs one attempt. `Ok` means the message may be acknowledged: the batch is committed,
     /// or it has been dead-lettered with its error. `Err` means try again later; the job
     /// state then shows `retrying`.
+    ///
+    /// Whether a message is acknowledged depends only on the durable stores (PostgreSQL for
+    /// a batch, the dead-letter queue for a failure): job state in Redis is written on the
+    /// way but never decides it. A batch that committed while Redis was down is acknowledged;
+    /// `GET /jobs/{id}` then reads its outcome from PostgreSQL.
     pub async fn run(&self, job: &IngestJob, attempt: u32) -> Result<IngestResult, IngestError> {
         let total_attempts = match self.jobs.start_attempt(&job.initial_state()).await {
             Ok(n) => n,
@@ -75,9 +93,18 @@ impl IngestRunner {
                 attempt
             }
         };
+        if total_attempts > self.max_attempts.saturating_add(crate::queue::REDELIVERY_ALLOWANCE) {
+            let reason = format!(
+                "delivered again and again without finishing ({total_attempts} attempts started): \
+                 the process running it died each time"
+            );
+            return self.dead_letter(job, ErrorCode::DeliveryLimit, &reason, total_attempts).await;
+        }
         let started = std::time::Instant::now();
+        crate::crash::point("ingest-before-store");
         match self.store.store_batch(&job.job_id, &job.cdrs).await {
             Ok(outcome) => {
+                crate::crash::point("ingest-after-commit");
                 let counts = JobCounts {
                     received: job.received,
                     rejected: job.rejected,
@@ -88,7 +115,10 @@ impl IngestRunner {
                 if outcome.inserted > 0 {
                     self.enqueue_indexing(job).await;
                 }
-                self.jobs.mark_succeeded(&job.job_id, &counts).await?;
+                crate::crash::point("ingest-after-index-queued");
+                if let Err(e) = self.jobs.mark_succeeded(&job.job_id, &counts).await {
+                    warn!(job_id = %job.job_id, error = %e, "batch committed; its job state will catch up from PostgreSQL");
+                }
                 if !outcome.replayed {
                     metrics::count_records("inserted", outcome.inserted);
                     metrics::count_records("duplicate", outcome.duplicates);
@@ -106,18 +136,22 @@ impl IngestRunner {
                     attempts = total_attempts,
                     "ingest job succeeded"
                 );
+                crate::crash::point("ingest-before-ack");
                 Ok(IngestResult::Stored(outcome))
             }
             Err(e) if !is_transient(&e) => {
-                self.dead_letter(job, &format!("permanent database error: {e}"), total_attempts).await
+                let reason = format!("permanent database error: {e}");
+                self.dead_letter(job, ErrorCode::DatabaseRefused, &reason, total_attempts).await
             }
             Err(e) if attempt >= self.max_attempts => {
                 let reason = format!("gave up after {attempt} attempts: {e}");
-                self.dead_letter(job, &reason, total_attempts).await
+                self.dead_letter(job, ErrorCode::DatabaseUnavailable, &reason, total_attempts).await
             }
             Err(e) => {
                 warn!(job_id = %job.job_id, attempt, error = %e, "ingest attempt failed; will retry");
-                if let Err(re) = self.jobs.mark_retrying(&job.job_id, &e.to_string()).await {
+                if let Err(re) =
+                    self.jobs.mark_retrying(&job.job_id, ErrorCode::DatabaseUnavailable, &e.to_string()).await
+                {
                     warn!(job_id = %job.job_id, error = %re, "could not record retrying state");
                 }
                 Err(e.into())
@@ -141,11 +175,12 @@ impl IngestRunner {
     }
 
     /// Ends a job for good: dead-letters its message with the reason and marks it `failed`.
-    /// `Err` when the dead-letter queue or the state store could not be written; the message
-    /// must then go back to its queue rather than be acknowledged.
+    /// `Err` when the dead-letter queue could not be written; the message must then go back
+    /// to its queue rather than be acknowledged.
     pub async fn dead_letter(
         &self,
         job: &IngestJob,
+        code: ErrorCode,
         reason: &str,
         attempts: u32,
     ) -> Result<IngestResult, IngestError> {
@@ -153,8 +188,11 @@ impl IngestRunner {
             IngestError::DeadLetter(PublishError::NotConfirmed(format!("unserialisable job: {e}")))
         })?;
         let queue = &self.publisher.topology().ingest;
-        self.publisher.dead_letter(queue, &job.job_id, &body, reason).await?;
-        self.jobs.mark_failed(&job.job_id, reason).await?;
+        self.publisher.dead_letter(queue, &job.job_id, &body, code, reason).await?;
+        // The dead-letter queue holds the job now: acknowledge even if Redis is down.
+        if let Err(e) = self.jobs.mark_failed(&job.job_id, code, reason).await {
+            warn!(job_id = %job.job_id, error = %e, "job dead-lettered; could not record its failed state");
+        }
         metrics::count_job("ingest", "failed");
         error!(job_id = %job.job_id, attempts, reason, "ingest job failed; dead-lettered");
         Ok(IngestResult::DeadLettered)

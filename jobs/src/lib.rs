@@ -3,7 +3,9 @@
 pub mod cdr;
 pub mod config;
 pub mod connect;
+pub mod crash;
 pub mod db;
+pub mod error_code;
 pub mod indexing;
 pub mod ingest;
 pub mod metrics;

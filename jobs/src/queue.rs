@@ -19,6 +19,17 @@ const PERSISTENT: u8 = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Deliveries of one message the broker allows before it dead-letters the message itself
+/// (`x-delivery-limit`): a message that kills every process that takes it must not be
+/// delivered forever.
+pub const DELIVERY_LIMIT: i64 = 20;
+
+/// Attempts beyond `CDR_MAX_ATTEMPTS` a job may start, across redeliveries, before the
+/// worker parks it as `delivery_limit` itself. Lower than [`DELIVERY_LIMIT`], so the job's
+/// state says why; the broker's limit still stops a message that dies before its state
+/// could be read.
+pub const REDELIVERY_ALLOWANCE: u32 = 5;
+
 /// The names of one deployment's exchanges and queues.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -57,6 +68,7 @@ impl Topology {
     pub fn arguments(&self, queue: &str) -> FieldTable {
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(self.dead_letter_exchange.as_str().into()),
@@ -72,8 +84,17 @@ impl Topology {
         QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
     }
 
-    /// Declares everything; safe to call from every process at every start.
-    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+    /// Options of a consumer's declaration: passive, so a queue is used with the arguments
+    /// it was created with. (RabbitMQ refuses to re-declare a queue with other arguments,
+    /// and queues created by an earlier version lack `x-delivery-limit`; see the README for
+    /// the policy that adds it to them.)
+    pub fn consumer_queue_options() -> QueueDeclareOptions {
+        QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() }
+    }
+
+    /// Declares everything; safe to call from every process at every start. A job queue that
+    /// exists already is left as it is (see [`Topology::consumer_queue_options`]).
+    pub async fn declare(&self, connection: &Connection, channel: &Channel) -> Result<(), lapin::Error> {
         channel
             .exchange_declare(
                 self.dead_letter_exchange.as_str().into(),
@@ -96,7 +117,19 @@ impl Topology {
                     FieldTable::default(),
                 )
                 .await?;
-            channel.queue_declare(queue.into(), Self::queue_options(), self.arguments(queue)).await?;
+            // A passive declare of a missing queue closes its channel: probe on a channel of
+            // its own.
+            let probe = connection.create_channel().await?;
+            let exists = probe
+                .queue_declare(queue.into(), Self::consumer_queue_options(), FieldTable::default())
+                .await
+                .is_ok();
+            if probe.status().connected() {
+                let _ = probe.close(200, "probed".into()).await;
+            }
+            if !exists {
+                channel.queue_declare(queue.into(), Self::queue_options(), self.arguments(queue)).await?;
+            }
         }
         Ok(())
     }
@@ -109,6 +142,10 @@ pub enum PublishError {
     Unreachable(String),
     #[error("message broker did not confirm the message: {0}")]
     NotConfirmed(String),
+    /// The message was sent but its confirm never came: it may or may not be queued, so it
+    /// is not sent again (that could queue the job twice).
+    #[error("message broker did not answer the publish in time; the message may be queued: {0}")]
+    Unconfirmed(String),
 }
 
 /// A message to publish.
@@ -158,7 +195,7 @@ impl Publisher {
         .map_err(unreachable)?;
         let channel = conn.create_channel().await.map_err(unreachable)?;
         channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unreachable)?;
-        self.topology.declare(&channel).await.map_err(unreachable)?;
+        self.topology.declare(&conn, &channel).await.map_err(unreachable)?;
         *link = Some((conn, channel.clone()));
         Ok(channel)
     }
@@ -199,10 +236,11 @@ impl Publisher {
             )
             .await
             .map_err(|e| PublishError::Unreachable(e.to_string()))?;
+        // From here the message has left: a failure can no longer tell whether it was queued.
         let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
             .await
-            .map_err(|_| PublishError::Unreachable("confirm timed out".into()))?
-            .map_err(|e| PublishError::Unreachable(e.to_string()))?;
+            .map_err(|_| PublishError::Unconfirmed("confirm timed out".into()))?
+            .map_err(|e| PublishError::Unconfirmed(e.to_string()))?;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(returned)) => Err(PublishError::NotConfirmed(format!(
@@ -217,16 +255,18 @@ impl Publisher {
     }
 
     /// Parks a job that failed for good in its queue's dead-letter queue, with the reason in
-    /// the `x-cdr-error` header, for inspection and replay.
+    /// the `x-cdr-error` header and its code in `x-cdr-error-code`, for inspection and replay.
     pub async fn dead_letter(
         &self,
         queue: &str,
         message_id: &str,
         body: &[u8],
+        code: crate::error_code::ErrorCode,
         reason: &str,
     ) -> Result<(), PublishError> {
         let mut headers = FieldTable::default();
         headers.insert("x-cdr-error".into(), AMQPValue::LongString(reason.into()));
+        headers.insert("x-cdr-error-code".into(), AMQPValue::LongString(code.as_str().into()));
         self.publish(Outgoing { queue: &Topology::dead(queue), message_id, body, headers }).await
     }
 
@@ -325,7 +365,8 @@ pub async fn dead_letter_unreadable(
     let job_id = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("job_id").and_then(|id| id.as_str()).map(str::to_string));
-    publisher.dead_letter(queue, job_id.as_deref().unwrap_or("unreadable"), body, reason).await?;
+    let id = job_id.as_deref().unwrap_or("unreadable");
+    publisher.dead_letter(queue, id, body, crate::error_code::ErrorCode::UnreadableMessage, reason).await?;
     tracing::error!(
         queue,
         job_id = job_id.as_deref().unwrap_or("-"),

@@ -4,12 +4,16 @@
 //! serving the old one; rows stored or indexed meanwhile are caught up; then the alias
 //! moves to the new index in one atomic step and the old index is deleted.
 
+use crate::error_code::ErrorCode;
 use crate::search::{SearchError, SearchIndex};
 use crate::state::{JobCounts, JobKind, JobState, JobStore};
 use chrono::{DateTime, Utc};
-use entities::cdrs;
+use entities::{cdrs, index_failures};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -55,8 +59,6 @@ pub enum ReindexError {
     Search(#[from] SearchError),
     #[error("job state store: {0}")]
     JobState(#[from] redis::RedisError),
-    #[error("Elasticsearch refused {0} rows")]
-    Refused(usize),
 }
 
 /// Claims the rebuild lease for a new job, unless a live rebuild holds it.
@@ -87,39 +89,72 @@ pub struct ReindexRunner {
     pub chunk: u64,
 }
 
+/// What a rebuild wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub indexed: u64,
+    /// Rows the new index refused for good: skipped, listed in `index_failures`.
+    pub refused: u64,
+}
+
 impl ReindexRunner {
-    /// Runs the whole rebuild; the job's state shows progress in `counts.indexed`.
-    pub async fn run(&self, job: &ReindexJob) -> Result<u64, ReindexError> {
+    /// Runs the whole rebuild; the job's state shows progress in `counts.indexed`. A
+    /// redelivered job picks up where its earlier delivery stopped: if the alias already
+    /// moved, it only finishes the clean-up.
+    pub async fn run(&self, job: &ReindexJob) -> Result<Rebuilt, ReindexError> {
+        if let Some(state) = self.jobs.get(&job.job_id).await?
+            && state.status == crate::state::JobStatus::Succeeded
+        {
+            return Ok(Rebuilt { indexed: state.counts.indexed, refused: state.counts.refused });
+        }
         self.jobs.start_attempt(&job.initial_state()).await?;
         let result = self.rebuild(job).await;
         match &result {
-            Ok(n) => {
-                let counts = JobCounts { indexed: *n, ..JobCounts::default() };
+            Ok(done) => {
+                let counts = JobCounts { indexed: done.indexed, refused: done.refused, ..JobCounts::default() };
                 self.jobs.mark_succeeded(&job.job_id, &counts).await?;
                 crate::metrics::count_job("reindex", "succeeded");
-                info!(job_id = %job.job_id, indexed = n, "reindex succeeded");
+                info!(job_id = %job.job_id, indexed = done.indexed, refused = done.refused, "reindex succeeded");
             }
             Err(e) => {
-                self.jobs.mark_failed(&job.job_id, &e.to_string()).await?;
+                self.jobs.mark_failed(&job.job_id, e.code(), &e.to_string()).await?;
                 crate::metrics::count_job("reindex", "failed");
                 warn!(job_id = %job.job_id, error = %e, "reindex failed");
             }
         }
+        crate::crash::point("reindex-before-ack");
         if let Err(e) = self.jobs.release_lease(LEASE, &job.job_id).await {
             warn!(error = %e, "could not release the reindex lease");
         }
         result
     }
 
-    async fn rebuild(&self, job: &ReindexJob) -> Result<u64, ReindexError> {
-        let started = Utc::now();
+    async fn rebuild(&self, job: &ReindexJob) -> Result<Rebuilt, ReindexError> {
         let target = format!("{}-{}", self.search.alias(), job.job_id);
-        // An interrupted earlier attempt of this job may have left a partial index.
+        let serving = self.search.alias_targets().await?.unwrap_or_default();
+        // When this job's first attempt started: what the catch-up looks back from.
+        let started = match self.jobs.get(&job.job_id).await? {
+            Some(state) => state.started_at.unwrap_or(job.enqueued_at),
+            None => job.enqueued_at,
+        };
+        if serving.contains(&target) {
+            // An earlier delivery moved the alias and died before finishing: the index the
+            // alias serves is complete. Finish the catch-up and the clean-up only.
+            info!(job_id = %job.job_id, index = %target, "alias already moved by an earlier delivery");
+            self.catch_up(&target, started).await?;
+            self.drop_replaced(job, &target).await?;
+            self.forget_failures_before(started).await?;
+            let indexed = self.search.count(Some(&target)).await?;
+            return Ok(Rebuilt { indexed, refused: self.refused_since(started).await? });
+        }
+        // An interrupted earlier attempt may have left a partial index (never the served
+        // one: that case is above).
         self.search.delete_index(&target).await?;
         self.search.create_index(&target, false).await?;
+        crate::crash::point("reindex-after-create");
 
         let mut last_id = 0_i64;
-        let mut total = 0_u64;
+        let mut done = Rebuilt::default();
         loop {
             let rows = cdrs::Entity::find()
                 .filter(cdrs::Column::Id.gt(last_id))
@@ -129,27 +164,65 @@ impl ReindexRunner {
                 .await?;
             let Some(last) = rows.last() else { break };
             last_id = last.id;
-            total += self.write_chunk(&target, &rows).await?;
+            let (written, refused) = self.write_chunk(&target, &rows, &job.job_id).await?;
+            done.indexed += written;
+            done.refused += refused;
             self.jobs.add_indexed(&job.job_id, rows.len() as u64).await?;
+            crate::crash::point("reindex-after-chunk");
         }
-        self.catch_up(&target, started).await?;
+        done.refused += self.catch_up(&target, started).await?;
         self.search.refresh(Some(&target)).await?;
-        let old = self.search.alias_targets().await?.unwrap_or_default();
-        let old: Vec<String> = old.into_iter().filter(|i| *i != target).collect();
+        let old: Vec<String> = serving.into_iter().filter(|i| *i != target).collect();
+        // Kept with the job so a later delivery knows what to delete after the swap.
+        self.jobs.set_note(&job.job_id, "replaces", &old.join(",")).await?;
+        crate::crash::point("reindex-before-swap");
         self.search.swap_alias(&old, &target).await?;
+        crate::crash::point("reindex-after-swap");
         // Rows written to the old index between the catch-up and the swap.
-        self.catch_up(&target, started).await?;
-        for index in &old {
-            self.search.delete_index(index).await?;
-        }
-        info!(job_id = %job.job_id, index = %target, replaced = ?old, rows = total, "alias swapped");
-        Ok(total)
+        done.refused += self.catch_up(&target, started).await?;
+        self.drop_replaced(job, &target).await?;
+        self.forget_failures_before(started).await?;
+        info!(job_id = %job.job_id, index = %target, replaced = ?old, rows = done.indexed, refused = done.refused, "alias swapped");
+        Ok(done)
     }
 
-    /// Re-writes rows stored or indexed since the rebuild began.
-    async fn catch_up(&self, target: &str, started: DateTime<Utc>) -> Result<(), ReindexError> {
+    /// Deletes the indices the alias served before this rebuild (never `target`).
+    async fn drop_replaced(&self, job: &ReindexJob, target: &str) -> Result<(), ReindexError> {
+        let replaced = self.jobs.note(&job.job_id, "replaces").await?.unwrap_or_default();
+        for index in replaced.split(',').filter(|i| !i.is_empty() && *i != target) {
+            self.search.delete_index(index).await?;
+        }
+        crate::crash::point("reindex-after-delete");
+        Ok(())
+    }
+
+    /// Rows refused before this rebuild were all written again by it: those it accepted are
+    /// failures no more, those it refused again were recorded anew.
+    async fn forget_failures_before(&self, started: DateTime<Utc>) -> Result<(), ReindexError> {
+        self.db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                "DELETE FROM index_failures WHERE failed_at < $1",
+                [started.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Rows the index refused since `since` (this rebuild's refusals).
+    async fn refused_since(&self, since: DateTime<Utc>) -> Result<u64, ReindexError> {
+        let n = index_failures::Entity::find()
+            .filter(index_failures::Column::FailedAt.gte(since))
+            .count(&self.db)
+            .await?;
+        Ok(n)
+    }
+
+    /// Re-writes rows stored or indexed since the rebuild began; returns the rows refused.
+    async fn catch_up(&self, target: &str, started: DateTime<Utc>) -> Result<u64, ReindexError> {
         let since = started - CATCH_UP_MARGIN;
         let mut last_id = 0_i64;
+        let mut refused = 0;
         loop {
             let rows = cdrs::Entity::find()
                 .filter(cdrs::Column::Id.gt(last_id))
@@ -162,17 +235,24 @@ impl ReindexRunner {
                 .all(&self.db)
                 .await?;
             let Some(last) = rows.last() else {
-                return Ok(());
+                return Ok(refused);
             };
             last_id = last.id;
-            self.write_chunk(target, &rows).await?;
+            refused += self.write_chunk(target, &rows, "catch-up").await?.1;
         }
     }
 
-    /// Writes one chunk, retrying what the engine refuses for now.
-    async fn write_chunk(&self, target: &str, rows: &[cdrs::Model]) -> Result<u64, ReindexError> {
+    /// Writes one chunk, retrying what the engine refuses for now; rows refused for good
+    /// are recorded and skipped. Returns (written, refused).
+    async fn write_chunk(
+        &self,
+        target: &str,
+        rows: &[cdrs::Model],
+        job_id: &str,
+    ) -> Result<(u64, u64), ReindexError> {
         let mut pending: Vec<cdrs::Model> = rows.to_vec();
         let mut written = 0;
+        let mut refused = 0;
         for attempt in 0..=CHUNK_RETRIES {
             let outcome = match self.search.bulk_index(Some(target), &pending).await {
                 Ok(o) => o,
@@ -183,11 +263,16 @@ impl ReindexRunner {
                 Err(e) => return Err(e.into()),
             };
             written += outcome.indexed.len() as u64;
-            if !outcome.rejected.is_empty() {
-                return Err(ReindexError::Refused(outcome.rejected.len()));
+            crate::indexing::clear_failures(&self.db, &outcome.indexed).await?;
+            for (id, reason) in &outcome.rejected {
+                crate::indexing::record_failure(&self.db, *id, job_id, reason).await?;
             }
+            if !outcome.rejected.is_empty() {
+                warn!(job_id, refused = outcome.rejected.len(), first = %outcome.rejected[0].1, "rebuild skipped rows the index refused");
+            }
+            refused += outcome.rejected.len() as u64;
             if outcome.retryable.is_empty() {
-                return Ok(written);
+                return Ok((written, refused));
             }
             let retry: std::collections::HashSet<i64> = outcome.retryable.iter().map(|(id, _)| *id).collect();
             pending.retain(|r| retry.contains(&r.id));
@@ -197,6 +282,20 @@ impl ReindexRunner {
             status: 429,
             body: "rows still refused after retries".into(),
         }))
+    }
+}
+
+impl ReindexError {
+    /// The code a client sees in the job's state.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ReindexError::AlreadyRunning(_) => ErrorCode::Conflict,
+            ReindexError::Database(e) if crate::store::is_transient(e) => ErrorCode::DatabaseUnavailable,
+            ReindexError::Database(_) => ErrorCode::DatabaseRefused,
+            ReindexError::Search(e) if e.is_transient() => ErrorCode::SearchUnavailable,
+            ReindexError::Search(_) => ErrorCode::SearchRefused,
+            ReindexError::JobState(_) => ErrorCode::StateUnavailable,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! `enqueued → processing → (retrying →)* succeeded | failed`, and expiring a configurable
 //! time after its last change so Redis never grows without bound.
 
+use crate::error_code::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use redis::AsyncCommands;
@@ -85,6 +86,10 @@ pub struct JobCounts {
     pub duplicates: u64,
     /// Records written into the search index (index and reindex jobs).
     pub indexed: u64,
+    /// Records the search index refused for good (index and reindex jobs): listed in
+    /// `index_failures`, counted by `/sync-status`, written again by the next rebuild.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// A job as clients follow it.
@@ -102,10 +107,18 @@ pub struct JobState {
     /// When the job succeeded or failed; null until then.
     #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// When the state last changed.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
     pub counts: JobCounts,
     /// The last error: why the job is retrying, or why it failed.
     #[oai(nullable)]
     pub error: Option<String>,
+    /// The last error's code, from the same table as the API's error codes.
+    #[oai(nullable)]
+    #[serde(default)]
+    pub error_code: Option<ErrorCode>,
     /// For an ingest job: the index job that makes its records searchable.
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,11 +135,101 @@ impl JobState {
             enqueued_at,
             started_at: None,
             finished_at: None,
+            updated_at: Some(enqueued_at),
             counts,
             error: None,
+            error_code: None,
             index_job_id: None,
         }
     }
+}
+
+/// Which current statuses a state change may start from. Deliveries race (a redelivered
+/// copy, a late `retrying` from an attempt that lost its connection): state only ever moves
+/// forward, so a client never sees a finished job become unfinished again.
+#[derive(Debug, Clone, Copy)]
+enum Transition {
+    /// Into a non-final status: only from a non-final one.
+    Forward,
+    /// Into a final status: from anything but `succeeded` (which is never undone; writing it
+    /// again refreshes its counts).
+    Finish,
+    /// Back to `enqueued` after a new publish: from `failed` or `retrying` only.
+    Requeue,
+}
+
+impl Transition {
+    fn allowed_from(self) -> &'static str {
+        match self {
+            Transition::Forward => "enqueued,processing,retrying",
+            Transition::Finish => "enqueued,processing,retrying,failed,succeeded-if-succeeded",
+            Transition::Requeue => "failed,retrying",
+        }
+    }
+}
+
+/// KEYS[1] the job; ARGV: allowed-from list, ttl, then field/value pairs, the first being
+/// `status`/<new status>. A missing hash may always be written (its state was lost).
+const TRANSITION: &str = r"
+local current = redis.call('HGET', KEYS[1], 'status')
+local new = ARGV[4]
+if current then
+  local ok = false
+  for s in string.gmatch(ARGV[1], '[^,]+') do
+    if s == current or (s == 'succeeded-if-succeeded' and current == 'succeeded' and new == 'succeeded') then
+      ok = true
+    end
+  end
+  if not ok then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// KEYS[1] the job; ARGV: kind, enqueued_at, received, rejected, now, ttl. Returns attempts.
+const START_ATTEMPT: &str = r"
+redis.call('HSETNX', KEYS[1], 'kind', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'enqueued_at', ARGV[2])
+redis.call('HSETNX', KEYS[1], 'received', ARGV[3])
+redis.call('HSETNX', KEYS[1], 'rejected', ARGV[4])
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[5])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
+local current = redis.call('HGET', KEYS[1], 'status')
+if current ~= 'succeeded' and current ~= 'failed' then
+  redis.call('HSET', KEYS[1], 'status', 'processing')
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+return attempts
+";
+
+/// KEYS[1] the lease; ARGV: holder, ttl in ms. 1 when `holder` holds it afterwards.
+const HOLD_LEASE: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if current then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// The scripts, hashed once.
+struct Scripts {
+    transition: redis::Script,
+    start_attempt: redis::Script,
+    hold_lease: redis::Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
+        transition: redis::Script::new(TRANSITION),
+        start_attempt: redis::Script::new(START_ATTEMPT),
+        hold_lease: redis::Script::new(HOLD_LEASE),
+    });
+    &SCRIPTS
 }
 
 /// Reads and writes job state. Cloning is cheap: the connection manager is shared and
@@ -177,6 +280,7 @@ impl JobStore {
             ("status", job.status.as_str().to_string()),
             ("attempts", job.attempts.to_string()),
             ("enqueued_at", job.enqueued_at.to_rfc3339()),
+            ("updated_at", Utc::now().to_rfc3339()),
         ];
         fields.extend(count_fields(&job.counts));
         self.write(&job.id, &fields).await
@@ -189,57 +293,69 @@ impl JobStore {
     }
 
     /// Marks an attempt as started; returns the attempt number across all deliveries.
-    /// `template` recreates the hash if it expired or Redis lost it.
+    /// `template` recreates the hash if it expired or Redis lost it. A job already final
+    /// (a redelivered copy of a job that succeeded) keeps its status.
     pub async fn start_attempt(&self, template: &JobState) -> redis::RedisResult<u32> {
         let key = self.key(&template.id);
         let mut conn = self.conn.clone();
         let now = Utc::now().to_rfc3339();
-        let (attempts,): (u32,) = redis::pipe()
-            .atomic()
-            .hset_nx(&key, "kind", template.kind.as_str())
-            .ignore()
-            .hset_nx(&key, "enqueued_at", template.enqueued_at.to_rfc3339())
-            .ignore()
-            .hset_nx(&key, "received", template.counts.received)
-            .ignore()
-            .hset_nx(&key, "rejected", template.counts.rejected)
-            .ignore()
-            .hset_nx(&key, "started_at", &now)
-            .ignore()
-            .hset(&key, "status", JobStatus::Processing.as_str())
-            .ignore()
-            .hincr(&key, "attempts", 1)
-            .expire(&key, self.ttl_secs)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(attempts)
+        scripts()
+            .start_attempt
+            .key(&key)
+            .arg(template.kind.as_str())
+            .arg(template.enqueued_at.to_rfc3339())
+            .arg(template.counts.received)
+            .arg(template.counts.rejected)
+            .arg(&now)
+            .arg(self.ttl_secs)
+            .invoke_async(&mut conn)
+            .await
     }
 
-    pub async fn mark_retrying(&self, id: &str, error: &str) -> redis::RedisResult<()> {
-        self.write(id, &[("status", "retrying".into()), ("error", error.to_string())]).await
+    /// Moves a job to `to` with `fields`, unless its current status forbids it (see
+    /// [`Transition`]). Returns whether the write happened.
+    async fn transition(
+        &self,
+        id: &str,
+        to: JobStatus,
+        rule: Transition,
+        fields: &[(&str, String)],
+    ) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        let mut script = scripts().transition.prepare_invoke();
+        script.key(self.key(id)).arg(rule.allowed_from()).arg(self.ttl_secs).arg("status").arg(to.as_str());
+        script.arg("updated_at").arg(Utc::now().to_rfc3339());
+        for (k, v) in fields {
+            script.arg(*k).arg(v);
+        }
+        let written: i64 = script.invoke_async(&mut conn).await?;
+        Ok(written == 1)
+    }
+
+    pub async fn mark_retrying(&self, id: &str, code: ErrorCode, error: &str) -> redis::RedisResult<()> {
+        let fields = [("error", error.to_string()), ("error_code", code.as_str().to_string())];
+        self.transition(id, JobStatus::Retrying, Transition::Forward, &fields).await.map(drop)
     }
 
     pub async fn mark_succeeded(&self, id: &str, counts: &JobCounts) -> redis::RedisResult<()> {
         let mut fields = vec![
-            ("status", "succeeded".to_string()),
             ("finished_at", Utc::now().to_rfc3339()),
             ("error", String::new()),
+            ("error_code", String::new()),
         ];
         fields.extend(count_fields(counts));
-        self.write(id, &fields).await
+        self.transition(id, JobStatus::Succeeded, Transition::Finish, &fields).await.map(drop)
     }
 
-    pub async fn mark_failed(&self, id: &str, error: &str) -> redis::RedisResult<()> {
-        self.write(
-            id,
-            &[
-                ("status", "failed".into()),
-                ("finished_at", Utc::now().to_rfc3339()),
-                ("error", error.to_string()),
-            ],
-        )
-        .await?;
+    pub async fn mark_failed(&self, id: &str, code: ErrorCode, error: &str) -> redis::RedisResult<()> {
+        let fields = [
+            ("finished_at", Utc::now().to_rfc3339()),
+            ("error", error.to_string()),
+            ("error_code", code.as_str().to_string()),
+        ];
+        if !self.transition(id, JobStatus::Failed, Transition::Finish, &fields).await? {
+            return Ok(());
+        }
         // The index of failed jobs lives no longer than the jobs it lists: entries older than
         // the state TTL are trimmed, and the key expires a TTL after the latest failure.
         let now = Utc::now().timestamp_millis();
@@ -277,15 +393,19 @@ impl JobStore {
         Ok(jobs)
     }
 
-    /// Puts a failed job back to `enqueued` after its message was replayed.
-    pub async fn mark_requeued(&self, id: &str) -> redis::RedisResult<()> {
-        self.write(
-            id,
-            &[("status", "enqueued".into()), ("finished_at", String::new()), ("error", String::new())],
-        )
-        .await?;
+    /// Puts a job that failed, or gave up for now, back to `enqueued` once its message was
+    /// published again (an operator's replay, or the sync sweeper). A job that succeeded
+    /// meanwhile stays succeeded. Returns whether the state moved.
+    pub async fn mark_requeued(&self, id: &str) -> redis::RedisResult<bool> {
+        let fields = [
+            ("finished_at", String::new()),
+            ("error", String::new()),
+            ("error_code", String::new()),
+        ];
+        let moved = self.transition(id, JobStatus::Enqueued, Transition::Requeue, &fields).await?;
         let mut conn = self.conn.clone();
-        conn.zrem::<_, _, ()>(self.failed_key(), id).await
+        conn.zrem::<_, _, ()>(self.failed_key(), id).await?;
+        Ok(moved)
     }
 
     /// Adds to a job's `indexed` count as chunks land in the index.
@@ -305,6 +425,16 @@ impl JobStore {
     /// Starts an attempt's count of indexed rows from zero (a retry indexes its batch again).
     pub async fn reset_indexed(&self, id: &str) -> redis::RedisResult<()> {
         self.write(id, &[("indexed", "0".to_string())]).await
+    }
+
+    /// Keeps a note on a job that a later delivery of it needs (what a rebuild replaces).
+    pub async fn set_note(&self, id: &str, name: &str, value: &str) -> redis::RedisResult<()> {
+        self.write(id, &[(&format!("note:{name}"), value.to_string())]).await
+    }
+
+    pub async fn note(&self, id: &str, name: &str) -> redis::RedisResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        conn.hget(self.key(id), format!("note:{name}")).await
     }
 
     /// Links an ingest job to the index job that follows it.
@@ -375,6 +505,22 @@ impl JobStore {
             .await
     }
 
+    /// Takes a named lease if free, or extends it if `holder` holds it already; `false`
+    /// when another holder has it. A holder that stops renewing loses the lease after `ttl`,
+    /// so a killed process never blocks the work for longer than that.
+    pub async fn hold_lease(&self, name: &str, holder: &str, ttl: Duration) -> redis::RedisResult<bool> {
+        let key = format!("{}lease:{name}", self.meta_prefix());
+        let mut conn = self.conn.clone();
+        let held: i64 = scripts()
+            .hold_lease
+            .key(key)
+            .arg(holder)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(held == 1)
+    }
+
     fn meta_prefix(&self) -> String {
         self.prefix.trim_end_matches("job:").to_string()
     }
@@ -398,6 +544,7 @@ fn count_fields(c: &JobCounts) -> Vec<(&'static str, String)> {
         ("inserted", c.inserted.to_string()),
         ("duplicates", c.duplicates.to_string()),
         ("indexed", c.indexed.to_string()),
+        ("refused", c.refused.to_string()),
     ]
 }
 
@@ -422,14 +569,17 @@ fn from_hash(id: &str, map: &HashMap<String, String>) -> Option<JobState> {
         enqueued_at: time("enqueued_at").unwrap_or_else(Utc::now),
         started_at: time("started_at"),
         finished_at: time("finished_at"),
+        updated_at: time("updated_at"),
         counts: JobCounts {
             received: num("received"),
             rejected: num("rejected"),
             inserted: num("inserted"),
             duplicates: num("duplicates"),
             indexed: num("indexed"),
+            refused: num("refused"),
         },
         error: map.get("error").filter(|s| !s.is_empty()).cloned(),
+        error_code: map.get("error_code").and_then(|s| ErrorCode::parse(s)),
         index_job_id: map.get("index_job_id").filter(|s| !s.is_empty()).cloned(),
     })
 }

@@ -5,10 +5,10 @@
 //! batches that should have been indexed by now, whatever lost them: an index job dropped,
 //! Elasticsearch down for an hour, a worker killed between storing and indexing.
 
-use crate::indexing::enqueue;
+use crate::indexing::{IndexJob, enqueue};
 use crate::queue::Publisher;
 use crate::search::{SearchError, SearchIndex};
-use crate::state::JobStore;
+use crate::state::{JobStatus, JobStore};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use serde::Serialize;
@@ -20,7 +20,10 @@ const BACKLOG_SQL: &str = "SELECT coalesce(sum(inserted), 0)::int8 AS backlog, m
 const REFUSED_SQL: &str = "SELECT count(*) AS refused FROM index_failures";
 const TOTAL_SQL: &str = "SELECT count(*) AS total FROM cdrs";
 const DUE_SQL: &str = "SELECT job_id FROM ingest_batches WHERE indexed_at IS NULL \
-     AND committed_at < now() - make_interval(secs => $1) ORDER BY committed_at LIMIT $2";
+     AND committed_at < now() - make_interval(secs => $1) \
+     AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => $1)) \
+     ORDER BY committed_at LIMIT $2";
+const SWEPT_SQL: &str = "UPDATE ingest_batches SET swept_at = now() WHERE job_id = $1";
 
 /// PostgreSQL and the index compared.
 #[derive(Debug, Clone, Serialize, PartialEq, poem_openapi::Object)]
@@ -121,22 +124,42 @@ pub struct Sweeper {
     pub publisher: Publisher,
     /// How long a row may wait for its own index job before the sweeper steps in.
     pub grace: Duration,
-    /// Index jobs (one per waiting batch) queued per sweep at most; the rest waits for the
-    /// next sweep.
+    /// Batches queued per sweep at most; the rest waits for the next sweep.
     pub max_jobs_per_sweep: u64,
+    /// Who this sweeper is when it holds the lease (one per process).
+    pub holder: String,
+}
+
+/// What a sweep decided for one waiting batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Its index job is running or was just queued: leave it.
+    InFlight,
+    /// Its index job failed for good and waits in the dead-letter queue for an operator.
+    Failed,
+    /// Its index job gave up for now or went quiet: publish the same job again.
+    Republish,
+    /// No index job is known (lost before it was queued, or its state expired): a new one.
+    New,
 }
 
 impl Sweeper {
-    /// One sweep. Returns the batches queued. Only one process sweeps at a time, and nothing is
-    /// queued while index jobs still wait in the queue, so an outage cannot pile up copies.
+    /// A sweeper for this process.
+    pub fn new(db: DatabaseConnection, jobs: JobStore, publisher: Publisher, grace: Duration) -> Self {
+        Sweeper { db, jobs, publisher, grace, max_jobs_per_sweep: 100, holder: crate::new_job_id() }
+    }
+
+    /// How long the lease outlives its holder's last renewal.
+    fn lease_ttl(&self) -> Duration {
+        self.grace.max(Duration::from_secs(30))
+    }
+
+    /// One sweep. Returns the batches queued. One process sweeps at a time (it holds and
+    /// renews a lease; a killed holder loses it after its TTL). Due are batches unindexed for
+    /// longer than the grace whatever the index queue holds, each offered again at most once
+    /// per grace period; a batch whose index job is still at work is left alone.
     pub async fn sweep_once(&self) -> Result<u64, SyncError> {
-        let holder = crate::new_job_id();
-        let lease = self.jobs.try_lease("sweep", &holder, self.grace.max(Duration::from_secs(5))).await?;
-        if lease.is_err() {
-            return Ok(0);
-        }
-        let waiting = self.publisher.queue_depth(&self.publisher.topology().index).await.unwrap_or(u32::MAX);
-        if waiting > 0 {
+        if !self.jobs.hold_lease("sweep", &self.holder, self.lease_ttl()).await? {
             return Ok(0);
         }
         let backend = self.db.get_database_backend();
@@ -154,13 +177,38 @@ impl Sweeper {
         let mut queued = 0;
         for row in rows {
             let ingest_job_id: String = row.try_get("", "job_id")?;
-            match enqueue(&self.publisher, &self.jobs, &ingest_job_id).await {
-                Ok(_) => queued += 1,
+            let (decision, index_job) = self.decide(&ingest_job_id).await?;
+            let published = match (decision, index_job) {
+                (Decision::Republish, Some(job)) => {
+                    let sent = crate::indexing::publish(&self.publisher, &job).await.map(|()| job.job_id.clone());
+                    if sent.is_ok() {
+                        self.jobs.mark_requeued(&job.job_id).await?;
+                    }
+                    sent.map(Some)
+                }
+                (Decision::New, _) | (Decision::Republish, None) => {
+                    let sent = enqueue(&self.publisher, &self.jobs, &ingest_job_id).await;
+                    if let Ok(id) = &sent {
+                        self.jobs.set_index_job(&ingest_job_id, id).await?;
+                    }
+                    sent.map(Some)
+                }
+                (Decision::InFlight | Decision::Failed, _) => Ok(None),
+            };
+            match published {
+                Ok(Some(index_job_id)) => {
+                    queued += 1;
+                    info!(batch = %ingest_job_id, index_job = %index_job_id, "sweeper queued a waiting batch");
+                }
+                Ok(None) => {}
                 Err(e) => {
                     warn!(error = %e, "sweeper could not queue an index job");
                     break;
                 }
             }
+            self.db
+                .execute_raw(Statement::from_sql_and_values(backend, SWEPT_SQL, [ingest_job_id.into()]))
+                .await?;
         }
         if queued > 0 {
             info!(batches = queued, "sweeper queued batches waiting for the index");
@@ -168,17 +216,46 @@ impl Sweeper {
         Ok(queued)
     }
 
-    /// Sweeps every `every` until `stop` resolves.
+    /// What to do with a waiting batch, from its index job's state.
+    async fn decide(&self, ingest_job_id: &str) -> Result<(Decision, Option<IndexJob>), SyncError> {
+        let Some(index_job_id) = self.jobs.get(ingest_job_id).await?.and_then(|s| s.index_job_id) else {
+            return Ok((Decision::New, None));
+        };
+        let Some(state) = self.jobs.get(&index_job_id).await? else {
+            return Ok((Decision::New, None));
+        };
+        let job = IndexJob {
+            job_id: index_job_id,
+            enqueued_at: state.enqueued_at,
+            ingest_job_id: ingest_job_id.to_string(),
+        };
+        let quiet_since = state.updated_at.unwrap_or(state.enqueued_at);
+        let quiet = Utc::now() - quiet_since > chrono::Duration::from_std(self.grace).unwrap_or_default();
+        let decision = match state.status {
+            JobStatus::Failed => Decision::Failed,
+            // Its batch was made due again (a re-created alias): a new job does it.
+            JobStatus::Succeeded => return Ok((Decision::New, None)),
+            JobStatus::Enqueued | JobStatus::Processing | JobStatus::Retrying if !quiet => Decision::InFlight,
+            JobStatus::Enqueued | JobStatus::Processing | JobStatus::Retrying => Decision::Republish,
+        };
+        Ok((decision, Some(job)))
+    }
+
+    /// Sweeps every `every` until `stop` resolves, then gives the lease up so another
+    /// process takes over at once.
     pub async fn run(self, every: Duration, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                () = &mut stop => return,
+                () = &mut stop => break,
                 () = tokio::time::sleep(every) => {}
             }
             if let Err(e) = self.sweep_once().await {
                 warn!(error = %e, "sync sweep failed");
             }
+        }
+        if let Err(e) = self.jobs.release_lease("sweep", &self.holder).await {
+            warn!(error = %e, "could not release the sweep lease");
         }
     }
 }

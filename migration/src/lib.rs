@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_cdrs;
 mod m20261128_000002_index_tracking;
 mod m20261129_000003_records_as_written;
+mod m20261129_000004_sweep_tracking;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_cdrs::Migration),
             Box::new(m20261128_000002_index_tracking::Migration),
             Box::new(m20261129_000003_records_as_written::Migration),
+            Box::new(m20261129_000004_sweep_tracking::Migration),
         ]
     }
 }

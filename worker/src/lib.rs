@@ -16,7 +16,7 @@ pub async fn reindex_now(cli: &cli::WorkerCli) -> anyhow::Result<()> {
         return Err(e.into());
     }
     tracing::info!(job_id = %job.job_id, "rebuilding the search index");
-    let rows = runners.reindex.run(&job).await?;
-    println!("reindexed {rows} rows (job {})", job.job_id);
+    let done = runners.reindex.run(&job).await?;
+    println!("reindexed {} rows, {} refused (job {})", done.indexed, done.refused, job.job_id);
     Ok(())
 }

@@ -5,6 +5,7 @@ use worker::cli::{WorkerCli, WorkerCommand};
 async fn main() -> std::process::ExitCode {
     let cli = WorkerCli::parse();
     jobs::runtime::init_logs(cli.log_json);
+    jobs::crash::setup();
     let result = match cli.command {
         Some(WorkerCommand::Reindex) => worker::reindex_now(&cli).await,
         Some(WorkerCommand::Run) | None => worker::pool::run(cli, jobs::runtime::shutdown_signal()).await,

@@ -9,6 +9,7 @@ use apalis::prelude::*;
 use apalis_amqp::{AmqpBackend, AmqpTask, Config};
 use futures::FutureExt as _;
 use futures::Sink;
+use jobs::error_code::ErrorCode;
 use jobs::indexing::{IndexJob, IndexRunner};
 use jobs::ingest::{IngestJob, IngestRunner};
 use jobs::queue::{Publisher, Topology, dead_letter_unreadable};
@@ -65,13 +66,7 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
             publisher: publisher.clone(),
             chunk: cli.index_chunk,
         }),
-        sweeper: Sweeper {
-            db,
-            jobs: job_store,
-            publisher,
-            grace: Duration::from_secs(cli.sweep_grace_secs),
-            max_jobs_per_sweep: 100,
-        },
+        sweeper: Sweeper::new(db, job_store, publisher, Duration::from_secs(cli.sweep_grace_secs)),
         topology,
     })
 }
@@ -131,7 +126,7 @@ async fn backend<T: DeserializeOwned + Send + 'static>(
     let config = Config::default()
         .queue(queue.to_string())
         .prefetch_count(prefetch)
-        .declare_options(Topology::queue_options())
+        .declare_options(Topology::consumer_queue_options())
         .declare_arguments(topology.arguments(queue))
         // A failed attempt only reaches the broker when the job should run again later (a
         // transient failure, or shutdown cut its retries short): put it back in the queue.
@@ -149,6 +144,8 @@ async fn backend<T: DeserializeOwned + Send + 'static>(
 
 async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Monitor> {
     let topology = &runners.topology;
+    // The consumers declare their queues passively: make sure they exist first.
+    runners.ingest.publisher.queue_depth(&topology.ingest).await?;
     let mut backoff_maker =
         ExponentialBackoffMaker::new(cli.retry_min(), cli.retry_max(), 0.2, HasherRng::default())?;
     let backoff: ExponentialBackoff = backoff_maker.make_backoff();
@@ -229,8 +226,10 @@ async fn readable<T>(
         Delivery::Unreadable { body, error } => (body, error),
     };
     let reason = format!("unreadable message on {queue}: {error}");
-    if let Some(id) = dead_letter_unreadable(publisher, queue, &body, &reason).await? {
-        jobs.mark_failed(&id, &reason).await?;
+    if let Some(id) = dead_letter_unreadable(publisher, queue, &body, &reason).await?
+        && let Err(e) = jobs.mark_failed(&id, ErrorCode::UnreadableMessage, &reason).await
+    {
+        warn!(job_id = %id, error = %e, "could not record the failed state of an unreadable message");
     }
     Ok(None)
 }
@@ -247,7 +246,11 @@ async fn handle_ingest(
     match guarded(runner.run(&job, attempt)).await {
         Ok(result) => result.map(|_| ()).map_err(Into::into),
         // Kept for inspection in the dead-letter queue.
-        Err(reason) => runner.dead_letter(&job, &reason, attempt).await.map(|_| ()).map_err(Into::into),
+        Err(reason) => runner
+            .dead_letter(&job, ErrorCode::InternalError, &reason, attempt)
+            .await
+            .map(|_| ())
+            .map_err(Into::into),
     }
 }
 
@@ -263,7 +266,7 @@ async fn handle_index(
     match guarded(runner.run(&job, attempt)).await {
         Ok(result) => result.map(|_| ()).map_err(Into::into),
         // The rows stay unindexed; the sweeper will offer them again.
-        Err(reason) => runner.jobs.mark_failed(&job.job_id, &reason).await.map_err(Into::into),
+        Err(reason) => runner.jobs.mark_failed(&job.job_id, ErrorCode::InternalError, &reason).await.map_err(Into::into),
     }
 }
 

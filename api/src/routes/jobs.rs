@@ -4,7 +4,7 @@ use super::Tag;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::cdrs::JobAccepted;
 use crate::state::AppState;
-use jobs::state::{JobKind, JobState, JobStatus};
+use jobs::state::{JobCounts, JobKind, JobState, JobStatus};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -46,6 +46,39 @@ pub enum JobResponse {
     Ok(Json<JobState>),
 }
 
+/// A job state unchanged for this long may have missed an update (a worker writes its state
+/// within milliseconds of committing).
+const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+fn stale(job: &JobState) -> bool {
+    chrono::Utc::now() - job.updated_at.unwrap_or(job.enqueued_at) > STALE_AFTER
+}
+
+/// The state of an ingest job read from its committed batch, written back to Redis so the
+/// next read is cheap; `None` when no delivery of it has committed.
+async fn committed(state: &AppState, id: &str, known: Option<&JobState>) -> Result<Option<JobState>, ApiError> {
+    let store = jobs::store::CdrStore::new(state.db.clone());
+    let Some(outcome) = store.committed(id).await.map_err(|e| ApiError::unavailable("postgresql", e))? else {
+        return Ok(None);
+    };
+    let mut job = match known {
+        Some(job) => job.clone(),
+        None => JobState::enqueued(id.to_string(), JobKind::Ingest, JobCounts::default(), chrono::Utc::now()),
+    };
+    job.counts.inserted = outcome.inserted;
+    job.counts.duplicates = outcome.duplicates;
+    if job.counts.received == 0 {
+        job.counts.received = outcome.inserted + outcome.duplicates;
+    }
+    job.status = JobStatus::Succeeded;
+    job.error = None;
+    job.error_code = None;
+    if let Err(e) = state.jobs.mark_succeeded(id, &job.counts).await {
+        tracing::warn!(job_id = id, error = %e, "could not write back a committed job's state");
+    }
+    Ok(Some(job))
+}
+
 #[OpenApi(tag = "Tag::Jobs")]
 impl JobsApi {
     /// Get a job
@@ -57,10 +90,19 @@ impl JobsApi {
         if id.0.len() > 64 || !id.0.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(ApiError::not_found(format!("no job {:?}", id.0)));
         }
-        match state.jobs.get(&id.0).await {
-            Ok(Some(job)) => Ok(JobResponse::Ok(Json(job))),
-            Ok(None) => Err(ApiError::not_found(format!("no job {:?}", id.0))),
-            Err(e) => Err(ApiError::unavailable("redis", e)),
+        let job = state.jobs.get(&id.0).await.map_err(|e| ApiError::unavailable("redis", e))?;
+        match job {
+            Some(job) if job.status.is_final() || job.kind != JobKind::Ingest || !stale(&job) => {
+                Ok(JobResponse::Ok(Json(job)))
+            }
+            // An ingest job whose state is behind (Redis was down when its batch committed)
+            // or gone: PostgreSQL says whether it committed.
+            job => match committed(&state, &id.0, job.as_ref()).await? {
+                Some(done) => Ok(JobResponse::Ok(Json(done))),
+                None => job
+                    .map(|j| JobResponse::Ok(Json(j)))
+                    .ok_or_else(|| ApiError::not_found(format!("no job {:?}", id.0))),
+            },
         }
     }
 

@@ -14,10 +14,15 @@ pub struct BulkOutcome {
     pub retryable: Vec<(i64, String)>,
     /// Rows refused for good (a mapping or parsing error): retrying will not help.
     pub rejected: Vec<(i64, String)>,
+    /// The alias written through does not exist (the rows are among `retryable`): it must be
+    /// re-created before writing again, never auto-created as a plain index.
+    pub alias_missing: bool,
 }
 
 impl SearchIndex {
-    /// Writes rows into `index` (the alias when `None`) with deterministic ids.
+    /// Writes rows into `index` (the alias when `None`) with deterministic ids. Writes through
+    /// the alias require it to exist: a missing alias is reported, not replaced by an index
+    /// Elasticsearch would create with a guessed mapping.
     pub async fn bulk_index(
         &self,
         index: Option<&str>,
@@ -26,7 +31,10 @@ impl SearchIndex {
         if rows.is_empty() {
             return Ok(BulkOutcome::default());
         }
-        let index = index.unwrap_or(self.alias());
+        let (index, require_alias) = match index {
+            Some(index) => (index, false),
+            None => (self.alias(), true),
+        };
         let mut body = String::with_capacity(rows.len() * 600);
         for row in rows {
             body.push_str(&json!({ "index": { "_id": document_id(row) } }).to_string());
@@ -34,7 +42,9 @@ impl SearchIndex {
             body.push_str(&document(row).to_string());
             body.push('\n');
         }
-        let path = format!("/{index}/_bulk?filter_path=errors,items.*.status,items.*._id,items.*.error");
+        let path = format!(
+            "/{index}/_bulk?require_alias={require_alias}&filter_path=errors,items.*.status,items.*._id,items.*.error"
+        );
         let response = self.raw(Method::Post, &path, Some(body)).await?;
         Ok(read_items(rows, &response))
     }
@@ -51,6 +61,10 @@ fn read_items(rows: &[cdrs::Model], response: &Value) -> BulkOutcome {
         let status = item["status"].as_u64().unwrap_or(0);
         match status {
             200 | 201 => outcome.indexed.push(row.id),
+            404 if item["error"]["type"] == "index_not_found_exception" => {
+                outcome.alias_missing = true;
+                outcome.retryable.push((row.id, item_error(item)));
+            }
             429 | 500.. => outcome.retryable.push((row.id, item_error(item))),
             _ => outcome.rejected.push((row.id, item_error(item))),
         }

@@ -3,6 +3,7 @@
 //! Reads and writes go through an alias; the physical index behind it is versioned, so a
 //! rebuild fills a new index and swaps the alias atomically while searches keep answering.
 
+mod alias;
 mod bulk;
 mod concurrency;
 mod document;

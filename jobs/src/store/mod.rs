@@ -93,7 +93,8 @@ impl CdrStore {
         Ok(StoreOutcome { inserted, duplicates, replayed: false })
     }
 
-    async fn committed(&self, job_id: &str) -> Result<Option<StoreOutcome>, DbErr> {
+    /// The committed outcome of job `job_id`, if a delivery of it committed.
+    pub async fn committed(&self, job_id: &str) -> Result<Option<StoreOutcome>, DbErr> {
         let backend = self.db.get_database_backend();
         let row = self
             .db
