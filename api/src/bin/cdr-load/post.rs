@@ -1,11 +1,15 @@
 //! Posting generated batches at a target rate, measuring request latency and, for a sample
-//! of records, the time from the 202 to the record being returned by `/search`.
+//! of records, the time from the 202 to the record being returned by `/search`. Optionally
+//! writes which CDRs were accepted and which refused, for checks that compare sets of call
+//! ids rather than counts (`scripts/soak`).
 
 use crate::generator::Generator;
 use crate::stats::{ms, percentile};
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -40,6 +44,50 @@ pub struct PostArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Write `source<TAB>call_id` of every CDR in a batch answered 202 to this file, a line
+    /// each, as the answers come.
+    #[arg(long, value_name = "PATH")]
+    pub accepted_ids: Option<PathBuf>,
+    /// Write `source<TAB>call_id<TAB>status` of every CDR in a batch not answered 202 to this
+    /// file; status is the HTTP status, or `error` when no answer came.
+    #[arg(long, value_name = "PATH")]
+    pub refused_ids: Option<PathBuf>,
+}
+
+/// A file of `(source, call_id)` lines, shared by the posting tasks.
+struct IdFile {
+    path: PathBuf,
+    out: std::sync::Mutex<std::io::BufWriter<std::fs::File>>,
+}
+
+impl IdFile {
+    fn create(path: Option<&Path>) -> anyhow::Result<Option<Arc<IdFile>>> {
+        let Some(path) = path else { return Ok(None) };
+        let file = std::fs::File::create(path)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+        let out = std::sync::Mutex::new(std::io::BufWriter::with_capacity(1 << 16, file));
+        Ok(Some(Arc::new(IdFile { path: path.to_path_buf(), out })))
+    }
+
+    /// One line per CDR, with `status` as a third column when given.
+    fn write(&self, ids: &[(String, String)], status: Option<&str>) -> anyhow::Result<()> {
+        let mut out =
+            self.out.lock().map_err(|_| anyhow::anyhow!("{}: a writer panicked", self.path.display()))?;
+        for (source, call_id) in ids {
+            let written = match status {
+                Some(status) => writeln!(out, "{source}\t{call_id}\t{status}"),
+                None => writeln!(out, "{source}\t{call_id}"),
+            };
+            written.map_err(|e| anyhow::anyhow!("writing {}: {e}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> anyhow::Result<()> {
+        let mut out =
+            self.out.lock().map_err(|_| anyhow::anyhow!("{}: a writer panicked", self.path.display()))?;
+        out.flush().map_err(|e| anyhow::anyhow!("writing {}: {e}", self.path.display()))
+    }
 }
 
 #[derive(Default)]
@@ -62,6 +110,8 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &PostArgs) -> anyhow
         chrono::Duration::hours(args.spread_hours),
     )));
     let tally = Arc::new(Mutex::new(Tally::default()));
+    let accepted_ids = IdFile::create(args.accepted_ids.as_deref())?;
+    let refused_ids = IdFile::create(args.refused_ids.as_deref())?;
     let total_batches = match args.duration {
         Some(_) => u64::MAX,
         None => args.count.div_ceil(args.batch_size.max(1)),
@@ -90,12 +140,13 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &PostArgs) -> anyhow
             next_batch.clone(),
             probes.clone(),
         );
+        let (accepted_ids, refused_ids) = (accepted_ids.clone(), refused_ids.clone());
         let (url, args) = (url.to_string(), args.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let b = next_batch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if b >= total_batches || deadline.is_some_and(|d| Instant::now() >= d) {
-                    return;
+                    return anyhow::Ok(());
                 }
                 let size = match args.duration {
                     Some(_) => args.batch_size,
@@ -114,6 +165,17 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &PostArgs) -> anyhow
                     let probe = records.last().map(|(id, _)| id.clone());
                     (records.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), probe)
                 };
+                let ids: Vec<(String, String)> = if accepted_ids.is_some() || refused_ids.is_some() {
+                    records
+                        .iter()
+                        .map(|r| {
+                            let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                            (field("source"), field("call_id"))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let body = serde_json::to_vec(&records).unwrap_or_default();
                 let sent = Instant::now();
                 let resp = client
@@ -123,6 +185,19 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &PostArgs) -> anyhow
                     .send()
                     .await;
                 let latency = sent.elapsed();
+                match resp.as_ref().map(|r| r.status().as_u16()) {
+                    Ok(202) => {
+                        if let Some(file) = &accepted_ids {
+                            file.write(&ids, None)?;
+                        }
+                    }
+                    status => {
+                        if let Some(file) = &refused_ids {
+                            let status = status.map_or_else(|_| "error".to_string(), |s| s.to_string());
+                            file.write(&ids, Some(&status))?;
+                        }
+                    }
+                }
                 let mut t = tally.lock().await;
                 t.offered += size;
                 t.latencies.push(latency);
@@ -160,9 +235,12 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &PostArgs) -> anyhow
         }));
     }
     for t in tasks {
-        t.await?;
+        t.await??;
     }
     let elapsed = started.elapsed();
+    for file in [&accepted_ids, &refused_ids].into_iter().flatten() {
+        file.finish()?;
+    }
     for probe in probes.lock().await.drain(..) {
         probe.await?;
     }
