@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use entities::{cdrs, index_failures};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -105,13 +105,18 @@ impl ReindexRunner {
         if let Some(state) = self.jobs.get(&job.job_id).await?
             && state.status == crate::state::JobStatus::Succeeded
         {
+            // Done by an earlier delivery that died before its acknowledgement.
+            if let Err(e) = self.jobs.release_lease(LEASE, &job.job_id).await {
+                warn!(error = %e, "could not release the reindex lease");
+            }
             return Ok(Rebuilt { indexed: state.counts.indexed, refused: state.counts.refused });
         }
         self.jobs.start_attempt(&job.initial_state()).await?;
         let result = self.rebuild(job).await;
         match &result {
             Ok(done) => {
-                let counts = JobCounts { indexed: done.indexed, refused: done.refused, ..JobCounts::default() };
+                let counts =
+                    JobCounts { indexed: done.indexed, refused: done.refused, ..JobCounts::default() };
                 self.jobs.mark_succeeded(&job.job_id, &counts).await?;
                 crate::metrics::count_job("reindex", "succeeded");
                 info!(job_id = %job.job_id, indexed = done.indexed, refused = done.refused, "reindex succeeded");

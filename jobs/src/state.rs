@@ -98,7 +98,7 @@ pub struct JobState {
     pub id: String,
     pub kind: JobKind,
     pub status: JobStatus,
-    /// Processing attempts so far, across redeliveries.
+    /// Processing attempts so far, across redeliveries, since the job was last queued.
     pub attempts: u32,
     pub enqueued_at: DateTime<Utc>,
     /// When the first attempt started; null while enqueued.
@@ -397,10 +397,12 @@ impl JobStore {
     /// published again (an operator's replay, or the sync sweeper). A job that succeeded
     /// meanwhile stays succeeded. Returns whether the state moved.
     pub async fn mark_requeued(&self, id: &str) -> redis::RedisResult<bool> {
+        // Attempts count again from here: the delivery allowance is per queueing.
         let fields = [
             ("finished_at", String::new()),
             ("error", String::new()),
             ("error_code", String::new()),
+            ("attempts", "0".to_string()),
         ];
         let moved = self.transition(id, JobStatus::Enqueued, Transition::Requeue, &fields).await?;
         let mut conn = self.conn.clone();

@@ -150,6 +150,23 @@ impl TestApp {
         }
     }
 
+    /// Starts a worker that aborts the moment it reaches crash point `point` (see
+    /// `jobs::crash`), as a `kill -9` at exactly that step would.
+    pub async fn start_crashing_worker(&mut self, point: &str) {
+        self.worker_env.push(("FAILPOINTS".into(), format!("{point}=return")));
+        self.start_worker().await;
+        self.worker_env.pop();
+    }
+
+    /// Waits for the running worker to die by itself (at its crash point).
+    pub async fn wait_worker_died(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.worker.take().expect("a worker runs");
+        tokio::time::timeout(timeout, child.wait())
+            .await
+            .expect("the worker reached its crash point in time")
+            .expect("worker exit status")
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub async fn stop_worker(&mut self) -> std::process::ExitStatus {
         let mut child = self.worker.take().expect("a worker runs");

@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod contract;
+mod crash;
 mod docs;
 mod formats;
 mod freeswitch;
