@@ -77,7 +77,11 @@ pub async fn status(
     let oldest: Option<DateTime<Utc>> =
         backlog_row.as_ref().map(|r| r.try_get("", "oldest")).transpose()?.flatten();
     let refused: i64 = refused?.map(|r| r.try_get("", "refused")).transpose()?.unwrap_or(0);
-    let index_count = index_count?;
+    // No alias (the engine lost it; the next index job re-creates it): nothing is searchable.
+    let index_count = match index_count {
+        Err(SearchError::Status { status: 404, .. }) => 0,
+        other => other?,
+    };
     let database_count = u64::try_from(total).unwrap_or(0);
     let refused = u64::try_from(refused).unwrap_or(0);
     let backlog = u64::try_from(waiting).unwrap_or(0) + refused;
@@ -180,7 +184,8 @@ impl Sweeper {
             let (decision, index_job) = self.decide(&ingest_job_id).await?;
             let published = match (decision, index_job) {
                 (Decision::Republish, Some(job)) => {
-                    let sent = crate::indexing::publish(&self.publisher, &job).await.map(|()| job.job_id.clone());
+                    let sent =
+                        crate::indexing::publish(&self.publisher, &job).await.map(|()| job.job_id.clone());
                     if sent.is_ok() {
                         self.jobs.mark_requeued(&job.job_id).await?;
                     }

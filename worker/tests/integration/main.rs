@@ -11,6 +11,7 @@ mod fuzz;
 mod indexing;
 mod ingest;
 mod layouts;
+mod lifecycle;
 mod metrics;
 mod real_files;
 mod rejects;

@@ -1,0 +1,203 @@
+//! The real failure paths of jobs, end to end: out of attempts, deferred to the sweeper,
+//! rows the index refuses, a missing alias, a worker stopped mid-job.
+
+use crate::common::{TestApp, answered_cdr, batch};
+use elasticsearch::http::Method;
+use poem::http::StatusCode;
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn low_attempts(app: &mut TestApp) {
+    app.worker_env.retain(|(k, _)| k != "CDR_MAX_ATTEMPTS");
+    app.worker_env.push(("CDR_MAX_ATTEMPTS".into(), "2".into()));
+}
+
+async fn sql(app: &TestApp, statement: &str) {
+    app.db.execute_unprepared(statement).await.expect(statement);
+}
+
+async fn failed_ids(app: &TestApp) -> Vec<String> {
+    let listed: Value = app.client.get("/jobs?status=failed").send().await.json().await.value().deserialize();
+    listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|j| j["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_ingest_job_out_of_attempts_is_dead_lettered_and_replays_once_the_database_is_back() {
+    let mut app = TestApp::new().await;
+    low_attempts(&mut app);
+    app.start_worker().await;
+    // The database fails every insert for now (a server that cannot take connections).
+    sql(
+        &app,
+        "CREATE FUNCTION outage() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'injected outage' USING ERRCODE = '57P03'; END $$; \
+         CREATE TRIGGER outage BEFORE INSERT ON cdrs FOR EACH STATEMENT EXECUTE FUNCTION outage();",
+    )
+    .await;
+    let accepted = app.ingest(&batch(0..30)).await;
+    let job_id = accepted["job_id"].as_str().expect("id").to_string();
+    let job = app.wait_job(&job_id, Duration::from_secs(60), |j| j["status"] == "failed").await;
+    assert_eq!(job["error_code"], "database_unavailable", "{job}");
+    assert!(job["error"].as_str().expect("error").contains("gave up after 2 attempts"), "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    assert!(failed_ids(&app).await.contains(&job_id));
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 0);
+
+    sql(&app, "DROP TRIGGER outage ON cdrs").await;
+    let resp = app.client.post(format!("/jobs/{job_id}/retry")).send().await;
+    resp.assert_status(StatusCode::ACCEPTED);
+    let done = app.wait_succeeded(&job_id).await;
+    assert_eq!(done["counts"]["inserted"], 30);
+    assert_eq!(done["error_code"], Value::Null);
+    assert!(!failed_ids(&app).await.contains(&job_id));
+    app.wait_in_sync(Duration::from_secs(60)).await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_index_job_out_of_attempts_waits_for_the_sweeper_instead_of_failing() {
+    let mut app = TestApp::new().await;
+    low_attempts(&mut app);
+    // Nothing listens here: every index attempt finds the engine unreachable.
+    app.worker_env.push(("ELASTICSEARCH_URL".into(), "http://127.0.0.1:9".into()));
+    app.start_worker().await;
+    let accepted = app.ingest(&batch(0..40)).await;
+    let ingest = app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+    let index_job = ingest["index_job_id"].as_str().expect("index job").to_string();
+    let waiting = app
+        .wait_job(&index_job, Duration::from_secs(60), |j| {
+            j["error"].as_str().is_some_and(|e| e.contains("gave up for now"))
+        })
+        .await;
+    assert_eq!(waiting["status"], "retrying", "not failed: the sweeper redoes it: {waiting}");
+    assert_eq!(waiting["error_code"], "search_unavailable");
+    assert!(failed_ids(&app).await.is_empty(), "a job that will be redone is not listed as failed");
+    let retry = app.client.post(format!("/jobs/{index_job}/retry")).send().await;
+    retry.assert_status(StatusCode::CONFLICT);
+
+    // The engine is back: the sweeper publishes the same job again, and it succeeds.
+    app.kill_worker().await;
+    app.worker_env.pop();
+    app.start_worker().await;
+    let done = app.wait_succeeded(&index_job).await;
+    assert_eq!(done["counts"]["indexed"], 40, "{done}");
+    let status = app.wait_in_sync(Duration::from_secs(60)).await;
+    assert_eq!(status["index_count"], 40);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn rows_the_index_refuses_are_reported_and_cleared_by_a_rebuild() {
+    let mut app = TestApp::new().await;
+    // An index whose mapping refuses the account codes (a mapping made by hand, wrongly),
+    // in place of the one the API created.
+    let search = app.search();
+    let alias = app.settings.index_alias.clone();
+    search.request(Method::Delete, &format!("/{alias}-*"), None).await.expect("delete the index");
+    search
+        .request(
+            Method::Put,
+            &format!("/{alias}-initial"),
+            Some(json!({
+                "mappings": { "dynamic": "strict", "properties": { "account_code": { "type": "long" } } },
+                "aliases": { alias.clone(): {} }
+            })),
+        )
+        .await
+        .expect("create the wrongly mapped index");
+    app.start_worker().await;
+    // Odd rows carry an account code the index refuses; even rows carry none.
+    let rows: Vec<Value> = (0..20)
+        .map(|n| {
+            let mut cdr = answered_cdr(n);
+            if n % 2 == 0 {
+                cdr.as_object_mut().expect("object").remove("account_code");
+            }
+            cdr
+        })
+        .collect();
+    let accepted = app.ingest(&Value::Array(rows)).await;
+    let ingest = app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+    let index_job = ingest["index_job_id"].as_str().expect("index job").to_string();
+    let failed = app.wait_job(&index_job, Duration::from_secs(60), |j| j["status"] == "failed").await;
+    assert_eq!(failed["error_code"], "search_refused", "{failed}");
+    assert_eq!(app.count("SELECT count(*) FROM index_failures").await, 10);
+    let status = app.sync_status().await;
+    assert_eq!(status["refused"], 10, "{status}");
+    assert_eq!(status["in_sync"], false);
+
+    // A rebuild builds a correctly mapped index: every row goes in, the refusals are gone.
+    let resp = app.client.post("/reindex").send().await;
+    resp.assert_status(StatusCode::ACCEPTED);
+    let started: Value = resp.json().await.value().deserialize();
+    let rebuilt = app.wait_succeeded(started["job_id"].as_str().expect("id")).await;
+    assert_eq!(rebuilt["counts"]["indexed"], 20, "{rebuilt}");
+    assert_eq!(rebuilt["counts"]["refused"], 0, "{rebuilt}");
+    assert_eq!(app.count("SELECT count(*) FROM index_failures").await, 0);
+    let status = app.wait_in_sync(Duration::from_secs(60)).await;
+    assert_eq!(status["refused"], 0);
+    assert_eq!(status["index_count"], 20);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_missing_alias_is_recreated_with_the_mapping_and_every_batch_indexed_again() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    let first = app.ingest(&batch(0..100)).await;
+    app.wait_succeeded(first["job_id"].as_str().expect("id")).await;
+    app.wait_in_sync(Duration::from_secs(60)).await;
+    // The engine loses the index (and the alias with it).
+    let search = app.search();
+    search
+        .request(Method::Delete, &format!("/{}-*", app.settings.index_alias), None)
+        .await
+        .expect("delete the index");
+    assert!(search.alias_targets().await.expect("alias").is_none());
+
+    let second = app.ingest(&batch(100..150)).await;
+    app.wait_succeeded(second["job_id"].as_str().expect("id")).await;
+    let status = app.wait_in_sync(Duration::from_secs(90)).await;
+    assert_eq!(status["index_count"], 150, "every batch indexed again: {status}");
+    // Re-created through the alias with the real mapping, not guessed by the engine.
+    let mapping = search
+        .request(Method::Get, &format!("/{}/_mapping", app.settings.index_alias), None)
+        .await
+        .expect("mapping");
+    let index = mapping.as_object().expect("indices").values().next().expect("one index");
+    assert_eq!(index["mappings"]["dynamic"], "strict", "{index}");
+    assert_eq!(index["mappings"]["properties"]["src_number"]["type"], "keyword");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigterm_during_a_job_lets_it_finish_and_stores_it_once() {
+    let mut app = TestApp::new().await;
+    // Each insert takes three seconds: the job is mid-way when the signal comes.
+    sql(
+        &app,
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$; \
+         CREATE TRIGGER slow BEFORE INSERT ON cdrs FOR EACH STATEMENT EXECUTE FUNCTION slow();",
+    )
+    .await;
+    app.start_worker().await;
+    let accepted = app.ingest(&batch(0..25)).await;
+    let job_id = accepted["job_id"].as_str().expect("id").to_string();
+    app.wait_job(&job_id, Duration::from_secs(30), |j| j["status"] == "processing").await;
+    let exit = app.stop_worker().await;
+    assert!(exit.success(), "clean exit: {exit:?}");
+    let job = app.job(&job_id).await.expect("job");
+    assert_eq!(job["status"], "succeeded", "finished before the worker left: {job}");
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 25);
+    app.start_worker().await;
+    app.wait_in_sync(Duration::from_secs(60)).await;
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 25, "stored once");
+    app.cleanup().await;
+}
