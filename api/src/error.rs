@@ -92,6 +92,20 @@ impl ApiError {
         ApiError::PayloadTooLarge(Json(ErrorBody::new(code, message)))
     }
 
+    /// The search engine refused the query for what the client sent (it answered 400): the
+    /// client's to fix, so a 400 rather than a 503 that would invite the same request again.
+    /// `parameter` names the query parameter at fault when it is known.
+    pub fn invalid_query(parameter: Option<&str>, reason: impl std::fmt::Display) -> Self {
+        let message = match parameter {
+            Some(p) => format!("{p}: the search engine refused it: {reason}"),
+            None => format!("the search engine refused the query: {reason}"),
+        };
+        ApiError::BadRequest(Json(ErrorBody {
+            details: parameter.map(|p| serde_json::json!({ "parameter": p })),
+            ..ErrorBody::new("invalid_query", message)
+        }))
+    }
+
     pub fn unavailable(dependency: &str, error: impl std::fmt::Display) -> Self {
         tracing::warn!(dependency, error = %error, "dependency unavailable");
         ApiError::Unavailable(

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod enqueue;
 pub mod error;
 pub mod openapi;
+pub mod panic;
 pub mod query;
 pub mod routes;
 pub mod state;
@@ -53,4 +54,5 @@ pub fn app(state: AppState) -> impl Endpoint {
         .with(allow)
         .with(query::EmptyValuesAbsent::from_document(&docs.document))
         .with(telemetry::HttpMetrics)
+        .with(panic::CatchPanics)
 }

@@ -156,7 +156,9 @@ impl IndexRunner {
         match outcome {
             Ok(()) if refused.is_empty() => {
                 let counts = match self.jobs.get(&job.job_id).await {
-                    Ok(Some(state)) => JobCounts { indexed: state.counts.indexed.max(indexed), ..JobCounts::default() },
+                    Ok(Some(state)) => {
+                        JobCounts { indexed: state.counts.indexed.max(indexed), ..JobCounts::default() }
+                    }
                     _ => JobCounts { indexed, ..JobCounts::default() },
                 };
                 if let Err(e) = self.jobs.mark_succeeded(&job.job_id, &counts).await {
@@ -239,7 +241,10 @@ impl IndexRunner {
             if outcome.alias_missing {
                 if self.search.recover_alias().await? {
                     let reset = reset_all_batches(&self.db).await?;
-                    error!(batches = reset, "every batch is due for indexing again into the re-created alias");
+                    error!(
+                        batches = reset,
+                        "every batch is due for indexing again into the re-created alias"
+                    );
                 }
                 return Err(IndexError::AliasRecovered);
             }

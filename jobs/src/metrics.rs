@@ -4,7 +4,8 @@
 //! depths, index backlog) are sampled when `/metrics` is scraped.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -27,6 +28,10 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Rows in PostgreSQL not yet in the index, sampled at scrape time.
     pub index_backlog: IntGauge,
+    /// API handlers that panicked (answered 500 by the catch-panic layer). A plain counter,
+    /// so it is exported at 0 from the start: a scrape without it is a broken exporter, not
+    /// a healthy API, and an alert on any increase needs no label to exist first.
+    pub api_panics: IntCounter,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -62,6 +67,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
             &["queue"],
         )?,
         index_backlog: IntGauge::new("cdr_index_backlog", "Rows stored but not yet searchable")?,
+        api_panics: IntCounter::new("cdr_api_panics_total", "API requests whose handler panicked")?,
         registry,
     };
     m.registry.register(Box::new(m.jobs.clone()))?;
@@ -71,6 +77,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.http_seconds.clone()))?;
     m.registry.register(Box::new(m.queue_depth.clone()))?;
     m.registry.register(Box::new(m.index_backlog.clone()))?;
+    m.registry.register(Box::new(m.api_panics.clone()))?;
     Ok(m)
 }
 
@@ -125,6 +132,8 @@ mod tests {
             "cdr_http_request_duration_seconds_count",
             "cdr_queue_depth{queue=\"cdr.ingest\"} 4",
             "cdr_index_backlog 7",
+            // Exported before any panic, so its absence from a scrape is a failure.
+            "cdr_api_panics_total 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -266,7 +266,9 @@ async fn handle_index(
     match guarded(runner.run(&job, attempt)).await {
         Ok(result) => result.map(|_| ()).map_err(Into::into),
         // The rows stay unindexed; the sweeper will offer them again.
-        Err(reason) => runner.jobs.mark_failed(&job.job_id, ErrorCode::InternalError, &reason).await.map_err(Into::into),
+        Err(reason) => {
+            runner.jobs.mark_failed(&job.job_id, ErrorCode::InternalError, &reason).await.map_err(Into::into)
+        }
     }
 }
 

@@ -56,7 +56,11 @@ fn stale(job: &JobState) -> bool {
 
 /// The state of an ingest job read from its committed batch, written back to Redis so the
 /// next read is cheap; `None` when no delivery of it has committed.
-async fn committed(state: &AppState, id: &str, known: Option<&JobState>) -> Result<Option<JobState>, ApiError> {
+async fn committed(
+    state: &AppState,
+    id: &str,
+    known: Option<&JobState>,
+) -> Result<Option<JobState>, ApiError> {
     let store = jobs::store::CdrStore::new(state.db.clone());
     let Some(outcome) = store.committed(id).await.map_err(|e| ApiError::unavailable("postgresql", e))? else {
         return Ok(None);

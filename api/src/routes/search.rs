@@ -40,13 +40,50 @@ fn param_error(e: ParamError) -> ApiError {
     }))
 }
 
-fn engine_error(e: SearchError) -> ApiError {
+/// An engine error as the answer to the client. A 400 from the engine is a query it refused
+/// for what the client sent: the client's to fix, so a 400 naming the parameter when it can
+/// be told; anything else (unreachable, overloaded, failing) is a 503 to retry.
+/// `sent` pairs each parameter with the values of it the engine received.
+fn engine_error(e: SearchError, sent: &[(&str, String)]) -> ApiError {
     match e {
         SearchError::Status { status: 400, body } if body.contains("too_many_buckets") => param_error(
             ParamError::new("interval", "too fine for the data's time span; choose a coarser one"),
         ),
+        SearchError::Status { status: 400, body } => {
+            ApiError::invalid_query(refused_parameter(&body, sent), engine_reason(&body))
+        }
         other => ApiError::unavailable("elasticsearch", other),
     }
+}
+
+/// The parameter a refusal is about: the cursor when the engine names `search_after`, or
+/// the parameter whose value it quotes (it writes values in brackets: `failed to parse date
+/// field [x]`).
+fn refused_parameter<'a>(body: &str, sent: &[(&'a str, String)]) -> Option<&'a str> {
+    if body.contains("search_after") && sent.iter().any(|(p, _)| *p == "cursor") {
+        return Some("cursor");
+    }
+    sent.iter().find(|(_, v)| body.contains(&format!("[{v}]"))).map(|(p, _)| *p)
+}
+
+/// The engine's reason for a refusal, without the rest of its answer (index and node names).
+fn engine_reason(body: &str) -> String {
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let error = parsed.get("error").unwrap_or(&parsed);
+    let reason = error["root_cause"][0]["reason"].as_str().or_else(|| error["reason"].as_str());
+    reason.unwrap_or("invalid query").chars().take(300).collect()
+}
+
+/// What of the filters reaches the engine as written by the client, for [`refused_parameter`].
+fn sent_bounds(filters: &jobs::search::Filters) -> Vec<(&'static str, String)> {
+    let mut sent = Vec::new();
+    if let Some(from) = filters.from {
+        sent.push(("from", from.to_rfc3339()));
+    }
+    if let Some(to) = filters.to {
+        sent.push(("to", to.to_rfc3339()));
+    }
+    sent
 }
 
 fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
@@ -123,7 +160,11 @@ impl SearchApi {
             cursor: last(&pairs, "cursor").map(str::to_string),
         };
         let after = validate_cursor(&request).map_err(param_error)?;
-        let page = state.search.search_page(&request, after).await.map_err(engine_error)?;
+        let mut sent = sent_bounds(&request.filters);
+        for value in after.iter().flat_map(|a| a.as_array().into_iter().flatten()) {
+            sent.push(("cursor", value.to_string()));
+        }
+        let page = state.search.search_page(&request, after).await.map_err(|e| engine_error(e, &sent))?;
         Ok(SearchResponse::Ok(Json(page)))
     }
 
@@ -171,7 +212,53 @@ impl SearchApi {
             .transpose()
             .map_err(param_error)?
             .unwrap_or(false);
-        let stats = state.search.stats(&request).await.map_err(engine_error)?;
+        let sent = sent_bounds(&request.filters);
+        let stats = state.search.stats(&request).await.map_err(|e| engine_error(e, &sent))?;
         Ok(StatsResponse::Ok(Json(stats)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use poem::IntoResponse;
+
+    fn answer(e: ApiError) -> (u16, serde_json::Value) {
+        let resp = e.into_response();
+        let status = resp.status().as_u16();
+        let body = futures::executor::block_on(resp.into_body().into_json::<serde_json::Value>());
+        (status, body.unwrap_or_default())
+    }
+
+    #[test]
+    fn engine_refusals_are_400s_naming_the_parameter_and_outages_503s() {
+        // As Elasticsearch answers a search_after value it cannot read.
+        let refused = r#"{"error":{"root_cause":[{"type":"parse_exception","reason":"failed to parse date field [abc] with format [strict_date_optional_time||epoch_millis]"}],"type":"search_phase_execution_exception","failed_shards":[{"index":"secret-index"}]},"status":400}"#;
+        let status = |status| SearchError::Status { status, body: refused.to_string() };
+        let (code, body) =
+            answer(engine_error(status(400), &[("from", "x".into()), ("cursor", "abc".into())]));
+        assert_eq!((code, body["code"].as_str()), (400, Some("invalid_query")));
+        assert_eq!(body["details"]["parameter"], "cursor");
+        assert!(body["message"].as_str().unwrap_or_default().contains("failed to parse date field [abc]"));
+        assert!(!body.to_string().contains("secret-index"), "{body}");
+        // The parameter stays unnamed when the refusal does not tell it.
+        let (code, body) = answer(engine_error(status(400), &[("from", "2026-01-01T00:00:00+00:00".into())]));
+        assert_eq!((code, body["code"].as_str()), (400, Some("invalid_query")));
+        assert!(body.get("details").is_none_or(serde_json::Value::is_null), "{body}");
+        let (code, body) = answer(engine_error(
+            SearchError::Status { status: 400, body: "search_after has 1 value(s) but sort has 2".into() },
+            &[("cursor", "1".into())],
+        ));
+        assert_eq!((code, body["details"]["parameter"].as_str()), (400, Some("cursor")));
+        // The engine's own trouble (down, overloaded, failing) stays a 503 to retry.
+        for e in [status(500), status(429), SearchError::Unreachable("connection refused".into())] {
+            let (code, body) = answer(engine_error(e, &[]));
+            assert_eq!((code, body["code"].as_str()), (503, Some("unavailable")));
+        }
+        let (_, body) = answer(engine_error(
+            SearchError::Status { status: 400, body: "{\"error\":{\"reason\":\"too_many_buckets\"}}".into() },
+            &[],
+        ));
+        assert_eq!(body["details"]["parameter"], "interval");
     }
 }

@@ -164,7 +164,9 @@ fn bound(name: &str, value: &str, upper: bool) -> Result<DateTime<Utc>, ParamErr
     if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
         let start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
         let t = start.ok_or_else(|| ParamError::new(name, "invalid date"))?;
-        return Ok(if upper { t + Duration::days(1) } else { t });
+        // Checked: the day after chrono's last date (`+262142-12-31`) does not exist.
+        let end = if upper { t.checked_add_signed(Duration::days(1)) } else { Some(t) };
+        return end.ok_or_else(|| ParamError::new(name, "date out of range"));
     }
     crate::cdr::parse_time(&Value::String(value.to_string())).map_err(|r| ParamError::new(name, r))
 }

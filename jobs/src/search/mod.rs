@@ -17,7 +17,8 @@ pub use concurrency::PeakConcurrency;
 pub use document::{document, document_id};
 pub use filters::{Filters, NumberMatch, ParamError, parse_filters, parse_flag};
 pub use query::{
-    CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField, validate_cursor,
+    CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField, encode_cursor,
+    validate_cursor,
 };
 pub use stats::{DEFAULT_TOP, Interval, Stats, StatsRequest};
 

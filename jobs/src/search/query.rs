@@ -147,8 +147,9 @@ pub struct SearchPage {
 }
 
 /// Makes a cursor: the sort it belongs to and the last item's sort values, hex-encoded so it
-/// is opaque and URL-safe.
-fn encode_cursor(sort: Sort, after: &Value) -> String {
+/// is opaque and URL-safe. Public so the codec can be tested as a pair (every cursor a page
+/// hands out must be taken back).
+pub fn encode_cursor(sort: Sort, after: &Value) -> String {
     let raw = json!({ "s": sort.key(), "a": after }).to_string();
     raw.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -173,8 +174,11 @@ fn decode_cursor(sort: Sort, cursor: &str) -> Result<Value, ParamError> {
     if value["s"] != json!(sort.key()) {
         return Err(ParamError::new("cursor", "belongs to a different sort order"));
     }
+    // Every sort value (a date as epoch milliseconds, seconds, the row id) is an integer.
+    // Anything else would reach the engine, which refuses it (a string: 400, a null: 500):
+    // a forged cursor is the client's error, told here.
     match &value["a"] {
-        Value::Array(a) if a.len() == 2 => Ok(value["a"].clone()),
+        Value::Array(a) if a.len() == 2 && a.iter().all(|v| v.as_i64().is_some()) => Ok(value["a"].clone()),
         _ => Err(bad()),
     }
 }
@@ -248,6 +252,11 @@ mod tests {
         assert!(decode_cursor(other, &c).unwrap_err().reason.contains("different sort"));
         assert_eq!(decode_cursor(sort, "zz").unwrap_err().parameter, "cursor");
         assert_eq!(decode_cursor(sort, "7b7d").unwrap_err().parameter, "cursor");
+        // Well-formed but with values no page ends on: refused before the engine sees them.
+        for after in [json!(["abc", 1]), json!([null, null]), json!([1.5, 2]), json!([1, {"a": 1}])] {
+            let forged = encode_cursor(sort, &after);
+            assert_eq!(decode_cursor(sort, &forged).unwrap_err().parameter, "cursor", "{after}");
+        }
         // Multi-byte characters where hex digits belong.
         for forged in ["a\u{e9}a", "\u{10000}", "\u{e9}\u{e9}", "+1"] {
             assert_eq!(decode_cursor(sort, forged).unwrap_err().parameter, "cursor", "{forged}");

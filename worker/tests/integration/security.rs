@@ -141,7 +141,14 @@ async fn failed_jobs_are_listed_and_can_be_replayed() {
         .await
         .expect("redis");
     store.create(&job.initial_state()).await.expect("state");
-    store.mark_failed(&job.job_id, jobs::error_code::ErrorCode::DatabaseUnavailable, "gave up after 10 attempts: database unavailable").await.expect("failed");
+    store
+        .mark_failed(
+            &job.job_id,
+            jobs::error_code::ErrorCode::DatabaseUnavailable,
+            "gave up after 10 attempts: database unavailable",
+        )
+        .await
+        .expect("failed");
     // The list of failed jobs expires with them, and forgets failures older than the TTL.
     let mut redis = redis::Client::open(app.settings.redis_url.as_str())
         .expect("url")
@@ -159,7 +166,14 @@ async fn failed_jobs_are_listed_and_can_be_replayed() {
         .query_async::<()>(&mut redis)
         .await
         .expect("zadd");
-    store.mark_failed(&job.job_id, jobs::error_code::ErrorCode::DatabaseUnavailable, "gave up after 10 attempts: database unavailable").await.expect("failed");
+    store
+        .mark_failed(
+            &job.job_id,
+            jobs::error_code::ErrorCode::DatabaseUnavailable,
+            "gave up after 10 attempts: database unavailable",
+        )
+        .await
+        .expect("failed");
     let members: Vec<String> =
         redis::cmd("ZRANGE").arg(&failed_key).arg(0).arg(-1).query_async(&mut redis).await.expect("zrange");
     assert!(!members.contains(&"long-gone".to_string()), "{members:?}");
