@@ -172,7 +172,7 @@ pub struct RequireTokenEndpoint<E> {
     auth: Auth,
 }
 
-fn refuse(status: StatusCode, code: &str, message: &str, basic: bool) -> Response {
+fn refuse(status: StatusCode, code: crate::error::ErrorCode, message: &str, basic: bool) -> Response {
     let mut resp = Json(ErrorBody::new(code, message)).with_status(status).into_response();
     if status == StatusCode::UNAUTHORIZED {
         let headers = resp.headers_mut();
@@ -195,7 +195,7 @@ impl<E: Endpoint> Endpoint for RequireTokenEndpoint<E> {
             let Some(presented) = presented_token(&req) else {
                 return Ok(refuse(
                     StatusCode::UNAUTHORIZED,
-                    "unauthorized",
+                    crate::error::ErrorCode::Unauthorized,
                     if basic {
                         "a bearer token, or Basic credentials with a token as the password, is required"
                     } else {
@@ -208,7 +208,7 @@ impl<E: Endpoint> Endpoint for RequireTokenEndpoint<E> {
                 None => {
                     return Ok(refuse(
                         StatusCode::UNAUTHORIZED,
-                        "unauthorized",
+                        crate::error::ErrorCode::Unauthorized,
                         "the token is not valid",
                         basic,
                     ));
@@ -217,7 +217,7 @@ impl<E: Endpoint> Endpoint for RequireTokenEndpoint<E> {
                     let needed: Vec<&str> = roles.iter().map(|r| r.name()).collect();
                     return Ok(refuse(
                         StatusCode::FORBIDDEN,
-                        "forbidden",
+                        crate::error::ErrorCode::Forbidden,
                         &format!(
                             "the {} role cannot do this; it needs: {}",
                             role.name(),

@@ -35,7 +35,7 @@ impl Enqueuer {
                         serde_json::json!({ "queued_jobs": waiting, "limit": self.limits.max_queue_depth }),
                     ),
                     ..ErrorBody::new(
-                        "overloaded",
+                        crate::error::ErrorCode::Overloaded,
                         format!("{waiting} batches are waiting to be stored; retry later"),
                     )
                 }),
@@ -58,22 +58,18 @@ impl Enqueuer {
                 headers: Default::default(),
             })
             .await;
-        match published {
-            Ok(()) => Ok(()),
-            // Sent, but never confirmed: it may be queued, so its state stays (a worker that
-            // takes it finds it) and it is not sent again. The client resends; records are
-            // stored once by their identity whichever copy arrives.
-            Err(e @ PublishError::Unconfirmed(_)) => {
-                tracing::warn!(job_id = %job.job_id, error = %e, "publish not confirmed; the job may be queued");
-                Err(ApiError::unavailable("rabbitmq", e))
+        if let Err(e) = published {
+            // Not queued, or not known to be (a confirm that never came): either way the
+            // client is told 503 and resends under a new job. Its state goes; if the message
+            // did reach the queue, the worker that takes it writes the state afresh.
+            if let Err(de) = self.jobs.delete(&job.job_id).await {
+                tracing::warn!(job_id = %job.job_id, error = %de, "could not remove state of unpublished job");
             }
-            Err(e) => {
-                // Nothing was queued: leave no state claiming otherwise.
-                if let Err(de) = self.jobs.delete(&job.job_id).await {
-                    tracing::warn!(job_id = %job.job_id, error = %de, "could not remove state of unpublished job");
-                }
-                Err(ApiError::unavailable("rabbitmq", e))
+            if matches!(e, PublishError::Unconfirmed(_)) {
+                tracing::warn!(job_id = %job.job_id, error = %e, "publish not confirmed; the job may still run");
             }
+            return Err(ApiError::unavailable("rabbitmq", e));
         }
+        Ok(())
     }
 }

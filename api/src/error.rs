@@ -5,6 +5,7 @@
 //! so clients parse one shape for every error, with the status as the only switch.
 
 use jobs::cdr::RecordError;
+pub use jobs::error_code::ErrorCode;
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::payload::Json;
@@ -16,8 +17,8 @@ pub const RETRY_AFTER_SECS: u64 = 5;
 /// The body of every error response.
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct ErrorBody {
-    /// Stable, machine-readable error code.
-    pub code: String,
+    /// Stable, machine-readable error code, from the table job states use too.
+    pub code: ErrorCode,
     /// What went wrong, for people.
     pub message: String,
     /// Structured detail where there is some (for example the refused records).
@@ -49,8 +50,8 @@ impl From<RecordError> for RejectedRecord {
 }
 
 impl ErrorBody {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        ErrorBody { code: code.into(), message: message.into(), details: None, rejected: None }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody { code, message: message.into(), details: None, rejected: None }
     }
 }
 
@@ -80,15 +81,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError::BadRequest(Json(ErrorBody::new(code, message)))
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::NotFound(Json(ErrorBody::new("not_found", message)))
+        ApiError::NotFound(Json(ErrorBody::new(ErrorCode::NotFound, message)))
     }
 
-    pub fn too_large(code: &str, message: impl Into<String>) -> Self {
+    pub fn too_large(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError::PayloadTooLarge(Json(ErrorBody::new(code, message)))
     }
 
@@ -102,16 +103,24 @@ impl ApiError {
         };
         ApiError::BadRequest(Json(ErrorBody {
             details: parameter.map(|p| serde_json::json!({ "parameter": p })),
-            ..ErrorBody::new("invalid_query", message)
+            ..ErrorBody::new(ErrorCode::InvalidQuery, message)
         }))
     }
 
+    /// A dependency is down: 503 with `Retry-After`, coded by which one.
     pub fn unavailable(dependency: &str, error: impl std::fmt::Display) -> Self {
         tracing::warn!(dependency, error = %error, "dependency unavailable");
+        let code = match dependency {
+            "postgresql" | "postgres" => ErrorCode::DatabaseUnavailable,
+            "redis" => ErrorCode::StateUnavailable,
+            "rabbitmq" => ErrorCode::BrokerUnavailable,
+            "elasticsearch" => ErrorCode::SearchUnavailable,
+            _ => ErrorCode::Unavailable,
+        };
         ApiError::Unavailable(
             Json(ErrorBody {
                 details: Some(serde_json::json!({ "dependency": dependency })),
-                ..ErrorBody::new("unavailable", format!("{dependency} is unavailable; retry later"))
+                ..ErrorBody::new(code, format!("{dependency} is unavailable; retry later"))
             }),
             RETRY_AFTER_SECS,
         )
@@ -119,21 +128,21 @@ impl ApiError {
 }
 
 /// Status → error code, for errors raised outside our handlers.
-fn code_for(status: StatusCode) -> &'static str {
+fn code_for(status: StatusCode) -> ErrorCode {
     match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::CONFLICT => "conflict",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
-        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        _ if status.is_client_error() => "bad_request",
-        _ => "internal",
+        StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::Unprocessable,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::TooManyRequests,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        _ if status.is_client_error() => ErrorCode::BadRequest,
+        _ => ErrorCode::InternalError,
     }
 }
 

@@ -96,7 +96,7 @@ fn internal_error(request_id: &str) -> Response {
     let body = ErrorBody {
         details: Some(serde_json::json!({ "request_id": request_id })),
         ..ErrorBody::new(
-            "internal",
+            crate::error::ErrorCode::InternalError,
             format!("internal error; report request id {request_id} to the operator"),
         )
     };
@@ -137,7 +137,7 @@ mod tests {
         resp.assert_header(REQUEST_ID, "req-42");
         resp.assert_content_type("application/json; charset=utf-8");
         let body = resp.json().await;
-        body.value().object().get("code").assert_string("internal");
+        body.value().object().get("code").assert_string("internal_error");
         body.value().object().get("details").object().get("request_id").assert_string("req-42");
         // The panic's own words stay in the log.
         let text = body.value().deserialize::<serde_json::Value>().to_string();

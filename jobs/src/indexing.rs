@@ -9,7 +9,7 @@ use crate::error_code::ErrorCode;
 use crate::metrics;
 use crate::queue::{Outgoing, PublishError, Publisher};
 use crate::search::{SearchError, SearchIndex};
-use crate::state::{JobCounts, JobKind, JobState, JobStore};
+use crate::state::{JobCounts, JobKind, JobState, JobStore, Settled};
 use chrono::{DateTime, Utc};
 use entities::{cdrs, index_failures, ingest_batches};
 use lapin::types::FieldTable;
@@ -162,7 +162,8 @@ impl IndexRunner {
                     _ => JobCounts { indexed, ..JobCounts::default() },
                 };
                 if let Err(e) = self.jobs.mark_succeeded(&job.job_id, &counts).await {
-                    warn!(job_id = %job.job_id, error = %e, "batch indexed; could not record the job's state");
+                    warn!(job_id = %job.job_id, error = %e, "batch indexed; its job state will be written when Redis answers");
+                    self.jobs.settle_later(&job.job_id, Settled::Succeeded(counts));
                 }
                 metrics::count_records("indexed", indexed);
                 metrics::count_job("index", "succeeded");
@@ -282,7 +283,8 @@ impl IndexRunner {
         let queue = &self.publisher.topology().index;
         self.publisher.dead_letter(queue, &job.job_id, &body, code, reason).await?;
         if let Err(e) = self.jobs.mark_failed(&job.job_id, code, reason).await {
-            warn!(job_id = %job.job_id, error = %e, "job dead-lettered; could not record its failed state");
+            warn!(job_id = %job.job_id, error = %e, "job dead-lettered; its failed state will be written when Redis answers");
+            self.jobs.settle_later(&job.job_id, Settled::Failed(code, reason.to_string()));
         }
         metrics::count_job("index", "failed");
         error!(job_id = %job.job_id, reason, "index job failed; dead-lettered");

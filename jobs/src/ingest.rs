@@ -4,7 +4,7 @@ use crate::cdr::Cdr;
 use crate::error_code::ErrorCode;
 use crate::metrics;
 use crate::queue::{PublishError, Publisher};
-use crate::state::{JobCounts, JobKind, JobState, JobStore};
+use crate::state::{JobCounts, JobKind, JobState, JobStore, Settled};
 use crate::store::{CdrStore, StoreOutcome, is_transient};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -117,7 +117,8 @@ impl IngestRunner {
                 }
                 crate::crash::point("ingest-after-index-queued");
                 if let Err(e) = self.jobs.mark_succeeded(&job.job_id, &counts).await {
-                    warn!(job_id = %job.job_id, error = %e, "batch committed; its job state will catch up from PostgreSQL");
+                    warn!(job_id = %job.job_id, error = %e, "batch committed; its job state will be written when Redis answers");
+                    self.jobs.settle_later(&job.job_id, Settled::Succeeded(counts));
                 }
                 if !outcome.replayed {
                     metrics::count_records("inserted", outcome.inserted);
@@ -191,7 +192,8 @@ impl IngestRunner {
         self.publisher.dead_letter(queue, &job.job_id, &body, code, reason).await?;
         // The dead-letter queue holds the job now: acknowledge even if Redis is down.
         if let Err(e) = self.jobs.mark_failed(&job.job_id, code, reason).await {
-            warn!(job_id = %job.job_id, error = %e, "job dead-lettered; could not record its failed state");
+            warn!(job_id = %job.job_id, error = %e, "job dead-lettered; its failed state will be written when Redis answers");
+            self.jobs.settle_later(&job.job_id, Settled::Failed(code, reason.to_string()));
         }
         metrics::count_job("ingest", "failed");
         error!(job_id = %job.job_id, attempts, reason, "ingest job failed; dead-lettered");

@@ -232,6 +232,13 @@ fn scripts() -> &'static Scripts {
     &SCRIPTS
 }
 
+/// A final state to write once Redis answers again ([`JobStore::settle_later`]).
+#[derive(Debug, Clone)]
+pub enum Settled {
+    Succeeded(JobCounts),
+    Failed(ErrorCode, String),
+}
+
 /// Reads and writes job state. Cloning is cheap: the connection manager is shared and
 /// reconnects on its own after Redis restarts.
 #[derive(Clone)]
@@ -372,6 +379,44 @@ impl JobStore {
             .ignore()
             .query_async::<()>(&mut conn)
             .await
+    }
+
+    /// Writes a final state that Redis refused just now (it was restarting, say) in the
+    /// background, retrying for up to a quarter of an hour: the work is done and acknowledged
+    /// by then, so only its state is behind. Transitions only move forward, so a late write
+    /// never undoes a newer one. Pending writes die with the process; an ingest job's state
+    /// is then still read from PostgreSQL by `GET /jobs/{id}`.
+    pub fn settle_later(&self, id: &str, outcome: Settled) {
+        const MAX_PENDING: usize = 10_000;
+        static PENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        if PENDING.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= MAX_PENDING {
+            PENDING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(job_id = id, "too many job states waiting for Redis; this one is dropped");
+            return;
+        }
+        let (store, id) = (self.clone(), id.to_string());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
+            let mut pause = Duration::from_millis(500);
+            loop {
+                let written = match &outcome {
+                    Settled::Succeeded(counts) => store.mark_succeeded(&id, counts).await,
+                    Settled::Failed(code, error) => store.mark_failed(&id, *code, error).await,
+                };
+                match written {
+                    Ok(()) => break,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        tracing::error!(job_id = %id, error = %e, "gave up writing a job's final state");
+                        break;
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            PENDING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
     }
 
     fn failed_key(&self) -> String {

@@ -71,10 +71,11 @@ pub enum IngestResponse {
 /// A request body up to `limit` bytes; 413 beyond it.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     body.into_bytes_limit(limit).await.map_err(|e| match e {
-        poem::error::ReadBodyError::PayloadTooLarge => {
-            ApiError::too_large("body_too_large", format!("request body is over {limit} bytes"))
-        }
-        other => ApiError::bad_request("unreadable_body", other.to_string()),
+        poem::error::ReadBodyError::PayloadTooLarge => ApiError::too_large(
+            crate::error::ErrorCode::BodyTooLarge,
+            format!("request body is over {limit} bytes"),
+        ),
+        other => ApiError::bad_request(crate::error::ErrorCode::UnreadableBody, other.to_string()),
     })
 }
 
@@ -82,7 +83,7 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, 
 pub(crate) fn invalid_parameter(parameter: &str, reason: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(Json(ErrorBody {
         details: Some(serde_json::json!({ "parameter": parameter })),
-        ..ErrorBody::new("invalid_parameter", format!("{parameter}: {reason}"))
+        ..ErrorBody::new(crate::error::ErrorCode::InvalidParameter, format!("{parameter}: {reason}"))
     }))
 }
 
@@ -156,7 +157,7 @@ impl CdrsApi {
             return Err(ApiError::Unprocessable(Json(ErrorBody {
                 rejected: Some(rejected),
                 details: layout.map(|l| serde_json::json!({ "format": l })),
-                ..ErrorBody::new("invalid_records", "no record in the batch is valid")
+                ..ErrorBody::new(crate::error::ErrorCode::InvalidRecords, "no record in the batch is valid")
             })));
         }
 
@@ -233,15 +234,17 @@ fn validate(
     default_source: &str,
 ) -> Result<Validated, ApiError> {
     let batch = read_batch(format, bytes, charset).map_err(|e| match e {
-        BatchError::Malformed(m) => ApiError::bad_request("malformed_body", m),
-        BatchError::WrongShape(m) => ApiError::bad_request("wrong_shape", m),
+        BatchError::Malformed(m) => ApiError::bad_request(crate::error::ErrorCode::MalformedBody, m),
+        BatchError::WrongShape(m) => ApiError::bad_request(crate::error::ErrorCode::WrongShape, m),
         BatchError::Format(m) => invalid_parameter("format", m),
-        BatchError::Empty => ApiError::bad_request("empty_batch", "the batch has no records"),
+        BatchError::Empty => {
+            ApiError::bad_request(crate::error::ErrorCode::EmptyBatch, "the batch has no records")
+        }
     })?;
     let records = batch.records;
     if records.len() > max_records {
         return Err(ApiError::too_large(
-            "too_many_records",
+            crate::error::ErrorCode::TooManyRecords,
             format!("{} records is over the limit of {max_records} per batch", records.len()),
         ));
     }

@@ -88,7 +88,7 @@ impl FreeswitchApi {
         };
         let bytes = read_body(body, MAX_DOCUMENT_BYTES).await?;
         let doc = freeswitch_json::document(&bytes, charset)
-            .map_err(|m| ApiError::bad_request("malformed_body", m))?;
+            .map_err(|m| ApiError::bad_request(crate::error::ErrorCode::MalformedBody, m))?;
         let encoding = match encode_values.0 {
             Some(true) => ValueEncoding::Encoded,
             Some(false) => ValueEncoding::Plain,
@@ -96,7 +96,7 @@ impl FreeswitchApi {
         };
         let uuid = uuid.0.filter(|u| !u.trim().is_empty());
         let record = freeswitch_json::record(&doc, encoding, uuid.as_deref())
-            .map_err(|m| ApiError::bad_request("wrong_shape", m))?;
+            .map_err(|m| ApiError::bad_request(crate::error::ErrorCode::WrongShape, m))?;
         // mod_json_cdr appends `?uuid=...` even to a URL that has a query already
         // (`...?source=fs1` arrives as `source=fs1?uuid=...`).
         let source = source
@@ -112,7 +112,7 @@ impl FreeswitchApi {
                 jobs::metrics::count_records("rejected", 1);
                 return Err(ApiError::Unprocessable(Json(ErrorBody {
                     rejected: Some(vec![RejectedRecord::from(e)]),
-                    ..ErrorBody::new("invalid_records", "the CDR cannot be stored")
+                    ..ErrorBody::new(crate::error::ErrorCode::InvalidRecords, "the CDR cannot be stored")
                 })));
             }
         };

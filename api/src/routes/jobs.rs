@@ -62,8 +62,14 @@ async fn committed(
     known: Option<&JobState>,
 ) -> Result<Option<JobState>, ApiError> {
     let store = jobs::store::CdrStore::new(state.db.clone());
-    let Some(outcome) = store.committed(id).await.map_err(|e| ApiError::unavailable("postgresql", e))? else {
-        return Ok(None);
+    // PostgreSQL down too: the state Redis holds is the best answer there is.
+    let outcome = match store.committed(id).await {
+        Ok(Some(outcome)) => outcome,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(job_id = id, error = %e, "could not read a job's batch from PostgreSQL");
+            return Ok(None);
+        }
     };
     let mut job = match known {
         Some(job) => job.clone(),
@@ -144,7 +150,9 @@ impl JobsApi {
             Err(e) => return Err(ApiError::unavailable("redis", e)),
         };
         let conflict = |message: String| {
-            ApiError::Conflict(Json(ErrorBody { ..ErrorBody::new("not_retryable", message) }))
+            ApiError::Conflict(Json(ErrorBody {
+                ..ErrorBody::new(crate::error::ErrorCode::NotRetryable, message)
+            }))
         };
         if job.status != JobStatus::Failed {
             return Err(conflict(format!("job {} is {}, not failed", job.id, job.status.as_str())));

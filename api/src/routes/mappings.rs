@@ -118,9 +118,9 @@ impl MappingsApi {
                 format!("/mappings/{}", name.0),
             )),
             Ok(false) => Ok(PutMappingResponse::Replaced(Json(named(&name.0, false, mapping.0)))),
-            Err(MappingError::Invalid(reason)) => {
-                Err(ApiError::Unprocessable(Json(crate::error::ErrorBody::new("invalid_mapping", reason))))
-            }
+            Err(MappingError::Invalid(reason)) => Err(ApiError::Unprocessable(Json(
+                crate::error::ErrorBody::new(crate::error::ErrorCode::InvalidMapping, reason),
+            ))),
             Err(e) => Err(ApiError::unavailable("postgresql", e)),
         }
     }

@@ -36,7 +36,7 @@ pub enum StatsResponse {
 fn param_error(e: ParamError) -> ApiError {
     ApiError::BadRequest(Json(ErrorBody {
         details: Some(serde_json::json!({ "parameter": e.parameter })),
-        ..ErrorBody::new("invalid_parameter", format!("{}: {}", e.parameter, e.reason))
+        ..ErrorBody::new(crate::error::ErrorCode::InvalidParameter, format!("{}: {}", e.parameter, e.reason))
     }))
 }
 
@@ -87,8 +87,12 @@ fn sent_bounds(filters: &jobs::search::Filters) -> Vec<(&'static str, String)> {
 }
 
 fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(req.uri().query().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request("invalid_parameter", format!("unreadable query string: {e}")))
+    serde_urlencoded::from_str::<Vec<(String, String)>>(req.uri().query().unwrap_or("")).map_err(|e| {
+        ApiError::bad_request(
+            crate::error::ErrorCode::InvalidParameter,
+            format!("unreadable query string: {e}"),
+        )
+    })
 }
 
 fn last<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -253,7 +257,7 @@ mod tests {
         // The engine's own trouble (down, overloaded, failing) stays a 503 to retry.
         for e in [status(500), status(429), SearchError::Unreachable("connection refused".into())] {
             let (code, body) = answer(engine_error(e, &[]));
-            assert_eq!((code, body["code"].as_str()), (503, Some("unavailable")));
+            assert_eq!((code, body["code"].as_str()), (503, Some("search_unavailable")));
         }
         let (_, body) = answer(engine_error(
             SearchError::Status { status: 400, body: "{\"error\":{\"reason\":\"too_many_buckets\"}}".into() },

@@ -61,7 +61,7 @@ impl SyncApi {
                 ReindexError::AlreadyRunning(other) => ApiError::Conflict(Json(ErrorBody {
                     details: Some(serde_json::json!({ "job_id": other })),
                     ..ErrorBody::new(
-                        "reindex_running",
+                        crate::error::ErrorCode::ReindexRunning,
                         format!("a rebuild is already running: /jobs/{other}"),
                     )
                 })),

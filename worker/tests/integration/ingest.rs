@@ -26,7 +26,7 @@ async fn a_batch_is_stored_with_utc_times_and_derived_fields() {
     assert_eq!(job["kind"], "ingest");
     assert_eq!(
         job["counts"],
-        json!({"received": 3, "rejected": 0, "inserted": 3, "duplicates": 0, "indexed": 0})
+        json!({"received": 3, "rejected": 0, "inserted": 3, "duplicates": 0, "indexed": 0, "refused": 0})
     );
     assert!(job["attempts"].as_u64() >= Some(1));
     assert!(job["started_at"].is_string() && job["finished_at"].is_string());

@@ -201,3 +201,54 @@ async fn sigterm_during_a_job_lets_it_finish_and_stores_it_once() {
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 25, "stored once");
     app.cleanup().await;
 }
+
+/// Acknowledgement follows the durable store: a batch that commits while the worker's Redis
+/// is gone is acknowledged (not redelivered forever), and its state is read from PostgreSQL.
+#[tokio::test]
+async fn a_batch_committed_while_redis_is_down_is_acknowledged_and_its_state_catches_up() {
+    let mut app = TestApp::new().await;
+    // The worker's Redis is a private server this test stops; the API keeps its own.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let mut private = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a private redis-server");
+    let url = format!("redis://127.0.0.1:{port}/0");
+    crate::common::eventually(Duration::from_secs(10), "private redis answers", || async {
+        let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+        let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| e.to_string())
+    })
+    .await;
+    app.worker_env.push(("REDIS_URL".into(), url));
+    app.start_worker().await;
+    let warm = app.ingest(&batch(0..5)).await;
+    crate::common::eventually(Duration::from_secs(30), "warm-up stored", || async {
+        let n = app.count("SELECT count(*) FROM cdrs").await;
+        if n == 5 { Ok(()) } else { Err(n.to_string()) }
+    })
+    .await;
+    private.kill().await.expect("stop the private redis");
+
+    let accepted = app.ingest(&batch(5..205)).await;
+    let job_id = accepted["job_id"].as_str().expect("id").to_string();
+    crate::common::eventually(Duration::from_secs(60), "batch stored with Redis down", || async {
+        let n = app.count("SELECT count(*) FROM cdrs").await;
+        if n == 205 { Ok(()) } else { Err(n.to_string()) }
+    })
+    .await;
+    // Acknowledged: once the worker is gone, nothing is left in the queue to redeliver.
+    let exit = app.stop_worker().await;
+    assert!(exit.success(), "{exit:?}");
+    let topology = jobs::queue::Topology::new(&app.name);
+    let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
+    assert_eq!(publisher.queue_depth(&topology.ingest).await.expect("depth"), 0);
+    // The state the API holds never heard from the worker; PostgreSQL has the outcome.
+    let job = app.wait_job(&job_id, Duration::from_secs(30), |j| j["status"] == "succeeded").await;
+    assert_eq!(job["counts"]["inserted"], 200, "{job}");
+    assert_eq!(app.job(warm["job_id"].as_str().expect("id")).await.expect("warm")["counts"]["inserted"], 5);
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 205, "stored once");
+    app.cleanup().await;
+}

@@ -61,7 +61,7 @@ async fn broker_unreachable_answers_503_and_leaves_no_job_behind() {
     resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     resp.assert_header("Retry-After", "5");
     let body = resp.json().await.value().deserialize::<Value>();
-    assert_eq!(body["code"], "unavailable");
+    assert_eq!(body["code"], "broker_unavailable");
 
     let redis = redis::Client::open(settings.redis_url.as_str()).expect("redis");
     let mut conn = redis.get_multiplexed_async_connection().await.expect("redis conn");
