@@ -18,7 +18,6 @@ use tracing::{info, warn};
 const BACKLOG_SQL: &str = "SELECT coalesce(sum(inserted), 0)::int8 AS backlog, min(committed_at) AS oldest \
      FROM ingest_batches WHERE indexed_at IS NULL";
 const REFUSED_SQL: &str = "SELECT count(*) AS refused FROM index_failures";
-const TOTAL_SQL: &str = "SELECT count(*) AS total FROM cdrs";
 const DUE_SQL: &str = "SELECT job_id FROM ingest_batches WHERE indexed_at IS NULL \
      AND committed_at < now() - make_interval(secs => $1) \
      AND (swept_at IS NULL OR swept_at < now() - make_interval(secs => $1)) \
@@ -28,7 +27,7 @@ const SWEPT_SQL: &str = "UPDATE ingest_batches SET swept_at = now() WHERE job_id
 /// PostgreSQL and the index compared.
 #[derive(Debug, Clone, Serialize, PartialEq, poem_openapi::Object)]
 pub struct SyncStatus {
-    /// Rows in PostgreSQL.
+    /// Rows in PostgreSQL (kept by the KPI rollups: a lookup, not a scan).
     pub database_count: u64,
     /// Documents in the index (as of its last refresh, about a second behind).
     pub index_count: u64,
@@ -65,7 +64,7 @@ pub async fn status(
 ) -> Result<SyncStatus, SyncError> {
     let backend = db.get_database_backend();
     let (total, backlog, refused, index_count, last) = tokio::join!(
-        db.query_one_raw(Statement::from_string(backend, TOTAL_SQL)),
+        db.query_one_raw(Statement::from_string(backend, crate::rollups::TOTAL_SQL)),
         db.query_one_raw(Statement::from_string(backend, BACKLOG_SQL)),
         db.query_one_raw(Statement::from_string(backend, REFUSED_SQL)),
         search.count(None),

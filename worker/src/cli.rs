@@ -59,6 +59,10 @@ pub struct WorkerCli {
     #[arg(long, env = "CDR_SWEEP_GRACE_SECS", default_value_t = 30)]
     pub sweep_grace_secs: u64,
 
+    /// Milliseconds between folds of pending KPI rollup sums into the per-minute table.
+    #[arg(long, env = "CDR_ROLLUP_FOLD_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub rollup_fold_ms: u64,
+
     /// Rows per Elasticsearch bulk request.
     #[arg(long, env = "CDR_INDEX_CHUNK", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub index_chunk: u64,

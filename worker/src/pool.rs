@@ -36,6 +36,7 @@ pub struct Runners {
     pub index: Arc<IndexRunner>,
     pub reindex: Arc<ReindexRunner>,
     pub sweeper: Sweeper,
+    pub folder: jobs::rollups::fold::Folder,
     pub topology: Topology,
 }
 
@@ -66,6 +67,7 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
             publisher: publisher.clone(),
             chunk: cli.index_chunk,
         }),
+        folder: jobs::rollups::fold::Folder::new(db.clone(), job_store.clone()),
         sweeper: Sweeper::new(db, job_store, publisher, Duration::from_secs(cli.sweep_grace_secs)),
         topology,
     })
@@ -79,6 +81,8 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
     let sweeper = tokio::spawn(
         runners.sweeper.clone().run(Duration::from_secs(cli.sweep_interval_secs), shutdown.clone()),
     );
+    let folder =
+        tokio::spawn(runners.folder.clone().run(Duration::from_millis(cli.rollup_fold_ms), shutdown.clone()));
     let http = crate::http::serve(&cli.http_addr, runners.sweeper.clone(), shutdown.clone()).await?;
     loop {
         let monitor = match build_monitor(&cli, &runners).await {
@@ -111,6 +115,7 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
         }
     }
     let _ = sweeper.await;
+    let _ = folder.await;
     let _ = http.await;
     info!("worker pool stopped");
     Ok(())

@@ -28,16 +28,31 @@ CREATE TEMP TABLE IF NOT EXISTS cdr_stage (
 ) ON COMMIT DELETE ROWS
 "#;
 
-const INSERT_FROM_STAGE: &str = r#"
-INSERT INTO cdrs (source, call_id, record_key, src_number, dest_number, start_time, answer_time,
-                  end_time, duration, billsec, disposition, disposition_raw, call_successful,
-                  hangup_cause, direction, account_code, linked_id, caller_withheld, extra, job_id)
-SELECT source, call_id, record_key, src_number, dest_number, start_time, answer_time, end_time,
-       duration, billsec, disposition, disposition_raw, call_successful, hangup_cause, direction,
-       account_code, linked_id, caller_withheld, extra, $1
-FROM cdr_stage
-ON CONFLICT (source, call_id, record_key) DO NOTHING
-"#;
+/// Moves the staged rows into `cdrs` and appends the sums of those actually inserted to the
+/// KPI rollups, in one statement; answers how many rows were inserted.
+static INSERT_FROM_STAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r#"
+WITH ins AS (
+    INSERT INTO cdrs (source, call_id, record_key, src_number, dest_number, start_time, answer_time,
+                      end_time, duration, billsec, disposition, disposition_raw, call_successful,
+                      hangup_cause, direction, account_code, linked_id, caller_withheld, extra, job_id)
+    SELECT source, call_id, record_key, src_number, dest_number, start_time, answer_time, end_time,
+           duration, billsec, disposition, disposition_raw, call_successful, hangup_cause, direction,
+           account_code, linked_id, caller_withheld, extra, $1
+    FROM cdr_stage
+    ON CONFLICT (source, call_id, record_key) DO NOTHING
+    RETURNING start_time, source, direction, disposition, account_code, dest_number, billsec, duration, hangup_cause
+), sums AS (
+    INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix,
+                             attempts, effective, billsec, duration)
+    SELECT $1, {sums} FROM ins GROUP BY 2, 3, 4, 5, 6, 7
+)
+SELECT count(*) AS inserted FROM ins
+"#,
+        sums = crate::rollups::SUMS_OF_ROWS
+    )
+});
 
 const FIND_BATCH: &str = "SELECT inserted, duplicates FROM ingest_batches WHERE job_id = $1";
 /// A batch that stored nothing new has nothing to index: it is born indexed. A conflict
@@ -121,7 +136,11 @@ async fn insert(
     let mut copy = txn.copy_in_raw(&format!("COPY cdr_stage ({}) FROM STDIN", copy_rows::COLUMNS)).await?;
     copy.send(rows.as_bytes()).await?;
     copy.finish().await?;
-    Ok(sqlx::query(INSERT_FROM_STAGE).bind(job_id).execute(&mut **txn).await?.rows_affected())
+    let inserted: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(INSERT_FROM_STAGE.as_str()))
+        .bind(job_id)
+        .fetch_one(&mut **txn)
+        .await?;
+    Ok(u64::try_from(inserted).unwrap_or(0))
 }
 
 fn exec_err(e: sqlx::Error) -> DbErr {

@@ -111,6 +111,7 @@ impl TestApp {
                 ("CDR_MAX_ATTEMPTS".into(), "1000".into()),
                 ("CDR_SWEEP_INTERVAL_SECS".into(), "1".into()),
                 ("CDR_SWEEP_GRACE_SECS".into(), "2".into()),
+                ("CDR_ROLLUP_FOLD_MS".into(), "300".into()),
                 ("CDR_WORKER_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ],
         }
@@ -228,6 +229,26 @@ impl TestApp {
             .await;
         assert_eq!(job["status"], "succeeded", "{job}");
         job
+    }
+
+    /// Asserts the KPI rollups (folded and pending) hold exactly the sums of the stored rows,
+    /// bucket by bucket, and that their total is the row count.
+    pub async fn assert_rollups_match_rows(&self) {
+        let rollups = "SELECT bucket, source, direction, disposition, account_code, dest_prefix, \
+             sum(attempts) AS a, sum(effective) AS e, sum(billsec) AS b, sum(duration) AS d FROM ( \
+             SELECT bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration FROM kpi_minute \
+             UNION ALL SELECT bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration FROM kpi_pending \
+             ) x GROUP BY 1, 2, 3, 4, 5, 6";
+        let raw = format!("SELECT {} FROM cdrs GROUP BY 1, 2, 3, 4, 5, 6", jobs::rollups::SUMS_OF_ROWS);
+        let differing = self
+            .count(&format!(
+                "SELECT count(*) FROM (((SELECT * FROM ({rollups}) r) EXCEPT (SELECT * FROM ({raw}) w)) \
+                 UNION ALL ((SELECT * FROM ({raw}) w2) EXCEPT (SELECT * FROM ({rollups}) r2))) d"
+            ))
+            .await;
+        assert_eq!(differing, 0, "rollup buckets that differ from the rows' sums");
+        let total = self.count(jobs::rollups::TOTAL_SQL).await;
+        assert_eq!(total, self.count("SELECT count(*) FROM cdrs").await, "rollup total");
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

@@ -33,6 +33,7 @@ async fn assert_settled(app: &TestApp, ingest_job_id: &str, rows: usize) {
     let index_state = app.wait_succeeded(&index_job).await;
     assert_eq!(index_state["kind"], "index");
     assert_serving_one_complete_index(app, rows).await;
+    app.assert_rollups_match_rows().await;
 }
 
 /// The alias exists, serves exactly one index, and that index holds every row.

@@ -16,5 +16,6 @@ mod metrics;
 mod real_files;
 mod rejects;
 mod resilience;
+mod rollups;
 mod search;
 mod security;

@@ -1,0 +1,86 @@
+//! KPI rollups kept exactly in step with the stored rows.
+
+use crate::common::{TestApp, answered_cdr, eventually};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn wait_folded(app: &TestApp) {
+    eventually(Duration::from_secs(30), "pending rollup sums folded", || async {
+        let pending = app.count("SELECT count(*) FROM kpi_pending").await;
+        if pending == 0 { Ok(()) } else { Err(pending.to_string()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rollups_count_each_stored_row_once_through_duplicates_and_replays() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    // Mixed dispositions, directions, accounts, prefixes and minutes.
+    let rows: Vec<Value> = (0..300)
+        .map(|n| {
+            let mut cdr = answered_cdr(n);
+            let start = format!("2026-03-01T10:{:02}:{:02}Z", n % 7, n % 60);
+            cdr["start_time"] = json!(start);
+            cdr.as_object_mut().expect("object").remove("answer_time");
+            cdr.as_object_mut().expect("object").remove("end_time");
+            cdr["duration"] = json!(n % 90);
+            cdr["billsec"] = json!(if n % 3 == 0 { n % 60 } else { 0 });
+            cdr["disposition"] =
+                json!(["ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CONGESTION"][n % 3 * (n % 2 + 1) % 5]);
+            if cdr["disposition"] != "ANSWERED" {
+                cdr["billsec"] = json!(0);
+            }
+            if n % 11 == 0 {
+                cdr["hangup_cause"] = json!("CALL_REJECTED");
+                cdr["disposition"] = json!("FAILED");
+            }
+            cdr["direction"] = json!(["inbound", "outbound"][n % 2]);
+            cdr["account_code"] = if n % 4 == 0 { Value::Null } else { json!(format!("acct-{}", n % 4)) };
+            cdr["dest_number"] = json!(["+442071234567", "0049301234", "100", "s", "33612345678"][n % 5]);
+            cdr
+        })
+        .collect();
+    let first = app.ingest(&Value::Array(rows.clone())).await;
+    app.wait_succeeded(first["job_id"].as_str().expect("id")).await;
+    // The same rows again (all duplicates), and half of them with 100 new ones.
+    let again = app.ingest(&Value::Array(rows.clone())).await;
+    let job = app.wait_succeeded(again["job_id"].as_str().expect("id")).await;
+    assert_eq!(job["counts"]["duplicates"], 300);
+    let mut mixed: Vec<Value> = rows[..150].to_vec();
+    mixed.extend((1000..1100).map(answered_cdr));
+    let third = app.ingest(&Value::Array(mixed)).await;
+    app.wait_succeeded(third["job_id"].as_str().expect("id")).await;
+    assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 400);
+    app.assert_rollups_match_rows().await;
+    wait_folded(&app).await;
+    app.assert_rollups_match_rows().await;
+    assert_eq!(app.count("SELECT attempts FROM kpi_totals").await, 400);
+    // Dimensions as derived: the international prefix dropped, non-digits give no prefix.
+    let prefixes = app.count("SELECT count(DISTINCT dest_prefix) FROM kpi_minute WHERE dest_prefix IN ('442', '493', '100', '336', '')").await;
+    assert_eq!(prefixes, 5);
+    let status = app.wait_in_sync(Duration::from_secs(60)).await;
+    assert_eq!(status["database_count"], 400, "counted from the rollups: {status}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_job_delivered_twice_adds_its_sums_once() {
+    let mut app = TestApp::new().await;
+    // Stored directly twice, as two racing deliveries of one job would.
+    let cdrs: Vec<_> =
+        (0..50).map(|n| jobs::cdr::parse_record(n, &answered_cdr(n), "s").expect("valid")).collect();
+    let store = jobs::store::CdrStore::new(app.db.clone());
+    let job_id = jobs::new_job_id();
+    let (a, b) = tokio::join!(store.store_batch(&job_id, &cdrs), store.store_batch(&job_id, &cdrs));
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    // Both report the one commit; only one of them made it.
+    assert_eq!((a.inserted, b.inserted), (50, 50), "{a:?} {b:?}");
+    assert!(a.replayed != b.replayed, "{a:?} {b:?}");
+    assert_eq!(app.count("SELECT coalesce(sum(attempts), 0)::int8 FROM kpi_pending").await, 50);
+    app.assert_rollups_match_rows().await;
+    app.start_worker().await;
+    wait_folded(&app).await;
+    app.assert_rollups_match_rows().await;
+    app.cleanup().await;
+}
