@@ -1,8 +1,9 @@
 //! KPI rollups: per-minute sums over the dimensions KPIs are asked by, kept exactly in step
 //! with `cdrs`.
 //!
-//! Each ingest transaction appends its batch's sums to `kpi_pending` (append-only: concurrent
-//! writers never wait on each other's counters); a folder moves pending sums into
+//! Each ingest transaction appends its batch's sums to `kpi_pending` as one row of parallel
+//! arrays (append-only: concurrent writers never wait on each other's counters, and a batch
+//! spread over many minutes costs one tuple, not one per minute); a folder moves pending sums into
 //! `kpi_minute` with one `DELETE … RETURNING` feeding an upsert, so every sum is counted
 //! once whatever crashes. Readers add what is still pending. `kpi_totals` holds the
 //! folded row count, so counting all CDRs costs a lookup, not a scan.
@@ -17,17 +18,17 @@ pub struct Migration;
 
 const UP: &str = r#"
 CREATE TABLE kpi_pending (
-    job_id       TEXT        NOT NULL,
-    bucket       TIMESTAMPTZ NOT NULL,
-    source       TEXT        NOT NULL,
-    direction    TEXT        NOT NULL,
-    disposition  TEXT        NOT NULL,
-    account_code TEXT        NOT NULL,
-    dest_prefix  TEXT        NOT NULL,
-    attempts     BIGINT      NOT NULL,
-    effective    BIGINT      NOT NULL,
-    billsec      BIGINT      NOT NULL,
-    duration     BIGINT      NOT NULL
+    job_id       TEXT          NOT NULL,
+    bucket       TIMESTAMPTZ[] NOT NULL,
+    source       TEXT[]        NOT NULL,
+    direction    TEXT[]        NOT NULL,
+    disposition  TEXT[]        NOT NULL,
+    account_code TEXT[]        NOT NULL,
+    dest_prefix  TEXT[]        NOT NULL,
+    attempts     BIGINT[]      NOT NULL,
+    effective    BIGINT[]      NOT NULL,
+    billsec      BIGINT[]      NOT NULL,
+    duration     BIGINT[]      NOT NULL
 );
 CREATE TABLE kpi_minute (
     bucket       TIMESTAMPTZ NOT NULL,

@@ -11,11 +11,15 @@ const FOLD_SQL: &str = r#"
 WITH moved AS (
     DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1))
     RETURNING bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration
+), sums AS (
+    SELECT u.* FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code, m.dest_prefix,
+                                    m.attempts, m.effective, m.billsec, m.duration)
+        AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
 ), folded AS (
     INSERT INTO kpi_minute (bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
     SELECT bucket, source, direction, disposition, account_code, dest_prefix,
            sum(attempts), sum(effective), sum(billsec), sum(duration)
-    FROM moved GROUP BY bucket, source, direction, disposition, account_code, dest_prefix
+    FROM sums GROUP BY bucket, source, direction, disposition, account_code, dest_prefix
     ORDER BY bucket, source, direction, disposition, account_code, dest_prefix
     ON CONFLICT (bucket, source, direction, disposition, account_code, dest_prefix) DO UPDATE SET
         attempts = kpi_minute.attempts + EXCLUDED.attempts,
@@ -24,13 +28,13 @@ WITH moved AS (
         duration = kpi_minute.duration + EXCLUDED.duration
 )
 UPDATE kpi_totals SET attempts = kpi_totals.attempts + m.attempts
-FROM (SELECT coalesce(sum(attempts), 0) AS attempts, count(*) AS pending FROM moved) m
+FROM (SELECT (SELECT coalesce(sum(attempts), 0) FROM sums) AS attempts, (SELECT count(*) FROM moved) AS pending) m
 WHERE kpi_totals.id = 1
 RETURNING m.pending
 "#;
 
-/// Pending rows folded per statement.
-const FOLD_CHUNK: i64 = 20_000;
+/// Pending rows (batches) folded per statement.
+const FOLD_CHUNK: i64 = 200;
 
 /// Moves pending rollup sums into `kpi_minute`, one process at a time (a Redis lease, held
 /// and renewed like the sweeper's).

@@ -19,6 +19,7 @@ use std::sync::Arc;
 /// silenced so that "already exists" is not logged for every batch.
 const PREPARE_STAGE: &str = r#"
 SET LOCAL client_min_messages = warning;
+SET LOCAL TimeZone = 'UTC';
 CREATE TEMP TABLE IF NOT EXISTS cdr_stage (
     source TEXT, call_id TEXT, record_key TEXT, src_number TEXT, dest_number TEXT,
     start_time TIMESTAMPTZ, answer_time TIMESTAMPTZ, end_time TIMESTAMPTZ, duration INTEGER,
@@ -29,10 +30,11 @@ CREATE TEMP TABLE IF NOT EXISTS cdr_stage (
 "#;
 
 /// Moves the staged rows into `cdrs` and appends the sums of those actually inserted to the
-/// KPI rollups, in one statement; answers how many rows were inserted.
-static INSERT_FROM_STAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        r#"
+/// KPI rollups, in one statement; answers how many rows were inserted. The sums are grouped
+/// on cheap keys first (the minute in the session's UTC, the number's first five characters)
+/// and the destination prefix derived once per group: the same dimensions as
+/// [`crate::rollups::SUMS_OF_ROWS`] derives row by row, at a fraction of the cost.
+const INSERT_FROM_STAGE: &str = r#"
 WITH ins AS (
     INSERT INTO cdrs (source, call_id, record_key, src_number, dest_number, start_time, answer_time,
                       end_time, duration, billsec, disposition, disposition_raw, call_successful,
@@ -43,16 +45,23 @@ WITH ins AS (
     FROM cdr_stage
     ON CONFLICT (source, call_id, record_key) DO NOTHING
     RETURNING start_time, source, direction, disposition, account_code, dest_number, billsec, duration, hangup_cause
+), grouped AS (
+    SELECT date_trunc('minute', start_time) AS bucket, source, direction, disposition, account_code,
+           left(dest_number, 5) AS head, count(*) AS attempts,
+           count(*) FILTER (WHERE disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED') AS effective,
+           sum(billsec) AS billsec, sum(duration) AS duration
+    FROM ins GROUP BY 1, 2, 3, 4, 5, 6
 ), sums AS (
     INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix,
                              attempts, effective, billsec, duration)
-    SELECT $1, {sums} FROM ins GROUP BY 2, 3, 4, 5, 6, 7
+    SELECT $1, array_agg(bucket), array_agg(source), array_agg(coalesce(direction, '')), array_agg(disposition),
+           array_agg(coalesce(account_code, '')),
+           array_agg(coalesce(substring(regexp_replace(head, '^(\+|00)', '') from '^[0-9]{1,3}'), '')),
+           array_agg(attempts), array_agg(effective), array_agg(coalesce(billsec, 0)), array_agg(coalesce(duration, 0))
+    FROM grouped HAVING count(*) > 0
 )
 SELECT count(*) AS inserted FROM ins
-"#,
-        sums = crate::rollups::SUMS_OF_ROWS
-    )
-});
+"#;
 
 const FIND_BATCH: &str = "SELECT inserted, duplicates FROM ingest_batches WHERE job_id = $1";
 /// A batch that stored nothing new has nothing to index: it is born indexed. A conflict
@@ -136,10 +145,7 @@ async fn insert(
     let mut copy = txn.copy_in_raw(&format!("COPY cdr_stage ({}) FROM STDIN", copy_rows::COLUMNS)).await?;
     copy.send(rows.as_bytes()).await?;
     copy.finish().await?;
-    let inserted: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(INSERT_FROM_STAGE.as_str()))
-        .bind(job_id)
-        .fetch_one(&mut **txn)
-        .await?;
+    let inserted: i64 = sqlx::query_scalar(INSERT_FROM_STAGE).bind(job_id).fetch_one(&mut **txn).await?;
     Ok(u64::try_from(inserted).unwrap_or(0))
 }
 

@@ -234,11 +234,14 @@ impl TestApp {
     /// Asserts the KPI rollups (folded and pending) hold exactly the sums of the stored rows,
     /// bucket by bucket, and that their total is the row count.
     pub async fn assert_rollups_match_rows(&self) {
-        let rollups = "SELECT bucket, source, direction, disposition, account_code, dest_prefix, \
+        let rollups = format!(
+            "SELECT bucket, source, direction, disposition, account_code, dest_prefix, \
              sum(attempts) AS a, sum(effective) AS e, sum(billsec) AS b, sum(duration) AS d FROM ( \
              SELECT bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration FROM kpi_minute \
-             UNION ALL SELECT bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration FROM kpi_pending \
-             ) x GROUP BY 1, 2, 3, 4, 5, 6";
+             UNION ALL SELECT bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration FROM ({}) p \
+             ) x GROUP BY 1, 2, 3, 4, 5, 6",
+            jobs::rollups::PENDING_ROWS
+        );
         let raw = format!("SELECT {} FROM cdrs GROUP BY 1, 2, 3, 4, 5, 6", jobs::rollups::SUMS_OF_ROWS);
         let differing = self
             .count(&format!(
