@@ -7,6 +7,7 @@ mod m20261128_000002_index_tracking;
 mod m20261129_000003_records_as_written;
 mod m20261129_000004_sweep_tracking;
 mod m20261129_000005_kpi_rollups;
+mod m20261129_000006_kpi_levels;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_records_as_written::Migration),
             Box::new(m20261129_000004_sweep_tracking::Migration),
             Box::new(m20261129_000005_kpi_rollups::Migration),
+            Box::new(m20261129_000006_kpi_levels::Migration),
         ]
     }
 }

@@ -4,8 +4,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// One statement: takes up to `$1` pending rows, adds them to `kpi_minute` and to the total,
-/// and deletes them. Two folders running at once cannot count a row twice: a row is only
+/// One statement: takes up to `$1` pending rows, adds them to `kpi_minute`, `kpi_hour`,
+/// `kpi_day` and the total, and deletes them. Two folders running at once cannot count a row twice: a row is only
 /// added by the statement whose `DELETE` removed it.
 const FOLD_SQL: &str = r#"
 WITH moved AS (
@@ -15,17 +15,39 @@ WITH moved AS (
     SELECT u.* FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code, m.dest_prefix,
                                     m.attempts, m.effective, m.billsec, m.duration)
         AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
-), folded AS (
+), minute AS (
     INSERT INTO kpi_minute (bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
     SELECT bucket, source, direction, disposition, account_code, dest_prefix,
            sum(attempts), sum(effective), sum(billsec), sum(duration)
-    FROM sums GROUP BY bucket, source, direction, disposition, account_code, dest_prefix
-    ORDER BY bucket, source, direction, disposition, account_code, dest_prefix
+    FROM sums GROUP BY 1, 2, 3, 4, 5, 6
+    ORDER BY 1, 2, 3, 4, 5, 6
     ON CONFLICT (bucket, source, direction, disposition, account_code, dest_prefix) DO UPDATE SET
         attempts = kpi_minute.attempts + EXCLUDED.attempts,
         effective = kpi_minute.effective + EXCLUDED.effective,
         billsec = kpi_minute.billsec + EXCLUDED.billsec,
         duration = kpi_minute.duration + EXCLUDED.duration
+), hour AS (
+    INSERT INTO kpi_hour (bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
+    SELECT date_trunc('hour', bucket, 'UTC'), source, direction, disposition, account_code, dest_prefix,
+           sum(attempts), sum(effective), sum(billsec), sum(duration)
+    FROM sums GROUP BY 1, 2, 3, 4, 5, 6
+    ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (bucket, source, direction, disposition, account_code, dest_prefix) DO UPDATE SET
+        attempts = kpi_hour.attempts + EXCLUDED.attempts,
+        effective = kpi_hour.effective + EXCLUDED.effective,
+        billsec = kpi_hour.billsec + EXCLUDED.billsec,
+        duration = kpi_hour.duration + EXCLUDED.duration
+), day AS (
+    INSERT INTO kpi_day (bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
+    SELECT date_trunc('day', bucket, 'UTC'), source, direction, disposition, account_code, dest_prefix,
+           sum(attempts), sum(effective), sum(billsec), sum(duration)
+    FROM sums GROUP BY 1, 2, 3, 4, 5, 6
+    ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (bucket, source, direction, disposition, account_code, dest_prefix) DO UPDATE SET
+        attempts = kpi_day.attempts + EXCLUDED.attempts,
+        effective = kpi_day.effective + EXCLUDED.effective,
+        billsec = kpi_day.billsec + EXCLUDED.billsec,
+        duration = kpi_day.duration + EXCLUDED.duration
 )
 UPDATE kpi_totals SET attempts = kpi_totals.attempts + m.attempts
 FROM (SELECT (SELECT coalesce(sum(attempts), 0) FROM sums) AS attempts, (SELECT count(*) FROM moved) AS pending) m

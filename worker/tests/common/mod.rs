@@ -250,6 +250,24 @@ impl TestApp {
             ))
             .await;
         assert_eq!(differing, 0, "rollup buckets that differ from the rows' sums");
+        // The coarser levels hold exactly the folded minutes, regrouped.
+        for level in ["hour", "day"] {
+            let regrouped = format!(
+                "SELECT date_trunc('{level}', bucket, 'UTC') AS bucket, source, direction, disposition, account_code, \
+                 dest_prefix, sum(attempts) AS a, sum(effective) AS e, sum(billsec) AS b, sum(duration) AS d \
+                 FROM kpi_minute GROUP BY 1, 2, 3, 4, 5, 6"
+            );
+            let stored = format!(
+                "SELECT bucket, source, direction, disposition, account_code, dest_prefix, \
+                 attempts::numeric, effective::numeric, billsec::numeric, duration::numeric FROM kpi_{level}"
+            );
+            let differing = self
+                .count(&format!(
+                    "SELECT count(*) FROM ((({regrouped}) EXCEPT ({stored})) UNION ALL (({stored}) EXCEPT ({regrouped}))) d"
+                ))
+                .await;
+            assert_eq!(differing, 0, "kpi_{level} buckets that differ from the minutes they sum");
+        }
         let total = self.count(jobs::rollups::TOTAL_SQL).await;
         assert_eq!(total, self.count("SELECT count(*) FROM cdrs").await, "rollup total");
     }
