@@ -134,18 +134,8 @@ impl IndexRunner {
     /// One attempt. `Ok`: acknowledge (done, deferred to the sweeper, or failed for good
     /// and dead-lettered). `Err`: retry.
     pub async fn run(&self, job: &IndexJob, attempt: u32) -> Result<IndexResult, IndexError> {
-        let total_attempts = match self.jobs.start_attempt(&job.initial_state()).await {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(job_id = %job.job_id, error = %e, "could not record attempt start");
-                attempt
-            }
-        };
-        if total_attempts > self.max_attempts.saturating_add(crate::queue::REDELIVERY_ALLOWANCE) {
-            let reason = format!(
-                "delivered again and again without finishing ({total_attempts} attempts started): \
-                 the process running it died each time"
-            );
+        let (_, parked) = self.jobs.begin_attempt(&job.initial_state(), attempt, self.max_attempts).await;
+        if let Some(reason) = parked {
             self.dead_letter(job, ErrorCode::DeliveryLimit, &reason).await?;
             return Ok(IndexResult::Failed);
         }
@@ -161,10 +151,7 @@ impl IndexRunner {
                     }
                     _ => JobCounts { indexed, ..JobCounts::default() },
                 };
-                if let Err(e) = self.jobs.mark_succeeded(&job.job_id, &counts).await {
-                    warn!(job_id = %job.job_id, error = %e, "batch indexed; its job state will be written when Redis answers");
-                    self.jobs.settle_later(&job.job_id, Settled::Succeeded(counts));
-                }
+                self.jobs.settle(&job.job_id, Settled::Succeeded(counts)).await;
                 metrics::count_records("indexed", indexed);
                 metrics::count_job("index", "succeeded");
                 metrics::metrics()
@@ -282,10 +269,7 @@ impl IndexRunner {
             .map_err(|e| PublishError::NotConfirmed(format!("unserialisable index job: {e}")))?;
         let queue = &self.publisher.topology().index;
         self.publisher.dead_letter(queue, &job.job_id, &body, code, reason).await?;
-        if let Err(e) = self.jobs.mark_failed(&job.job_id, code, reason).await {
-            warn!(job_id = %job.job_id, error = %e, "job dead-lettered; its failed state will be written when Redis answers");
-            self.jobs.settle_later(&job.job_id, Settled::Failed(code, reason.to_string()));
-        }
+        self.jobs.settle(&job.job_id, Settled::Failed(code, reason.to_string())).await;
         metrics::count_job("index", "failed");
         error!(job_id = %job.job_id, reason, "index job failed; dead-lettered");
         Ok(())

@@ -86,18 +86,9 @@ impl IngestRunner {
     /// way but never decides it. A batch that committed while Redis was down is acknowledged;
     /// `GET /jobs/{id}` then reads its outcome from PostgreSQL.
     pub async fn run(&self, job: &IngestJob, attempt: u32) -> Result<IngestResult, IngestError> {
-        let total_attempts = match self.jobs.start_attempt(&job.initial_state()).await {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(job_id = %job.job_id, error = %e, "could not record attempt start");
-                attempt
-            }
-        };
-        if total_attempts > self.max_attempts.saturating_add(crate::queue::REDELIVERY_ALLOWANCE) {
-            let reason = format!(
-                "delivered again and again without finishing ({total_attempts} attempts started): \
-                 the process running it died each time"
-            );
+        let (total_attempts, parked) =
+            self.jobs.begin_attempt(&job.initial_state(), attempt, self.max_attempts).await;
+        if let Some(reason) = parked {
             return self.dead_letter(job, ErrorCode::DeliveryLimit, &reason, total_attempts).await;
         }
         let started = std::time::Instant::now();
@@ -116,10 +107,7 @@ impl IngestRunner {
                     self.enqueue_indexing(job).await;
                 }
                 crate::crash::point("ingest-after-index-queued");
-                if let Err(e) = self.jobs.mark_succeeded(&job.job_id, &counts).await {
-                    warn!(job_id = %job.job_id, error = %e, "batch committed; its job state will be written when Redis answers");
-                    self.jobs.settle_later(&job.job_id, Settled::Succeeded(counts));
-                }
+                self.jobs.settle(&job.job_id, Settled::Succeeded(counts)).await;
                 if !outcome.replayed {
                     metrics::count_records("inserted", outcome.inserted);
                     metrics::count_records("duplicate", outcome.duplicates);
@@ -191,10 +179,7 @@ impl IngestRunner {
         let queue = &self.publisher.topology().ingest;
         self.publisher.dead_letter(queue, &job.job_id, &body, code, reason).await?;
         // The dead-letter queue holds the job now: acknowledge even if Redis is down.
-        if let Err(e) = self.jobs.mark_failed(&job.job_id, code, reason).await {
-            warn!(job_id = %job.job_id, error = %e, "job dead-lettered; its failed state will be written when Redis answers");
-            self.jobs.settle_later(&job.job_id, Settled::Failed(code, reason.to_string()));
-        }
+        self.jobs.settle(&job.job_id, Settled::Failed(code, reason.to_string())).await;
         metrics::count_job("ingest", "failed");
         error!(job_id = %job.job_id, attempts, reason, "ingest job failed; dead-lettered");
         Ok(IngestResult::DeadLettered)

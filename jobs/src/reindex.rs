@@ -102,7 +102,8 @@ impl ReindexRunner {
     /// redelivered job picks up where its earlier delivery stopped: if the alias already
     /// moved, it only finishes the clean-up.
     pub async fn run(&self, job: &ReindexJob) -> Result<Rebuilt, ReindexError> {
-        if let Some(state) = self.jobs.get(&job.job_id).await?
+        let known = self.jobs.get(&job.job_id).await?;
+        if let Some(state) = &known
             && state.status == crate::state::JobStatus::Succeeded
         {
             // Done by an earlier delivery that died before its acknowledgement.
@@ -112,7 +113,10 @@ impl ReindexRunner {
             return Ok(Rebuilt { indexed: state.counts.indexed, refused: state.counts.refused });
         }
         self.jobs.start_attempt(&job.initial_state()).await?;
-        let result = self.rebuild(job).await;
+        // What the catch-up looks back from: when an earlier delivery started, else when the
+        // job was queued (moments before this first attempt).
+        let started = known.and_then(|s| s.started_at).unwrap_or(job.enqueued_at);
+        let result = self.rebuild(job, started).await;
         match &result {
             Ok(done) => {
                 let counts =
@@ -134,14 +138,9 @@ impl ReindexRunner {
         result
     }
 
-    async fn rebuild(&self, job: &ReindexJob) -> Result<Rebuilt, ReindexError> {
+    async fn rebuild(&self, job: &ReindexJob, started: DateTime<Utc>) -> Result<Rebuilt, ReindexError> {
         let target = format!("{}-{}", self.search.alias(), job.job_id);
         let serving = self.search.alias_targets().await?.unwrap_or_default();
-        // When this job's first attempt started: what the catch-up looks back from.
-        let started = match self.jobs.get(&job.job_id).await? {
-            Some(state) => state.started_at.unwrap_or(job.enqueued_at),
-            None => job.enqueued_at,
-        };
         if serving.contains(&target) {
             // An earlier delivery moved the alias and died before finishing: the index the
             // alias serves is complete. Finish the catch-up and the clean-up only.

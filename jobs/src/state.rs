@@ -381,6 +381,46 @@ impl JobStore {
             .await
     }
 
+    /// Starts an attempt for a worker: the attempt number across deliveries (this delivery's
+    /// own count when Redis cannot say), and, when the job has started more attempts than
+    /// `max_attempts` plus [`crate::queue::REDELIVERY_ALLOWANCE`], why it must be parked
+    /// instead: every earlier delivery died without finishing.
+    pub async fn begin_attempt(
+        &self,
+        template: &JobState,
+        delivery_attempt: u32,
+        max_attempts: u32,
+    ) -> (u32, Option<String>) {
+        let total = match self.start_attempt(template).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(job_id = %template.id, error = %e, "could not record attempt start");
+                delivery_attempt
+            }
+        };
+        let parked = (total > max_attempts.saturating_add(crate::queue::REDELIVERY_ALLOWANCE)).then(|| {
+            format!(
+                "delivered again and again without finishing ({total} attempts started): \
+                 the process running it died each time"
+            )
+        });
+        (total, parked)
+    }
+
+    /// Writes a job's final state once its work is durable elsewhere (committed, or parked in
+    /// a dead-letter queue): now, or, if Redis refuses it, in the background
+    /// ([`JobStore::settle_later`]). Never fails: the state is not what decides the work.
+    pub async fn settle(&self, id: &str, outcome: Settled) {
+        let written = match &outcome {
+            Settled::Succeeded(counts) => self.mark_succeeded(id, counts).await,
+            Settled::Failed(code, error) => self.mark_failed(id, *code, error).await,
+        };
+        if let Err(e) = written {
+            tracing::warn!(job_id = id, error = %e, "job state will be written when Redis answers");
+            self.settle_later(id, outcome);
+        }
+    }
+
     /// Writes a final state that Redis refused just now (it was restarting, say) in the
     /// background, retrying for up to a quarter of an hour: the work is done and acknowledged
     /// by then, so only its state is behind. Transitions only move forward, so a late write

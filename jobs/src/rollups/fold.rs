@@ -4,10 +4,38 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// One statement: takes up to `$1` pending rows, adds them to `kpi_minute`, `kpi_hour`,
-/// `kpi_day` and the total, and deletes them. Two folders running at once cannot count a row twice: a row is only
+/// The rollup levels the fold fills, each with how its bucket is derived from a minute.
+const LEVELS: [(&str, &str); 3] = [
+    ("kpi_minute", "bucket"),
+    ("kpi_hour", "date_trunc('hour', bucket, 'UTC')"),
+    ("kpi_day", "date_trunc('day', bucket, 'UTC')"),
+];
+
+/// One statement: takes up to `$1` pending rows, adds them to every level and to the total,
+/// and deletes them. Two folders running at once cannot count a row twice: a row is only
 /// added by the statement whose `DELETE` removed it.
-const FOLD_SQL: &str = r#"
+static FOLD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let upserts: String = LEVELS
+        .iter()
+        .map(|(table, bucket)| {
+            format!(
+                r#", {table} AS (
+    INSERT INTO {table} (bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
+    SELECT {bucket}, source, direction, disposition, account_code, dest_prefix,
+           sum(attempts), sum(effective), sum(billsec), sum(duration)
+    FROM sums GROUP BY 1, 2, 3, 4, 5, 6
+    ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (bucket, source, direction, disposition, account_code, dest_prefix) DO UPDATE SET
+        attempts = {table}.attempts + EXCLUDED.attempts,
+        effective = {table}.effective + EXCLUDED.effective,
+        billsec = {table}.billsec + EXCLUDED.billsec,
+        duration = {table}.duration + EXCLUDED.duration
+)"#
+            )
+        })
+        .collect();
+    format!(
+        r#"
 WITH moved AS (
     DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1))
     RETURNING bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration
@@ -15,45 +43,14 @@ WITH moved AS (
     SELECT u.* FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code, m.dest_prefix,
                                     m.attempts, m.effective, m.billsec, m.duration)
         AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
-), minute AS (
-    INSERT INTO kpi_minute (bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
-    SELECT bucket, source, direction, disposition, account_code, dest_prefix,
-           sum(attempts), sum(effective), sum(billsec), sum(duration)
-    FROM sums GROUP BY 1, 2, 3, 4, 5, 6
-    ORDER BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (bucket, source, direction, disposition, account_code, dest_prefix) DO UPDATE SET
-        attempts = kpi_minute.attempts + EXCLUDED.attempts,
-        effective = kpi_minute.effective + EXCLUDED.effective,
-        billsec = kpi_minute.billsec + EXCLUDED.billsec,
-        duration = kpi_minute.duration + EXCLUDED.duration
-), hour AS (
-    INSERT INTO kpi_hour (bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
-    SELECT date_trunc('hour', bucket, 'UTC'), source, direction, disposition, account_code, dest_prefix,
-           sum(attempts), sum(effective), sum(billsec), sum(duration)
-    FROM sums GROUP BY 1, 2, 3, 4, 5, 6
-    ORDER BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (bucket, source, direction, disposition, account_code, dest_prefix) DO UPDATE SET
-        attempts = kpi_hour.attempts + EXCLUDED.attempts,
-        effective = kpi_hour.effective + EXCLUDED.effective,
-        billsec = kpi_hour.billsec + EXCLUDED.billsec,
-        duration = kpi_hour.duration + EXCLUDED.duration
-), day AS (
-    INSERT INTO kpi_day (bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
-    SELECT date_trunc('day', bucket, 'UTC'), source, direction, disposition, account_code, dest_prefix,
-           sum(attempts), sum(effective), sum(billsec), sum(duration)
-    FROM sums GROUP BY 1, 2, 3, 4, 5, 6
-    ORDER BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (bucket, source, direction, disposition, account_code, dest_prefix) DO UPDATE SET
-        attempts = kpi_day.attempts + EXCLUDED.attempts,
-        effective = kpi_day.effective + EXCLUDED.effective,
-        billsec = kpi_day.billsec + EXCLUDED.billsec,
-        duration = kpi_day.duration + EXCLUDED.duration
-)
+){upserts}
 UPDATE kpi_totals SET attempts = kpi_totals.attempts + m.attempts
 FROM (SELECT (SELECT coalesce(sum(attempts), 0) FROM sums) AS attempts, (SELECT count(*) FROM moved) AS pending) m
 WHERE kpi_totals.id = 1
 RETURNING m.pending
-"#;
+"#
+    )
+});
 
 /// Pending rows (batches) folded per statement.
 const FOLD_CHUNK: i64 = 200;
@@ -80,7 +77,7 @@ impl Folder {
                 .db
                 .query_one_raw(Statement::from_sql_and_values(
                     self.db.get_database_backend(),
-                    FOLD_SQL,
+                    FOLD_SQL.as_str(),
                     [FOLD_CHUNK.into()],
                 ))
                 .await?;

@@ -57,29 +57,31 @@ pub fn parse_flag(name: &str, value: &str) -> Result<bool, ParamError> {
     }
 }
 
+/// The query parameters `/search` and `/stats` share (filters and window).
+pub const SHARED_PARAMETERS: [&str; 17] = [
+    "source",
+    "src_number",
+    "dest_number",
+    "from",
+    "to",
+    "start_date",
+    "end_date",
+    "min_duration",
+    "max_duration",
+    "min_billsec",
+    "disposition",
+    "call_successful",
+    "direction",
+    "account_code",
+    "call_id",
+    "linked_id",
+    "caller_withheld",
+];
+
 /// Reads the parameters both endpoints share from `(name, value)` pairs; `extra` names the
 /// endpoint's own parameters, and anything else is refused so a typo never silently
 /// widens a query.
 pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filters, ParamError> {
-    const SHARED: [&str; 17] = [
-        "source",
-        "src_number",
-        "dest_number",
-        "from",
-        "to",
-        "start_date",
-        "end_date",
-        "min_duration",
-        "max_duration",
-        "min_billsec",
-        "disposition",
-        "call_successful",
-        "direction",
-        "account_code",
-        "call_id",
-        "linked_id",
-        "caller_withheld",
-    ];
     let mut f = Filters::default();
     for (name, value) in pairs {
         let name = name.as_str();
@@ -109,7 +111,7 @@ pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filte
             "caller_withheld" => f.caller_withheld = Some(parse_flag(name, value)?),
             _ if extra.contains(&name) => {}
             _ => {
-                let mut known: Vec<&str> = SHARED.to_vec();
+                let mut known: Vec<&str> = SHARED_PARAMETERS.to_vec();
                 known.extend_from_slice(extra);
                 return Err(ParamError::new(name, format!("unknown parameter; known: {}", known.join(", "))));
             }

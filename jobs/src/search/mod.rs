@@ -15,7 +15,7 @@ mod stats;
 pub use bulk::BulkOutcome;
 pub use concurrency::PeakConcurrency;
 pub use document::{document, document_id};
-pub use filters::{Filters, NumberMatch, ParamError, parse_filters, parse_flag};
+pub use filters::{Filters, NumberMatch, ParamError, SHARED_PARAMETERS, parse_filters, parse_flag};
 pub use query::{
     CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField, encode_cursor,
     validate_cursor,
