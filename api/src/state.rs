@@ -5,6 +5,7 @@ use crate::cli::Limits;
 use crate::enqueue::Enqueuer;
 use jobs::config::ServiceSettings;
 use jobs::queue::Publisher;
+use jobs::rollups::read::RollupStats;
 use jobs::search::SearchIndex;
 use jobs::state::JobStore;
 use jobs::store::mappings::MappingStore;
@@ -16,6 +17,8 @@ pub struct AppState {
     pub jobs: JobStore,
     pub db: DatabaseConnection,
     pub search: SearchIndex,
+    /// KPIs from the pre-aggregated sums, for the `/stats` requests they can answer.
+    pub rollups: RollupStats,
     pub limits: Limits,
     /// Saved CSV mappings.
     pub mappings: MappingStore,
@@ -41,6 +44,7 @@ impl AppState {
             publisher,
             jobs,
             mappings: MappingStore::new(db.clone()),
+            rollups: RollupStats::new(db.clone()),
             db,
             search,
             limits,

@@ -8,6 +8,7 @@ mod m20261129_000003_records_as_written;
 mod m20261129_000004_sweep_tracking;
 mod m20261129_000005_kpi_rollups;
 mod m20261129_000006_kpi_levels;
+mod m20261203_000007_kpi_cuboids;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_sweep_tracking::Migration),
             Box::new(m20261129_000005_kpi_rollups::Migration),
             Box::new(m20261129_000006_kpi_levels::Migration),
+            Box::new(m20261203_000007_kpi_cuboids::Migration),
         ]
     }
 }

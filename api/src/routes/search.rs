@@ -7,9 +7,10 @@
 use super::Tag;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use jobs::rollups::read::RollupError;
 use jobs::search::{
-    DEFAULT_LIMIT, DEFAULT_TOP, Interval, MAX_LIMIT, ParamError, SearchError, SearchPage, SearchRequest,
-    Sort, Stats, StatsRequest, parse_filters, parse_flag, validate_cursor,
+    DEFAULT_LIMIT, DEFAULT_TOP, Interval, MAX_LIMIT, MAX_TOP, ParamError, SearchError, SearchPage,
+    SearchRequest, Sort, Stats, StatsRequest, parse_filters, parse_flag, validate_cursor,
 };
 use poem::Request;
 use poem::web::Data;
@@ -108,6 +109,19 @@ fn whole(pairs: &[(String, String)], name: &str, default: usize, max: usize) -> 
     }
 }
 
+/// `top`: 0 (no rankings, the default) to [`MAX_TOP`].
+fn top_param(pairs: &[(String, String)]) -> Result<usize, ApiError> {
+    match last(pairs, "top") {
+        None => Ok(DEFAULT_TOP),
+        Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n <= MAX_TOP).ok_or_else(|| {
+            param_error(ParamError::new(
+                "top",
+                format!("expected a whole number from 0 to {MAX_TOP}, got {v:?}"),
+            ))
+        }),
+    }
+}
+
 #[OpenApi(tag = "Tag::Search")]
 impl SearchApi {
     /// Search CDRs
@@ -178,6 +192,13 @@ impl SearchApi {
     /// number rankings. ASR = answered / attempts; ACD = billable seconds of answered calls /
     /// answered calls; NER = (answered + busy + no answer + rejected by the callee) /
     /// attempts. Ratios are null when undefined (no attempts, no answered call).
+    ///
+    /// Answered from the KPI rollups (constant cost at any data size, `answered_by:
+    /// "rollups"`) when every filter is one of `source`, `direction`, `disposition`,
+    /// `account_code`, the window's bounds fall on whole minutes (whole hours with
+    /// `account_code`), and neither `top` nor `peak` is asked; otherwise from the CDRs in the
+    /// search index (`answered_by: "index"`, with `fallback_reason`). Both give the same
+    /// figures.
     #[allow(clippy::too_many_arguments, unused_variables)]
     #[oai(path = "/stats", method = "get")]
     async fn stats(
@@ -199,7 +220,7 @@ impl SearchApi {
         call_id: Query<Option<String>>,
         /// minute, hour, day, week or month; by default chosen from the window.
         interval: Query<Option<String>>,
-        /// Entries in `top_destinations` and `top_sources`, 1–100 (default 10).
+        /// Entries in `top_destinations` and `top_sources`, 0–100 (default 0: no rankings).
         top: Query<Option<String>>,
         /// `true` adds `peak_concurrent_calls`: the most calls in progress at once, sampled
         /// every `resolution_seconds` (one second for windows up to about 2¾ hours, at most
@@ -209,15 +230,27 @@ impl SearchApi {
         let pairs = query_pairs(req)?;
         let filters = parse_filters(&pairs, &["interval", "top", "peak"]).map_err(param_error)?;
         let interval = last(&pairs, "interval").map(Interval::parse).transpose().map_err(param_error)?;
-        let top = whole(&pairs, "top", DEFAULT_TOP, jobs::search::MAX_LIMIT.min(100))?;
+        let top = top_param(&pairs)?;
         let mut request = StatsRequest::new(filters, interval, top).map_err(param_error)?;
         request.peak = last(&pairs, "peak")
             .map(|v| parse_flag("peak", v))
             .transpose()
             .map_err(param_error)?
             .unwrap_or(false);
+        let reason = match jobs::rollups::plan::plan(&request) {
+            Ok(plan) => match state.rollups.stats(&request, &plan).await {
+                Ok(stats) => return Ok(StatsResponse::Ok(Json(stats))),
+                Err(RollupError::Parameter(e)) => return Err(param_error(e)),
+                Err(RollupError::Database(e)) => {
+                    tracing::warn!(error = %e, "rollups unreadable; /stats answered from the index");
+                    "the rollups could not be read (PostgreSQL unavailable)".to_string()
+                }
+            },
+            Err(reason) => reason,
+        };
         let sent = sent_bounds(&request.filters);
-        let stats = state.search.stats(&request).await.map_err(|e| engine_error(e, &sent))?;
+        let mut stats = state.search.stats(&request).await.map_err(|e| engine_error(e, &sent))?;
+        stats.fallback_reason = Some(reason);
         Ok(StatsResponse::Ok(Json(stats)))
     }
 }

@@ -1,39 +1,39 @@
-//! Folding pending rollup sums into the per-minute table.
+//! Folding pending rollup sums into the cuboids.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// The rollup levels the fold fills, each with how its bucket is derived from a minute.
-const LEVELS: [(&str, &str); 3] = [
-    ("kpi_minute", "bucket"),
-    ("kpi_hour", "date_trunc('hour', bucket, 'UTC')"),
-    ("kpi_day", "date_trunc('day', bucket, 'UTC')"),
-];
+/// One upsert of the fold statement: the pending sums regrouped into one cuboid, in key
+/// order (concurrent folders then lock rows in the same order).
+fn upsert(cuboid: &super::Cuboid) -> String {
+    let key = cuboid.key();
+    let select: Vec<String> = key
+        .iter()
+        .map(|c| match *c {
+            "bucket" => format!("date_trunc('{}', bucket, 'UTC')", cuboid.level.unit()),
+            other => other.to_string(),
+        })
+        .collect();
+    let positions: Vec<String> = (1..=key.len()).map(|i| i.to_string()).collect();
+    let sums = super::SUM_COLUMNS;
+    let table = cuboid.table;
+    format!(
+        ", {table} AS (\n    INSERT INTO {table} ({key}, {sums})\n    SELECT {select}, {summed}\n    FROM sums GROUP BY {pos}\n    ORDER BY {pos}\n    ON CONFLICT ({key}) DO UPDATE SET {set}\n)",
+        key = key.join(", "),
+        sums = sums.join(", "),
+        select = select.join(", "),
+        summed = sums.iter().map(|s| format!("sum({s})")).collect::<Vec<_>>().join(", "),
+        pos = positions.join(", "),
+        set = sums.iter().map(|s| format!("{s} = {table}.{s} + EXCLUDED.{s}")).collect::<Vec<_>>().join(", "),
+    )
+}
 
-/// One statement: takes up to `$1` pending rows, adds them to every level and to the total,
+/// One statement: takes up to `$1` pending rows, adds them to every cuboid and to the total,
 /// and deletes them. Two folders running at once cannot count a row twice: a row is only
 /// added by the statement whose `DELETE` removed it.
 static FOLD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let upserts: String = LEVELS
-        .iter()
-        .map(|(table, bucket)| {
-            format!(
-                r#", {table} AS (
-    INSERT INTO {table} (bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
-    SELECT {bucket}, source, direction, disposition, account_code, dest_prefix,
-           sum(attempts), sum(effective), sum(billsec), sum(duration)
-    FROM sums GROUP BY 1, 2, 3, 4, 5, 6
-    ORDER BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (bucket, source, direction, disposition, account_code, dest_prefix) DO UPDATE SET
-        attempts = {table}.attempts + EXCLUDED.attempts,
-        effective = {table}.effective + EXCLUDED.effective,
-        billsec = {table}.billsec + EXCLUDED.billsec,
-        duration = {table}.duration + EXCLUDED.duration
-)"#
-            )
-        })
-        .collect();
+    let upserts: String = super::CUBOIDS.iter().map(upsert).collect();
     format!(
         r#"
 WITH moved AS (
@@ -55,7 +55,7 @@ RETURNING m.pending
 /// Pending rows (batches) folded per statement.
 const FOLD_CHUNK: i64 = 200;
 
-/// Moves pending rollup sums into `kpi_minute`, one process at a time (a Redis lease, held
+/// Moves pending rollup sums into the cuboids, one process at a time (a Redis lease, held
 /// and renewed like the sweeper's).
 #[derive(Clone)]
 pub struct Folder {

@@ -1,22 +1,96 @@
-//! KPI rollups: per-minute sums by source, direction, disposition, account code and
-//! destination prefix, kept exactly in step with the stored CDRs.
+//! KPI rollups: sums of the stored CDRs per time bucket over the dimensions `/stats` filters
+//! by, kept exactly in step with `cdrs`, so KPIs over any window cost a few thousand rows
+//! whatever the number of calls in it.
 //!
 //! The ingest transaction that stores a batch appends the sums of the rows it actually
-//! inserted to `kpi_pending`, one row of parallel arrays per batch (duplicates add nothing; a redelivered job rolls back with its
-//! sums), and [`fold::Folder`] moves pending sums into `kpi_minute` in single statements
-//! that delete what they add. A sum is therefore counted once, whatever crashes where, and
-//! readers that add `kpi_pending` to `kpi_minute` see exactly the rows committed.
+//! inserted to `kpi_pending`, one row of parallel arrays per batch over every dimension
+//! (duplicates add nothing; a redelivered job rolls back with its sums), and
+//! [`fold::Folder`] moves pending sums into the [`CUBOIDS`] in single statements that delete
+//! what they add. A sum is therefore counted once, whatever crashes where, and readers that
+//! add `kpi_pending` to a cuboid see exactly the rows committed. [`read`] answers `/stats`.
 
 pub mod fold;
+pub mod plan;
+pub mod read;
+
+/// A rollup table: its time granularity and the dimensions it keeps, in key order (the
+/// bucket goes after the leading dimensions named in `lead`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cuboid {
+    pub table: &'static str,
+    pub level: Level,
+    /// Dimensions before the bucket in the primary key (a reader filtering on them reads
+    /// one contiguous range).
+    pub lead: &'static [&'static str],
+    /// Dimensions after the bucket.
+    pub rest: &'static [&'static str],
+}
+
+/// How finely a cuboid cuts time (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Level {
+    pub fn unit(self) -> &'static str {
+        match self {
+            Level::Minute => "minute",
+            Level::Hour => "hour",
+            Level::Day => "day",
+        }
+    }
+
+    pub fn seconds(self) -> i64 {
+        match self {
+            Level::Minute => 60,
+            Level::Hour => 3600,
+            Level::Day => 86_400,
+        }
+    }
+
+    /// The next finer level, if any.
+    pub fn finer(self) -> Option<Level> {
+        match self {
+            Level::Minute => None,
+            Level::Hour => Some(Level::Minute),
+            Level::Day => Some(Level::Hour),
+        }
+    }
+}
+
+const CALL_DIMS: &[&str] = &["source", "direction", "disposition"];
+
+/// Every rollup table the fold fills. Queries without an account code read the first three
+/// (tens of rows a bucket); queries for one account read its own hours.
+pub const CUBOIDS: [Cuboid; 4] = [
+    Cuboid { table: "kpi_minute", level: Level::Minute, lead: &[], rest: CALL_DIMS },
+    Cuboid { table: "kpi_hour", level: Level::Hour, lead: &[], rest: CALL_DIMS },
+    Cuboid { table: "kpi_day", level: Level::Day, lead: &[], rest: CALL_DIMS },
+    Cuboid { table: "kpi_account_hour", level: Level::Hour, lead: &["account_code"], rest: CALL_DIMS },
+];
+
+impl Cuboid {
+    /// The key columns in order, the bucket among them.
+    pub fn key(&self) -> Vec<&'static str> {
+        self.lead.iter().copied().chain(["bucket"]).chain(self.rest.iter().copied()).collect()
+    }
+}
+
+/// The sums every cuboid keeps.
+pub const SUM_COLUMNS: [&str; 4] = ["attempts", "effective", "billsec", "duration"];
 
 /// The rollup dimensions and sums of a set of CDR rows named `rows`, grouped by the first
-/// seven output columns after the leading `job_id` parameter. Shared by the ingest statement
-/// and the rebuild from `cdrs`, so both derive every dimension the same way.
-pub const SUMS_OF_ROWS: &str = "date_trunc('minute', start_time, 'UTC'), source, coalesce(direction, ''), \
-     disposition, coalesce(account_code, ''), \
-     coalesce(substring(regexp_replace(dest_number, '^(\\+|00)', '') from '^[0-9]{1,3}'), ''), \
-     count(*), count(*) FILTER (WHERE disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED'), \
-     coalesce(sum(billsec), 0), coalesce(sum(duration), 0)";
+/// six output columns: minute, source, direction, disposition, account code, destination
+/// prefix. The derivation the ingest statement applies, written row by row (for checks
+/// and rebuilds from `cdrs`).
+pub const SUMS_OF_ROWS: &str = "date_trunc('minute', start_time, 'UTC') AS bucket, source, coalesce(direction, '') AS direction, \
+     disposition, coalesce(account_code, '') AS account_code, \
+     coalesce(substring(regexp_replace(dest_number, '^(\\+|00)', '') from '^[0-9]{1,3}'), '') AS dest_prefix, \
+     count(*) AS attempts, count(*) FILTER (WHERE disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED') AS effective, \
+     coalesce(sum(billsec), 0) AS billsec, coalesce(sum(duration), 0) AS duration";
 
 /// Pending sums as rows (each pending row holds one batch's sums as parallel arrays).
 pub const PENDING_ROWS: &str = "SELECT p.job_id, u.* FROM kpi_pending p, \

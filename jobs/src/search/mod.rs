@@ -20,7 +20,7 @@ pub use query::{
     CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField, encode_cursor,
     validate_cursor,
 };
-pub use stats::{DEFAULT_TOP, Interval, Stats, StatsRequest};
+pub use stats::{AnsweredBy, DEFAULT_TOP, HistogramBucket, Interval, MAX_TOP, Stats, StatsRequest, Totals};
 
 use elasticsearch::Elasticsearch;
 use elasticsearch::http::Method;

@@ -11,7 +11,7 @@ use super::concurrency::{self, PeakConcurrency};
 use super::filters::{Filters, ParamError};
 use super::{SearchError, SearchIndex};
 use crate::cdr::Disposition;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use elasticsearch::http::Method;
 use poem_openapi::Object;
 use poem_openapi::types::MaybeUndefined;
@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 
 /// Most histogram buckets one request may ask for.
 pub const MAX_BUCKETS: i64 = 10_000;
-pub const DEFAULT_TOP: usize = 10;
+/// Per-number rankings are asked for (`top=N`): they are computed from the CDRs themselves,
+/// so a request without them can be answered from the rollups.
+pub const DEFAULT_TOP: usize = 0;
 pub const MAX_TOP: usize = 100;
 /// Q.850 cause for a call the callee actively refused.
 const REJECTED_BY_CALLEE: &str = "CALL_REJECTED";
@@ -50,7 +52,8 @@ impl Interval {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The name clients use, also PostgreSQL's `date_trunc` unit and the engine's calendar interval.
+    pub fn name(self) -> &'static str {
         match self {
             Interval::Minute => "minute",
             Interval::Hour => "hour",
@@ -67,6 +70,32 @@ impl Interval {
             Interval::Day => Duration::days(1),
             Interval::Week => Duration::weeks(1),
             Interval::Month => Duration::days(28),
+        }
+    }
+
+    /// The start of the histogram bucket holding `t` (UTC; weeks start on Monday, as the
+    /// engine's calendar weeks do).
+    pub fn floor(self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let day = t.date_naive();
+        let start = match self {
+            Interval::Minute => {
+                return DateTime::from_timestamp(t.timestamp() - t.timestamp().rem_euclid(60), 0);
+            }
+            Interval::Hour => {
+                return DateTime::from_timestamp(t.timestamp() - t.timestamp().rem_euclid(3600), 0);
+            }
+            Interval::Day => day,
+            Interval::Week => day - Duration::days(i64::from(day.weekday().num_days_from_monday())),
+            Interval::Month => day.with_day(1)?,
+        };
+        Some(start.and_hms_opt(0, 0, 0)?.and_utc())
+    }
+
+    /// The start of the bucket after the one starting at `start`.
+    pub fn next(self, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Interval::Month => start.checked_add_months(chrono::Months::new(1)),
+            other => start.checked_add_signed(other.approx()),
         }
     }
 
@@ -115,8 +144,8 @@ impl StatsRequest {
                 ));
             }
         }
-        if top == 0 || top > MAX_TOP {
-            return Err(ParamError::new("top", format!("must be between 1 and {MAX_TOP}")));
+        if top > MAX_TOP {
+            return Err(ParamError::new("top", format!("must be between 0 and {MAX_TOP}")));
         }
         Ok(StatsRequest { filters, interval, top, peak: false })
     }
@@ -169,9 +198,9 @@ pub struct Stats {
     /// The histogram's bucket size.
     pub interval: String,
     pub histogram: Vec<HistogramBucket>,
-    /// Most-called numbers.
+    /// Most-called numbers, with `top=N` (empty otherwise).
     pub top_destinations: Vec<NumberStats>,
-    /// Most-calling numbers.
+    /// Most-calling numbers, with `top=N` (empty otherwise).
     pub top_sources: Vec<NumberStats>,
     /// Attempts per disposition; every disposition is listed, zero or not.
     pub by_disposition: BTreeMap<String, u64>,
@@ -180,6 +209,82 @@ pub struct Stats {
     #[oai(nullable, skip_serializing_if = "MaybeUndefined::is_undefined")]
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
     pub peak_concurrent_calls: MaybeUndefined<PeakConcurrency>,
+    /// Where the figures came from: `rollups` (pre-aggregated sums, constant cost) or
+    /// `index` (the CDRs themselves). Both give the same figures for the same request.
+    pub answered_by: AnsweredBy,
+    /// With `answered_by: index`, why the rollups could not answer.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+/// Which store answered a `/stats` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, poem_openapi::Enum)]
+#[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
+pub enum AnsweredBy {
+    Rollups,
+    Index,
+}
+
+/// The sums every non-ranking `/stats` figure is computed from, whichever store gave them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    pub calls: u64,
+    pub answered: u64,
+    /// Answered, busy, no answer or rejected by the callee (NER's numerator).
+    pub effective: u64,
+    pub billsec: u64,
+    pub answered_billsec: u64,
+    /// Mean duration over all attempts; `None` without attempts.
+    pub avg_duration: Option<f64>,
+}
+
+impl HistogramBucket {
+    pub fn new(start: DateTime<Utc>, calls: u64, answered: u64, answered_billsec: u64, billsec: u64) -> Self {
+        HistogramBucket {
+            start,
+            calls,
+            answered,
+            asr: ratio(answered, calls),
+            acd: (answered > 0).then(|| answered_billsec as f64 / answered as f64),
+            total_billsec: billsec,
+        }
+    }
+}
+
+impl Stats {
+    /// The figures of a window from its sums; rankings and peak are added by the caller.
+    pub fn from_totals(
+        t: Totals,
+        interval: Interval,
+        histogram: Vec<HistogramBucket>,
+        by_disposition: BTreeMap<String, u64>,
+        answered_by: AnsweredBy,
+    ) -> Stats {
+        let mut all: BTreeMap<String, u64> =
+            Disposition::ALL.iter().map(|d| (d.as_str().to_string(), 0)).collect();
+        all.extend(by_disposition);
+        Stats {
+            total_calls: t.calls,
+            answered_calls: t.answered,
+            failed_calls: t.calls.saturating_sub(t.answered),
+            asr: ratio(t.answered, t.calls),
+            acd: (t.answered > 0).then(|| t.answered_billsec as f64 / t.answered as f64),
+            ner: ratio(t.effective, t.calls),
+            total_billsec: t.billsec,
+            total_minutes: t.billsec as f64 / 60.0,
+            avg_duration: if t.calls > 0 { t.avg_duration } else { None },
+            interval: interval.name().to_string(),
+            histogram,
+            top_destinations: Vec::new(),
+            top_sources: Vec::new(),
+            by_disposition: all,
+            peak_concurrent_calls: MaybeUndefined::Undefined,
+            answered_by,
+            fallback_reason: None,
+        }
+    }
 }
 
 fn answered_filter() -> Value {
@@ -214,7 +319,7 @@ fn searches(request: &StatsRequest) -> Vec<Value> {
         });
     }
     let search = |aggs: Value, total: bool| json!({ "size": 0, "track_total_hits": total, "query": f.to_query(), "aggs": aggs });
-    vec![
+    let mut all = vec![
         search(
             json!({
                 "answered": {
@@ -250,9 +355,12 @@ fn searches(request: &StatsRequest) -> Vec<Value> {
             }),
             false,
         ),
-        search(json!({ "top_destinations": per_number("dest_number", request.top) }), false),
-        search(json!({ "top_sources": per_number("src_number", request.top) }), false),
-    ]
+    ];
+    if request.top > 0 {
+        all.push(search(json!({ "top_destinations": per_number("dest_number", request.top) }), false));
+        all.push(search(json!({ "top_sources": per_number("src_number", request.top) }), false));
+    }
+    all
 }
 
 /// One `_msearch` answer that failed, as the error it is.
@@ -309,52 +417,40 @@ fn numbers(agg: &Value) -> Vec<NumberStats> {
 
 fn parse(request: &StatsRequest, response: &Value) -> Stats {
     let aggs = &response["aggregations"];
-    let total = response["hits"]["total"]["value"].as_u64().unwrap_or(0);
-    let answered = count(&aggs["answered"]);
-    let answered_billsec = sum(&aggs["answered"]["billsec"]);
-    let total_billsec = sum(&aggs["billsec"]);
-    let mut by_disposition: BTreeMap<String, u64> =
-        Disposition::ALL.iter().map(|d| (d.as_str().to_string(), 0)).collect();
-    for b in aggs["by_disposition"]["buckets"].as_array().into_iter().flatten() {
-        if let Some(k) = b["key"].as_str() {
-            by_disposition.insert(k.to_string(), count(b));
-        }
-    }
+    let totals = Totals {
+        calls: response["hits"]["total"]["value"].as_u64().unwrap_or(0),
+        answered: count(&aggs["answered"]),
+        effective: count(&aggs["effective"]),
+        billsec: sum(&aggs["billsec"]),
+        answered_billsec: sum(&aggs["answered"]["billsec"]),
+        avg_duration: aggs["duration"]["value"].as_f64(),
+    };
+    let by_disposition = aggs["by_disposition"]["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| Some((b["key"].as_str()?.to_string(), count(b))))
+        .collect();
     let histogram = aggs["histogram"]["buckets"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|b| {
             let start = DateTime::from_timestamp_millis(b["key"].as_i64()?)?;
-            let calls = count(b);
-            let ans = count(&b["answered"]);
-            Some(HistogramBucket {
+            Some(HistogramBucket::new(
                 start,
-                calls,
-                answered: ans,
-                asr: ratio(ans, calls),
-                acd: (ans > 0).then(|| sum(&b["answered"]["billsec"]) as f64 / ans as f64),
-                total_billsec: sum(&b["billsec"]),
-            })
+                count(b),
+                count(&b["answered"]),
+                sum(&b["answered"]["billsec"]),
+                sum(&b["billsec"]),
+            ))
         })
         .collect();
-    Stats {
-        total_calls: total,
-        answered_calls: answered,
-        failed_calls: total.saturating_sub(answered),
-        asr: ratio(answered, total),
-        acd: (answered > 0).then(|| answered_billsec as f64 / answered as f64),
-        ner: ratio(count(&aggs["effective"]), total),
-        total_billsec,
-        total_minutes: total_billsec as f64 / 60.0,
-        avg_duration: if total > 0 { aggs["duration"]["value"].as_f64() } else { None },
-        interval: request.interval.name().to_string(),
-        histogram,
-        top_destinations: numbers(&aggs["top_destinations"]),
-        top_sources: numbers(&aggs["top_sources"]),
-        by_disposition,
-        peak_concurrent_calls: MaybeUndefined::Undefined,
-    }
+    let mut stats =
+        Stats::from_totals(totals, request.interval, histogram, by_disposition, AnsweredBy::Index);
+    stats.top_destinations = numbers(&aggs["top_destinations"]);
+    stats.top_sources = numbers(&aggs["top_sources"]);
+    stats
 }
 
 /// Whether a peak-concurrency answer can be read. An index built before call ends were
@@ -454,7 +550,8 @@ mod tests {
         };
         let e = StatsRequest::new(filters.clone(), Some(Interval::Minute), 10).unwrap_err();
         assert_eq!(e.parameter, "interval");
-        assert_eq!(StatsRequest::new(filters.clone(), None, 0).unwrap_err().parameter, "top");
+        assert_eq!(StatsRequest::new(filters.clone(), None, MAX_TOP + 1).unwrap_err().parameter, "top");
+        assert!(StatsRequest::new(filters.clone(), None, 0).is_ok(), "no rankings");
         assert!(StatsRequest::new(filters, None, 10).is_ok());
     }
 

@@ -231,42 +231,37 @@ impl TestApp {
         job
     }
 
-    /// Asserts the KPI rollups (folded and pending) hold exactly the sums of the stored rows,
-    /// bucket by bucket, and that their total is the row count.
+    /// Asserts every KPI rollup cuboid (folded, plus the pending sums regrouped into it)
+    /// holds exactly the sums of the stored rows, bucket by bucket, and that the rollup
+    /// total is the row count.
     pub async fn assert_rollups_match_rows(&self) {
-        let rollups = format!(
-            "SELECT bucket, source, direction, disposition, account_code, dest_prefix, \
-             sum(attempts) AS a, sum(effective) AS e, sum(billsec) AS b, sum(duration) AS d FROM ( \
-             SELECT bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration FROM kpi_minute \
-             UNION ALL SELECT bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration FROM ({}) p \
-             ) x GROUP BY 1, 2, 3, 4, 5, 6",
-            jobs::rollups::PENDING_ROWS
-        );
         let raw = format!("SELECT {} FROM cdrs GROUP BY 1, 2, 3, 4, 5, 6", jobs::rollups::SUMS_OF_ROWS);
-        let differing = self
-            .count(&format!(
-                "SELECT count(*) FROM (((SELECT * FROM ({rollups}) r) EXCEPT (SELECT * FROM ({raw}) w)) \
-                 UNION ALL ((SELECT * FROM ({raw}) w2) EXCEPT (SELECT * FROM ({rollups}) r2))) d"
-            ))
-            .await;
-        assert_eq!(differing, 0, "rollup buckets that differ from the rows' sums");
-        // The coarser levels hold exactly the folded minutes, regrouped.
-        for level in ["hour", "day"] {
-            let regrouped = format!(
-                "SELECT date_trunc('{level}', bucket, 'UTC') AS bucket, source, direction, disposition, account_code, \
-                 dest_prefix, sum(attempts) AS a, sum(effective) AS e, sum(billsec) AS b, sum(duration) AS d \
-                 FROM kpi_minute GROUP BY 1, 2, 3, 4, 5, 6"
-            );
+        let sums =
+            "sum(attempts)::numeric, sum(effective)::numeric, sum(billsec)::numeric, sum(duration)::numeric";
+        let columns = "attempts, effective, billsec, duration";
+        for cuboid in &jobs::rollups::CUBOIDS {
+            let key = cuboid.key();
+            let truncated: Vec<String> = key
+                .iter()
+                .map(|c| match *c {
+                    "bucket" => format!("date_trunc('{}', bucket, 'UTC') AS bucket", cuboid.level.unit()),
+                    other => other.to_string(),
+                })
+                .collect();
+            let (key, truncated, table) = (key.join(", "), truncated.join(", "), cuboid.table);
+            let positions = (1..=cuboid.key().len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+            let expected = format!("SELECT {truncated}, {sums} FROM ({raw}) r GROUP BY {positions}");
             let stored = format!(
-                "SELECT bucket, source, direction, disposition, account_code, dest_prefix, \
-                 attempts::numeric, effective::numeric, billsec::numeric, duration::numeric FROM kpi_{level}"
+                "SELECT {key}, {sums} FROM (SELECT {key}, {columns} FROM {table} \
+                 UNION ALL SELECT {truncated}, {columns} FROM ({}) p) x GROUP BY {positions}",
+                jobs::rollups::PENDING_ROWS
             );
             let differing = self
                 .count(&format!(
-                    "SELECT count(*) FROM ((({regrouped}) EXCEPT ({stored})) UNION ALL (({stored}) EXCEPT ({regrouped}))) d"
+                    "SELECT count(*) FROM ((({expected}) EXCEPT ({stored})) UNION ALL (({stored}) EXCEPT ({expected}))) d"
                 ))
                 .await;
-            assert_eq!(differing, 0, "kpi_{level} buckets that differ from the minutes they sum");
+            assert_eq!(differing, 0, "{table} buckets that differ from the stored rows' sums");
         }
         let total = self.count(jobs::rollups::TOTAL_SQL).await;
         assert_eq!(total, self.count("SELECT count(*) FROM cdrs").await, "rollup total");

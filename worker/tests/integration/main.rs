@@ -19,3 +19,4 @@ mod resilience;
 mod rollups;
 mod search;
 mod security;
+mod stats_paths;

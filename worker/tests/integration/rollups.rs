@@ -56,9 +56,9 @@ async fn rollups_count_each_stored_row_once_through_duplicates_and_replays() {
     wait_folded(&app).await;
     app.assert_rollups_match_rows().await;
     assert_eq!(app.count("SELECT attempts FROM kpi_totals").await, 400);
-    // Dimensions as derived: the international prefix dropped, non-digits give no prefix.
-    let prefixes = app.count("SELECT count(DISTINCT dest_prefix) FROM kpi_minute WHERE dest_prefix IN ('442', '493', '100', '336', '')").await;
-    assert_eq!(prefixes, 5);
+    // A record without an account code is counted under the empty one.
+    let accounts = app.count("SELECT count(DISTINCT account_code) FROM kpi_account_hour WHERE account_code IN ('', 'acct-1', 'acct-2', 'acct-3')").await;
+    assert_eq!(accounts, 4);
     let status = app.wait_in_sync(Duration::from_secs(60)).await;
     assert_eq!(status["database_count"], 400, "counted from the rollups: {status}");
     app.cleanup().await;
@@ -68,8 +68,14 @@ async fn rollups_count_each_stored_row_once_through_duplicates_and_replays() {
 async fn a_job_delivered_twice_adds_its_sums_once() {
     let mut app = TestApp::new().await;
     // Stored directly twice, as two racing deliveries of one job would.
-    let cdrs: Vec<_> =
-        (0..50).map(|n| jobs::cdr::parse_record(n, &answered_cdr(n), "s").expect("valid")).collect();
+    let dests = ["+442071234567", "0049301234", "100", "s", "33612345678"];
+    let cdrs: Vec<_> = (0..50)
+        .map(|n| {
+            let mut cdr = answered_cdr(n);
+            cdr["dest_number"] = json!(dests[n % 5]);
+            jobs::cdr::parse_record(n, &cdr, "s").expect("valid")
+        })
+        .collect();
     let store = jobs::store::CdrStore::new(app.db.clone());
     let job_id = jobs::new_job_id();
     let (a, b) = tokio::join!(store.store_batch(&job_id, &cdrs), store.store_batch(&job_id, &cdrs));
@@ -80,6 +86,12 @@ async fn a_job_delivered_twice_adds_its_sums_once() {
     let pending = format!("SELECT coalesce(sum(attempts), 0)::int8 FROM ({}) p", jobs::rollups::PENDING_ROWS);
     assert_eq!(app.count(&pending).await, 50);
     assert_eq!(app.count("SELECT count(*) FROM kpi_pending").await, 1, "one row for the one commit");
+    // Destination prefixes as derived: the international prefix dropped, non-digits give none.
+    let prefixes = format!(
+        "SELECT count(DISTINCT dest_prefix) FROM ({}) p WHERE dest_prefix IN ('442', '493', '100', '336', '')",
+        jobs::rollups::PENDING_ROWS
+    );
+    assert_eq!(app.count(&prefixes).await, 5);
     app.assert_rollups_match_rows().await;
     app.start_worker().await;
     wait_folded(&app).await;

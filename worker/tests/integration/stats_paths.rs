@@ -1,0 +1,219 @@
+//! `/stats` from the rollups and from the search index give the same figures: generated
+//! requests are asked of both, over sums still pending, folded, and a mix of the two.
+
+use crate::common::{TestApp, eventually};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use jobs::rollups::plan::plan;
+use jobs::rollups::read::RollupStats;
+use jobs::search::{Filters, Interval, StatsRequest};
+use poem::http::StatusCode;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
+use serde_json::{Value, json};
+
+const SOURCES: [&str; 3] = ["pbx-a", "pbx-b", "pbx-c"];
+const ACCOUNTS: [&str; 3] = ["acme", "globex", "initech"];
+const DISPOSITIONS: [&str; 5] = ["ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION"];
+
+fn base() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 2, 27, 0, 0, 0).single().expect("time")
+}
+
+/// Calls over ten days, at any second, with every rollup dimension varied (and left out).
+fn calls(range: std::ops::Range<u64>) -> Value {
+    let rows = range
+        .map(|i| {
+            let r = i.wrapping_mul(2_654_435_761) >> 7;
+            let disposition = DISPOSITIONS[(r % 5) as usize];
+            let talk = if disposition == "ANSWERED" { (r % 613) as i64 + 1 } else { 0 };
+            let ring = (r % 23) as i64 + 1;
+            let start = base() + Duration::seconds(((i * 104_729) % (10 * 86_400)) as i64);
+            let answer = (talk > 0).then(|| (start + Duration::seconds(ring)).to_rfc3339());
+            let mut cdr = json!({
+                "call_id": format!("paths-{i}"), "source": SOURCES[(r / 5 % 3) as usize],
+                "src_number": format!("+1555{:04}", r % 97), "dest_number": format!("+44{:08}", r % 9973),
+                "start_time": start.to_rfc3339(), "answer_time": answer,
+                "end_time": (start + Duration::seconds(ring + talk)).to_rfc3339(),
+                "disposition": disposition,
+                "hangup_cause": if disposition == "FAILED" && r % 2 == 0 { "CALL_REJECTED" } else { "NORMAL_CLEARING" },
+            });
+            if r % 7 != 0 {
+                cdr["direction"] = json!(["inbound", "outbound"][(r / 15 % 2) as usize]);
+            }
+            if r % 9 != 0 {
+                cdr["account_code"] = json!(ACCOUNTS[(r / 30 % 3) as usize]);
+            }
+            cdr
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+/// A bound on whole minutes (whole hours half the time), or none.
+fn bound() -> impl Strategy<Value = Option<DateTime<Utc>>> {
+    prop_oneof![
+        1 => Just(None),
+        2 => (0_i64..12 * 24).prop_map(|h| Some(base() - Duration::days(1) + Duration::hours(h))),
+        2 => (0_i64..12 * 24 * 60).prop_map(|m| Some(base() - Duration::days(1) + Duration::minutes(m))),
+    ]
+}
+
+fn requests() -> impl Strategy<Value = Option<StatsRequest>> {
+    let pick = |values: &'static [&'static str]| prop_oneof![2 => Just(None), 3 => proptest::sample::select(values).prop_map(|v| Some(v.to_string()))];
+    (
+        pick(&["pbx-a", "pbx-b", "pbx-c", "nowhere"]),
+        pick(&["inbound", "outbound"]),
+        proptest::sample::subsequence(DISPOSITIONS.to_vec(), 0..=2),
+        prop_oneof![3 => Just(None), 1 => pick(&["acme", "globex", "initech", "nobody"])],
+        bound(),
+        bound(),
+        proptest::option::of(proptest::sample::select(vec![
+            Interval::Minute,
+            Interval::Hour,
+            Interval::Day,
+            Interval::Week,
+            Interval::Month,
+        ])),
+    )
+        .prop_map(|(source, direction, dispositions, account, a, b, interval)| {
+            let (from, to) = match (a, b) {
+                (Some(a), Some(b)) if a > b => (Some(b), Some(a)),
+                (Some(a), Some(b)) if a == b => (Some(a), None),
+                other => other,
+            };
+            let filters = Filters {
+                source,
+                direction,
+                dispositions: dispositions.iter().filter_map(|d| d.parse().ok()).collect(),
+                account_code: account,
+                from,
+                to,
+                ..Filters::default()
+            };
+            StatsRequest::new(filters, interval, 0).ok()
+        })
+}
+
+/// Two answers equal but for who gave them (ratios to a rounding error).
+fn assert_same(a: &Value, b: &Value, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{at}: {x} vs {y}");
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> =
+                x.keys().chain(y.keys()).filter(|k| *k != "answered_by").collect();
+            for k in keys {
+                assert_same(&x[k], &y[k], &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}: lengths");
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                assert_same(p, q, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// Asks generated requests of both paths; returns how many the rollups answered.
+async fn compare(app: &TestApp, seed: u8, cases: usize) -> usize {
+    let rollups = RollupStats::new(app.db.clone());
+    let index = app.search();
+    let mut runner = TestRunner::new_with_rng(
+        proptest::test_runner::Config::default(),
+        proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &[seed; 32]),
+    );
+    let strategy = requests();
+    let mut answered = 0;
+    for _ in 0..cases {
+        let Some(request) = strategy.new_tree(&mut runner).expect("a request").current() else { continue };
+        let Ok(p) = plan(&request) else { continue };
+        let from_rollups = rollups.stats(&request, &p).await.expect("rollups answer");
+        let from_index = index.stats(&request).await.expect("index answers");
+        let (r, i) = (json!(from_rollups), json!(from_index));
+        assert_eq!(r["answered_by"], "rollups");
+        assert_same(&r, &i, &format!("{:?}", request.filters));
+        answered += 1;
+    }
+    answered
+}
+
+async fn wait_pending(app: &TestApp, empty: bool) {
+    eventually(std::time::Duration::from_secs(30), "pending rollup sums", || async {
+        let n = app.count("SELECT count(*) FROM kpi_pending").await;
+        if (n == 0) == empty { Ok(()) } else { Err(n.to_string()) }
+    })
+    .await;
+}
+
+async fn load(app: &TestApp, rows: Value) {
+    let accepted = app.ingest(&rows).await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+}
+
+#[tokio::test]
+async fn rollups_and_index_give_the_same_stats_for_generated_requests() {
+    let mut app = TestApp::new().await;
+    let fold = |ms: &str| ("CDR_ROLLUP_FOLD_MS".to_string(), ms.to_string());
+    app.worker_env.push(fold("3600000"));
+    app.start_worker().await;
+    load(&app, calls(0..700)).await;
+    load(&app, calls(700..1400)).await;
+    app.wait_in_sync(std::time::Duration::from_secs(60)).await;
+    app.search().refresh(None).await.expect("refresh");
+    wait_pending(&app, false).await;
+    // Everything still pending.
+    let answered = compare(&app, 1, 120).await;
+    assert!(answered >= 40, "only {answered} of 120 requests were answerable from the rollups");
+
+    // Everything folded.
+    app.stop_worker().await;
+    app.worker_env.pop();
+    app.start_worker().await;
+    wait_pending(&app, true).await;
+    assert!(compare(&app, 2, 120).await >= 40);
+
+    // Folded and pending at once.
+    app.stop_worker().await;
+    app.worker_env.push(fold("3600000"));
+    app.start_worker().await;
+    load(&app, calls(1400..2000)).await;
+    app.wait_in_sync(std::time::Duration::from_secs(60)).await;
+    app.search().refresh(None).await.expect("refresh");
+    wait_pending(&app, false).await;
+    assert!(compare(&app, 3, 120).await >= 40);
+    app.assert_rollups_match_rows().await;
+
+    // Over HTTP: which path answered is said, and why the index did.
+    let get = |q: &'static str| {
+        let app = &app;
+        async move {
+            let resp = app.client.get(q).send().await;
+            let status = resp.0.status();
+            (status, resp.json().await.value().deserialize::<Value>())
+        }
+    };
+    let (status, s) = get("/stats?from=2026-02-28T10:00:00Z&to=2026-03-03T00:00:00Z&source=pbx-b").await;
+    assert_eq!((status, &s["answered_by"]), (StatusCode::OK, &json!("rollups")), "{s}");
+    assert!(s.get("fallback_reason").is_none(), "{s}");
+    assert!(s["total_calls"].as_u64().expect("calls") > 0);
+    let (_, fallback) =
+        get("/stats?from=2026-02-28T10:00:00Z&to=2026-03-03T00:00:00Z&source=pbx-b&min_billsec=0").await;
+    assert_eq!(fallback["answered_by"], "index");
+    assert_eq!(fallback["fallback_reason"], "min_billsec is not a rollup dimension");
+    assert_eq!(fallback["total_calls"], s["total_calls"], "min_billsec=0 keeps every call");
+    let (_, ranked) = get("/stats?top=3").await;
+    assert_eq!(
+        (&ranked["answered_by"], ranked["top_destinations"].as_array().map(Vec::len)),
+        (&json!("index"), Some(3))
+    );
+    let (_, plain) = get("/stats").await;
+    assert_eq!(plain["answered_by"], "rollups");
+    assert_eq!(plain["total_calls"], 2000);
+    assert_eq!(plain["top_destinations"], json!([]), "rankings only when asked");
+    app.cleanup().await;
+}
