@@ -69,6 +69,7 @@ fn route_of(path: &str) -> &'static str {
         "/stats" => "/stats",
         "/sync-status" => "/sync-status",
         "/reindex" => "/reindex",
+        "/rollups/rebuild" => "/rollups/rebuild",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",

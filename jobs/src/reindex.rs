@@ -26,19 +26,56 @@ const LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
 const CATCH_UP_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 const CHUNK_RETRIES: u32 = 8;
 
+/// A rebuild of what is derived from the rows in PostgreSQL; both kinds travel on the
+/// rebuild queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReindexJob {
     pub job_id: String,
     pub enqueued_at: DateTime<Utc>,
+    /// What is rebuilt: the search index (messages without the field, from earlier
+    /// versions, are index rebuilds) or the KPI rollups of a window.
+    #[serde(default)]
+    pub target: RebuildTarget,
 }
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebuildTarget {
+    #[default]
+    Index,
+    Rollups(crate::rollups::rebuild::RebuildWindow),
+}
+
+/// Only one rollup rebuild runs at a time; this lease names it.
+pub const ROLLUP_LEASE: &str = "rollup-rebuild";
 
 impl ReindexJob {
     pub fn new() -> Self {
-        ReindexJob { job_id: crate::new_job_id(), enqueued_at: Utc::now() }
+        ReindexJob { job_id: crate::new_job_id(), enqueued_at: Utc::now(), target: RebuildTarget::Index }
+    }
+
+    /// A rebuild of the KPI rollups of `window`.
+    pub fn rollups(window: crate::rollups::rebuild::RebuildWindow) -> Self {
+        ReindexJob { target: RebuildTarget::Rollups(window), ..Self::new() }
+    }
+
+    pub fn kind(&self) -> JobKind {
+        match self.target {
+            RebuildTarget::Index => JobKind::Reindex,
+            RebuildTarget::Rollups(_) => JobKind::RollupRebuild,
+        }
+    }
+
+    /// The lease that keeps two rebuilds of the same thing from running at once.
+    pub fn lease(&self) -> &'static str {
+        match self.target {
+            RebuildTarget::Index => LEASE,
+            RebuildTarget::Rollups(_) => ROLLUP_LEASE,
+        }
     }
 
     pub fn initial_state(&self) -> JobState {
-        JobState::enqueued(self.job_id.clone(), JobKind::Reindex, JobCounts::default(), self.enqueued_at)
+        JobState::enqueued(self.job_id.clone(), self.kind(), JobCounts::default(), self.enqueued_at)
     }
 }
 
@@ -63,7 +100,7 @@ pub enum ReindexError {
 
 /// Claims the rebuild lease for a new job, unless a live rebuild holds it.
 pub async fn claim(jobs: &JobStore, job: &ReindexJob) -> Result<(), ReindexError> {
-    match jobs.try_lease(LEASE, &job.job_id, LEASE_TTL).await? {
+    match jobs.try_lease(job.lease(), &job.job_id, LEASE_TTL).await? {
         Ok(()) => Ok(()),
         Err(holder) => {
             let live = match jobs.get(&holder).await? {
@@ -73,7 +110,7 @@ pub async fn claim(jobs: &JobStore, job: &ReindexJob) -> Result<(), ReindexError
             if live {
                 return Err(ReindexError::AlreadyRunning(holder));
             }
-            jobs.force_lease(LEASE, &job.job_id, LEASE_TTL).await?;
+            jobs.force_lease(job.lease(), &job.job_id, LEASE_TTL).await?;
             Ok(())
         }
     }
@@ -102,6 +139,9 @@ impl ReindexRunner {
     /// redelivered job picks up where its earlier delivery stopped: if the alias already
     /// moved, it only finishes the clean-up.
     pub async fn run(&self, job: &ReindexJob) -> Result<Rebuilt, ReindexError> {
+        if let RebuildTarget::Rollups(window) = job.target {
+            return self.rebuild_rollups(job, &window).await;
+        }
         let known = self.jobs.get(&job.job_id).await?;
         if let Some(state) = &known
             && state.status == crate::state::JobStatus::Succeeded
@@ -136,6 +176,40 @@ impl ReindexRunner {
             warn!(error = %e, "could not release the reindex lease");
         }
         result
+    }
+
+    /// A rollup rebuild: one transaction, so a redelivery simply runs it again.
+    async fn rebuild_rollups(
+        &self,
+        job: &ReindexJob,
+        window: &crate::rollups::rebuild::RebuildWindow,
+    ) -> Result<Rebuilt, ReindexError> {
+        let known = self.jobs.get(&job.job_id).await?;
+        let result = match known.filter(|s| s.status == crate::state::JobStatus::Succeeded) {
+            Some(_) => Ok(None),
+            None => {
+                self.jobs.start_attempt(&job.initial_state()).await?;
+                crate::rollups::rebuild::rebuild(&self.db, window).await.map(Some).map_err(ReindexError::from)
+            }
+        };
+        match &result {
+            Ok(Some(done)) => {
+                let counts = JobCounts { received: done.rows, ..JobCounts::default() };
+                self.jobs.mark_succeeded(&job.job_id, &counts).await?;
+                crate::metrics::count_job("rollup_rebuild", "succeeded");
+                info!(job_id = %job.job_id, rows = done.rows, corrected = done.corrected, "rollups rebuilt");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.jobs.mark_failed(&job.job_id, e.code(), &e.to_string()).await?;
+                crate::metrics::count_job("rollup_rebuild", "failed");
+                warn!(job_id = %job.job_id, error = %e, "rollup rebuild failed");
+            }
+        }
+        if let Err(e) = self.jobs.release_lease(ROLLUP_LEASE, &job.job_id).await {
+            warn!(error = %e, "could not release the rollup rebuild lease");
+        }
+        result.map(|_| Rebuilt::default())
     }
 
     async fn rebuild(&self, job: &ReindexJob, started: DateTime<Utc>) -> Result<Rebuilt, ReindexError> {

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Enum)]
-#[serde(rename_all = "lowercase")]
-#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
 pub enum JobKind {
     /// Validate-and-store of one `POST /cdrs` batch.
     Ingest,
@@ -23,6 +23,8 @@ pub enum JobKind {
     Index,
     /// Rebuilding the search index from PostgreSQL.
     Reindex,
+    /// Rebuilding the KPI rollups from PostgreSQL.
+    RollupRebuild,
 }
 
 impl JobKind {
@@ -31,11 +33,12 @@ impl JobKind {
             JobKind::Ingest => "ingest",
             JobKind::Index => "index",
             JobKind::Reindex => "reindex",
+            JobKind::RollupRebuild => "rollup_rebuild",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::Ingest, Self::Index, Self::Reindex].into_iter().find(|k| k.as_str() == s)
+        [Self::Ingest, Self::Index, Self::Reindex, Self::RollupRebuild].into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -161,7 +161,7 @@ impl JobsApi {
         let queue = match job.kind {
             JobKind::Ingest => &topology.ingest,
             JobKind::Index => &topology.index,
-            JobKind::Reindex => &topology.reindex,
+            JobKind::Reindex | JobKind::RollupRebuild => &topology.reindex,
         };
         let found = state
             .publisher

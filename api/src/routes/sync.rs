@@ -1,4 +1,5 @@
-//! `GET /sync-status` and `POST /reindex`.
+//! `GET /sync-status`, `POST /reindex` and `POST /rollups/rebuild`: how the stores derived
+//! from PostgreSQL stand, and rebuilding them.
 
 use super::Tag;
 use crate::error::{ApiError, ErrorBody};
@@ -53,41 +54,101 @@ impl SyncApi {
     /// searches answer completely throughout. 409 while another rebuild runs.
     #[oai(path = "/reindex", method = "post")]
     async fn reindex(&self, state: Data<&AppState>) -> Result<ReindexResponse, ApiError> {
-        let job = ReindexJob::new();
-        state.jobs.create(&job.initial_state()).await.map_err(|e| ApiError::unavailable("redis", e))?;
-        if let Err(e) = claim(&state.jobs, &job).await {
-            let _ = state.jobs.delete(&job.job_id).await;
-            return Err(match e {
-                ReindexError::AlreadyRunning(other) => ApiError::Conflict(Json(ErrorBody {
-                    details: Some(serde_json::json!({ "job_id": other })),
-                    ..ErrorBody::new(
-                        crate::error::ErrorCode::ReindexRunning,
-                        format!("a rebuild is already running: /jobs/{other}"),
-                    )
-                })),
-                other => ApiError::unavailable("redis", other),
-            });
-        }
-        let body = serde_json::to_vec(&job).map_err(|e| ApiError::unavailable("serialiser", e))?;
-        let topology = state.publisher.topology();
-        let published = state
-            .publisher
-            .publish(Outgoing {
-                queue: &topology.reindex,
-                message_id: &job.job_id,
-                body: &body,
-                headers: Default::default(),
-            })
-            .await;
-        if let Err(e) = published {
-            let _ = state.jobs.release_lease(jobs::reindex::LEASE, &job.job_id).await;
-            let _ = state.jobs.delete(&job.job_id).await;
-            return Err(ApiError::unavailable("rabbitmq", e));
-        }
-        let location = format!("/jobs/{}", job.job_id);
-        Ok(ReindexResponse::Accepted(
-            Json(JobAccepted { job_id: job.job_id, status: JobStatus::Enqueued }),
-            location,
-        ))
+        start_rebuild(&state, ReindexJob::new()).await
     }
+
+    /// Rebuild the KPI rollups from PostgreSQL
+    ///
+    /// Recomputes the pre-aggregated sums `/stats` answers from, over the whole history or
+    /// the UTC days `[from, to)` (`YYYY-MM-DD` or midnight RFC 3339), from the stored rows:
+    /// after rows were deleted by hand, for instance. Ingest waits while it runs (one
+    /// transaction); `/stats` keeps answering with the sums as they were until it commits.
+    /// 409 while another rollup rebuild runs.
+    #[oai(path = "/rollups/rebuild", method = "post")]
+    async fn rebuild_rollups(
+        &self,
+        state: Data<&AppState>,
+        req: &poem::Request,
+        /// First UTC day rebuilt (inclusive).
+        #[oai(name = "from")]
+        _from: poem_openapi::param::Query<Option<String>>,
+        /// UTC day the rebuild stops before (exclusive; a plain date is that day's midnight).
+        #[oai(name = "to")]
+        _to: poem_openapi::param::Query<Option<String>>,
+    ) -> Result<ReindexResponse, ApiError> {
+        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(req.uri().query().unwrap_or(""))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    crate::error::ErrorCode::InvalidParameter,
+                    format!("unreadable query string: {e}"),
+                )
+            })?;
+        let bad = |e: jobs::search::ParamError| {
+            ApiError::BadRequest(Json(ErrorBody {
+                details: Some(serde_json::json!({ "parameter": e.parameter })),
+                ..ErrorBody::new(
+                    crate::error::ErrorCode::InvalidParameter,
+                    format!("{}: {}", e.parameter, e.reason),
+                )
+            }))
+        };
+        let mut bounds = [None, None];
+        for (name, value) in pairs.iter().filter(|(_, v)| !v.trim().is_empty()) {
+            let slot = match name.as_str() {
+                "from" => 0,
+                "to" => 1,
+                other => {
+                    return Err(bad(jobs::search::ParamError::new(
+                        other,
+                        "unknown parameter; known: from, to",
+                    )));
+                }
+            };
+            // A plain date names its midnight, for `to` as for `from`.
+            let filters = jobs::search::parse_filters(&[("from".to_string(), value.clone())], &[])
+                .map_err(|e| bad(jobs::search::ParamError::new(name, e.reason)))?;
+            bounds[slot] = filters.from;
+        }
+        let window = jobs::rollups::rebuild::RebuildWindow::new(bounds[0], bounds[1]).map_err(bad)?;
+        start_rebuild(&state, ReindexJob::rollups(window)).await
+    }
+}
+
+/// Records, claims and publishes a rebuild job; 409 while one of its kind runs.
+async fn start_rebuild(state: &AppState, job: ReindexJob) -> Result<ReindexResponse, ApiError> {
+    state.jobs.create(&job.initial_state()).await.map_err(|e| ApiError::unavailable("redis", e))?;
+    if let Err(e) = claim(&state.jobs, &job).await {
+        let _ = state.jobs.delete(&job.job_id).await;
+        return Err(match e {
+            ReindexError::AlreadyRunning(other) => ApiError::Conflict(Json(ErrorBody {
+                details: Some(serde_json::json!({ "job_id": other })),
+                ..ErrorBody::new(
+                    crate::error::ErrorCode::ReindexRunning,
+                    format!("a rebuild is already running: /jobs/{other}"),
+                )
+            })),
+            other => ApiError::unavailable("redis", other),
+        });
+    }
+    let body = serde_json::to_vec(&job).map_err(|e| ApiError::unavailable("serialiser", e))?;
+    let topology = state.publisher.topology();
+    let published = state
+        .publisher
+        .publish(Outgoing {
+            queue: &topology.reindex,
+            message_id: &job.job_id,
+            body: &body,
+            headers: Default::default(),
+        })
+        .await;
+    if let Err(e) = published {
+        let _ = state.jobs.release_lease(job.lease(), &job.job_id).await;
+        let _ = state.jobs.delete(&job.job_id).await;
+        return Err(ApiError::unavailable("rabbitmq", e));
+    }
+    let location = format!("/jobs/{}", job.job_id);
+    Ok(ReindexResponse::Accepted(
+        Json(JobAccepted { job_id: job.job_id, status: JobStatus::Enqueued }),
+        location,
+    ))
 }

@@ -53,7 +53,20 @@ RETURNING m.pending
 });
 
 /// Pending rows (batches) folded per statement.
-const FOLD_CHUNK: i64 = 200;
+pub const FOLD_CHUNK: i64 = 200;
+
+/// Folds up to [`FOLD_CHUNK`] pending rows in one statement on `db` (a connection or a
+/// transaction); returns how many it folded.
+pub async fn fold_chunk<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            FOLD_SQL.as_str(),
+            [FOLD_CHUNK.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get("", "pending")).transpose()?.unwrap_or(0))
+}
 
 /// Moves pending rollup sums into the cuboids, one process at a time (a Redis lease, held
 /// and renewed like the sweeper's).
@@ -73,15 +86,7 @@ impl Folder {
     pub async fn fold_all(&self) -> Result<u64, DbErr> {
         let mut total = 0;
         loop {
-            let row = self
-                .db
-                .query_one_raw(Statement::from_sql_and_values(
-                    self.db.get_database_backend(),
-                    FOLD_SQL.as_str(),
-                    [FOLD_CHUNK.into()],
-                ))
-                .await?;
-            let folded: i64 = row.map(|r| r.try_get("", "pending")).transpose()?.unwrap_or(0);
+            let folded = fold_chunk(&self.db).await?;
             total += u64::try_from(folded).unwrap_or(0);
             if folded < FOLD_CHUNK {
                 return Ok(total);

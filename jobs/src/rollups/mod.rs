@@ -12,6 +12,7 @@
 pub mod fold;
 pub mod plan;
 pub mod read;
+pub mod rebuild;
 
 /// A rollup table: its time granularity and the dimensions it keeps, in key order (the
 /// bucket goes after the leading dimensions named in `lead`).

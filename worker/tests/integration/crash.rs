@@ -185,6 +185,37 @@ async fn rebuild_crash_before_its_acknowledgement() {
 
 /// A message that kills every worker that takes it is parked after a bounded number of
 /// deliveries, with the reason and code in its state, instead of being delivered forever.
+/// A rollup rebuild killed just before its commit leaves the sums as they were; the next
+/// worker runs it again to the end.
+#[tokio::test]
+async fn rollup_rebuild_crash_before_its_commit() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    let accepted = app.ingest(&batch(0..ROWS)).await;
+    let job_id = accepted["job_id"].as_str().expect("job id").to_string();
+    app.wait_succeeded(&job_id).await;
+    app.count("WITH d AS (DELETE FROM cdrs WHERE call_id LIKE 'call-1%' RETURNING 1) SELECT count(*) FROM d")
+        .await;
+    let left = app.count("SELECT count(*) FROM cdrs").await;
+    app.stop_worker().await;
+    app.start_crashing_worker("rollup-rebuild-before-commit").await;
+    let resp = app.client.post("/rollups/rebuild").send().await;
+    resp.assert_status(poem::http::StatusCode::ACCEPTED);
+    let rebuild = resp.json().await.value().deserialize::<Value>();
+    let died = app.wait_worker_died(DIE_WITHIN).await;
+    assert!(!died.success(), "{died:?}");
+    assert_eq!(
+        app.count(jobs::rollups::TOTAL_SQL).await,
+        i64::try_from(ROWS).expect("rows"),
+        "nothing of the rebuild committed"
+    );
+    app.start_worker().await;
+    app.wait_succeeded(rebuild["job_id"].as_str().expect("id")).await;
+    assert_eq!(app.count(jobs::rollups::TOTAL_SQL).await, left);
+    app.assert_rollups_match_rows().await;
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_message_that_kills_every_worker_ends_in_its_dead_letter_queue() {
     let mut app = TestApp::new().await;

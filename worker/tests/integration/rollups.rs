@@ -98,3 +98,66 @@ async fn a_job_delivered_twice_adds_its_sums_once() {
     app.assert_rollups_match_rows().await;
     app.cleanup().await;
 }
+
+/// Rows purged by hand leave their sums behind until the rollups are rebuilt, for a window
+/// of days or for everything; the rebuild is a job like any other.
+#[tokio::test]
+async fn a_rollup_rebuild_after_a_manual_purge_matches_the_rows_again() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    // Three days, 100 calls each.
+    let rows: Vec<Value> = (0..300)
+        .map(|n| {
+            let mut cdr = answered_cdr(n);
+            cdr["start_time"] = json!(format!("2026-03-0{}T10:{:02}:00Z", 1 + n / 100, n % 60));
+            cdr.as_object_mut().expect("object").remove("answer_time");
+            cdr.as_object_mut().expect("object").remove("end_time");
+            cdr["duration"] = json!(60);
+            cdr["billsec"] = json!(50);
+            cdr
+        })
+        .collect();
+    let accepted = app.ingest(&Value::Array(rows)).await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+    wait_folded(&app).await;
+    // A purge by hand: half of March 2nd, and all of March 3rd.
+    app.count("WITH d AS (DELETE FROM cdrs WHERE start_time >= '2026-03-02T10:30:00Z' RETURNING 1) SELECT count(*) FROM d")
+        .await;
+    let day = |d: &str| format!("SELECT coalesce(sum(attempts), 0)::int8 FROM kpi_day WHERE bucket = '{d}'");
+    assert_eq!(app.count(&day("2026-03-02")).await, 100, "sums outlive the purge until rebuilt");
+
+    let rebuild = |query: &'static str| {
+        let app = &app;
+        async move {
+            let resp = app.client.post(format!("/rollups/rebuild{query}")).send().await;
+            let status = resp.0.status();
+            (status, resp.json().await.value().deserialize::<Value>())
+        }
+    };
+    for (query, parameter) in
+        [("?from=2026-03-02T10:00:00Z", "from"), ("?to=2026-03-02&colour=red", "colour")]
+    {
+        let (status, body) = rebuild(query).await;
+        assert_eq!(status, poem::http::StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["details"]["parameter"], parameter, "{body}");
+    }
+    // March 2nd alone: the 3rd keeps its stale sums.
+    let (status, body) = rebuild("?from=2026-03-02&to=2026-03-03").await;
+    assert_eq!(status, poem::http::StatusCode::ACCEPTED, "{body}");
+    let job = app.wait_succeeded(body["job_id"].as_str().expect("id")).await;
+    assert_eq!((&job["kind"], &job["counts"]["received"]), (&json!("rollup_rebuild"), &json!(50)), "{job}");
+    // Of 10:00–11:39, the minutes before 10:30 stayed.
+    assert_eq!(app.count(&day("2026-03-02")).await, 50);
+    assert_eq!(app.count(&day("2026-03-03")).await, 100);
+    // Everything.
+    let (_, body) = rebuild("").await;
+    app.wait_succeeded(body["job_id"].as_str().expect("id")).await;
+    assert_eq!(app.count(&day("2026-03-03")).await, 0);
+    app.assert_rollups_match_rows().await;
+    let (_, stats) = {
+        let resp = app.client.get("/stats").send().await;
+        (resp.0.status(), resp.json().await.value().deserialize::<Value>())
+    };
+    assert_eq!((&stats["answered_by"], &stats["total_calls"]), (&json!("rollups"), &json!(150)), "{stats}");
+    app.cleanup().await;
+}

@@ -18,8 +18,14 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
     let source = item["source"].as_str().unwrap_or("pbx-1").to_string();
     let dest: String = item["dest_number"].as_str().unwrap_or("+44").chars().take(5).collect();
     let src = item["src_number"].as_str().unwrap_or("+1").to_string();
+    let account = item["account_code"].as_str().unwrap_or("acct-1").to_string();
     let now = chrono::Utc::now();
     let week_ago = (now - chrono::Duration::days(7)).to_rfc3339();
+    // Windows on whole minutes and hours, which the KPI rollups answer.
+    let minute =
+        chrono::DateTime::from_timestamp(now.timestamp() - now.timestamp().rem_euclid(60), 0).unwrap_or(now);
+    let hour = chrono::DateTime::from_timestamp(now.timestamp() - now.timestamp().rem_euclid(3600), 0)
+        .unwrap_or(now);
     let now = now.to_rfc3339();
 
     // A cursor 200 pages deep, for the deep-page query.
@@ -48,6 +54,12 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
         let t: chrono::DateTime<chrono::Utc> = t.parse().unwrap_or_default();
         urlencode(&(t - chrono::Duration::seconds(i as i64)).to_rfc3339())
     };
+    // Each repetition of a rollup query shifts its window by a minute (an hour for an
+    // account's), for the same reason.
+    let month = |i: usize, unit: chrono::DateTime<chrono::Utc>, step: chrono::Duration| -> (String, String) {
+        let to = unit - step * i as i32;
+        (urlencode(&(to - chrono::Duration::days(30)).to_rfc3339()), urlencode(&to.to_rfc3339()))
+    };
     type Query<'a> = (&'a str, Box<dyn Fn(usize) -> String + 'a>);
     let queries: Vec<Query<'_>> = vec![
         (
@@ -74,6 +86,34 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
             }),
         ),
         (
+            "stats_month_daily_rollups",
+            Box::new(|i| {
+                let (from, to) = month(i, minute, chrono::Duration::minutes(1));
+                format!("/stats?from={from}&to={to}&interval=day")
+            }),
+        ),
+        (
+            "stats_month_hourly_one_source_rollups",
+            Box::new(|i| {
+                let (from, to) = month(i + 1000, minute, chrono::Duration::minutes(1));
+                format!("/stats?from={from}&to={to}&interval=hour&source={source}")
+            }),
+        ),
+        (
+            "stats_month_daily_one_account_rollups",
+            Box::new(|i| {
+                let (from, to) = month(i, hour, chrono::Duration::hours(1));
+                format!("/stats?from={from}&to={to}&interval=day&account_code={}", urlencode(&account))
+            }),
+        ),
+        (
+            "stats_month_daily_min_billsec_index",
+            Box::new(|i| {
+                let (from, to) = month(i + 2000, minute, chrono::Duration::minutes(1));
+                format!("/stats?from={from}&to={to}&interval=day&min_billsec=1")
+            }),
+        ),
+        (
             "stats_week_hourly_with_peak",
             Box::new(|i| {
                 // Windows of their own: the plain /stats runs must not have warmed its cache.
@@ -89,6 +129,7 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
     for (name, path_for) in queries {
         let first: Value = client.get(format!("{url}{}", path_for(0))).send().await?.json().await?;
         let matched = first["total"].as_u64().or(first["total_calls"].as_u64()).unwrap_or(0);
+        let answered_by = first["answered_by"].clone();
         let mut samples = Vec::with_capacity(args.repeat);
         let mut failures = 0;
         for i in 0..args.repeat {
@@ -111,6 +152,7 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
                 "p99_ms": ms(percentile(&samples, 99.0)),
                 "failures": failures,
                 "matched": matched,
+                "answered_by": answered_by,
                 "mean_ms": ms(Some(samples.iter().sum::<Duration>() / samples.len().max(1) as u32)),
             }),
         );
