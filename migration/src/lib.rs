@@ -9,6 +9,7 @@ mod m20261129_000004_sweep_tracking;
 mod m20261129_000005_kpi_rollups;
 mod m20261129_000006_kpi_levels;
 mod m20261203_000007_kpi_cuboids;
+mod m20261203_000008_concurrency;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_kpi_rollups::Migration),
             Box::new(m20261129_000006_kpi_levels::Migration),
             Box::new(m20261203_000007_kpi_cuboids::Migration),
+            Box::new(m20261203_000008_concurrency::Migration),
         ]
     }
 }

@@ -38,11 +38,26 @@ static FOLD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         r#"
 WITH moved AS (
     DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1))
-    RETURNING bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration
+    RETURNING bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration,
+              ev_source, ev_second, ev_delta, ev_ends_on
 ), sums AS (
     SELECT u.* FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code, m.dest_prefix,
                                     m.attempts, m.effective, m.billsec, m.duration)
         AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
+), ev AS (
+    SELECT u.source, u.second, sum(u.delta)::int AS delta, sum(u.ends_on)::int AS ends_on
+    FROM moved m, unnest(m.ev_source, m.ev_second, m.ev_delta, m.ev_ends_on) AS u(source, second, delta, ends_on)
+    GROUP BY 1, 2
+), seconds AS (
+    INSERT INTO kpi_second (source, second, delta, ends_on)
+    SELECT source, second, delta, ends_on FROM ev ORDER BY 1, 2
+    ON CONFLICT (source, second) DO UPDATE SET
+        delta = kpi_second.delta + EXCLUDED.delta, ends_on = kpi_second.ends_on + EXCLUDED.ends_on
+), hours AS (
+    INSERT INTO kpi_second_hour (source, bucket, net)
+    SELECT source, date_trunc('hour', second, 'UTC'), sum(delta) FROM ev GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (source, bucket) DO UPDATE SET
+        net = kpi_second_hour.net + EXCLUDED.net, dirty = true, version = kpi_second_hour.version + 1
 ){upserts}
 UPDATE kpi_totals SET attempts = kpi_totals.attempts + m.attempts
 FROM (SELECT (SELECT coalesce(sum(attempts), 0) FROM sums) AS attempts, (SELECT count(*) FROM moved) AS pending) m
@@ -114,6 +129,12 @@ impl Folder {
                 Ok(0) => {}
                 Ok(n) => info!(pending = n, "rollup sums folded"),
                 Err(e) => warn!(error = %e, "rollup fold failed; pending sums wait for the next one"),
+            }
+            // Bounded work per round: readers use the seconds of hours not settled yet.
+            match super::peak::settle_hours(&self.db, 4).await {
+                Ok(0) => {}
+                Ok(n) => info!(hours = n, "peak concurrency summaries brought up to date"),
+                Err(e) => warn!(error = %e, "peak concurrency summaries not brought up to date"),
             }
         }
         if let Err(e) = self.jobs.release_lease("rollup-fold", &self.holder).await {

@@ -10,6 +10,7 @@
 //! add `kpi_pending` to a cuboid see exactly the rows committed. [`read`] answers `/stats`.
 
 pub mod fold;
+pub mod peak;
 pub mod plan;
 pub mod read;
 pub mod rebuild;
@@ -98,6 +99,28 @@ pub const PENDING_ROWS: &str = "SELECT p.job_id, u.* FROM kpi_pending p, \
      unnest(p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix, \
             p.attempts, p.effective, p.billsec, p.duration) \
      AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)";
+
+/// The per-second call counts of the CDRs in `cdrs` matching `{where}` (see [`events_of_rows`]).
+const EVENTS_TEMPLATE: &str = "SELECT scope AS source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM ( \
+     SELECT source, date_trunc('second', start_time) AS second, 1 AS delta, 0 AS ends_on FROM cdrs WHERE {where} \
+     UNION ALL \
+     SELECT source, date_trunc('second', e), -1, (e = date_trunc('second', e) AND e > start_time)::int \
+     FROM (SELECT source, start_time, coalesce(end_time, start_time + duration * interval '1 second') AS e \
+           FROM cdrs WHERE {where}) x \
+     ) ev CROSS JOIN LATERAL (VALUES (ev.source), ('')) s(scope) GROUP BY 1, 2";
+
+/// Peak concurrency's input, derived row by row as the ingest statement derives it: for
+/// each second (session time zone UTC) in which calls start or end, per source and for all
+/// sources together (source `''`), the calls starting minus those ending (`delta`) and those
+/// ending exactly as the second begins, zero-length calls aside (`ends_on`). A call ends at
+/// its end time, or its start plus its duration when the switch gave no end time.
+pub fn events_of_rows(condition: &str) -> String {
+    EVENTS_TEMPLATE.replace("{where}", condition)
+}
+
+/// Pending per-second counts as rows.
+pub const PENDING_EVENTS: &str = "SELECT u.* FROM kpi_pending p, \
+     unnest(p.ev_source, p.ev_second, p.ev_delta, p.ev_ends_on) AS u(source, second, delta, ends_on)";
 
 /// Every CDR stored, as the rollups count them: folded plus pending. Cheap at any size.
 pub const TOTAL_SQL: &str = "SELECT ((SELECT attempts FROM kpi_totals WHERE id = 1) + \

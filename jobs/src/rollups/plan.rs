@@ -63,10 +63,10 @@ pub fn plan(request: &StatsRequest) -> Result<Plan, Fallback> {
     if request.top > 0 {
         return Err("per-number rankings (top) are computed from the CDRs themselves".into());
     }
-    if request.peak {
-        return Err("peak concurrency is computed from the CDRs themselves".into());
-    }
     let f = &request.filters;
+    if request.peak && (f.direction.is_some() || !f.dispositions.is_empty() || f.account_code.is_some()) {
+        return Err("peak concurrency is kept per source only".into());
+    }
     if let Some(name) = unrolled_filter(f) {
         return Err(format!("{name} is not a rollup dimension"));
     }
@@ -306,6 +306,10 @@ mod tests {
         assert!(plan(&r).unwrap_err().contains("top"));
         r.top = 0;
         r.peak = true;
-        assert!(plan(&r).unwrap_err().contains("peak"));
+        assert!(plan(&r).is_ok(), "peak for all sources");
+        r.filters.source = Some("pbx".into());
+        assert!(plan(&r).is_ok(), "peak for one source");
+        r.filters.direction = Some("inbound".into());
+        assert!(plan(&r).unwrap_err().contains("per source"));
     }
 }

@@ -6,6 +6,7 @@ use super::plan::{Family, Plan};
 use super::{PENDING_ROWS, SUM_COLUMNS};
 use crate::search::{AnsweredBy, HistogramBucket, ParamError, Stats, StatsRequest, Totals};
 use chrono::{DateTime, Duration, Utc};
+use poem_openapi::types::MaybeUndefined;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
 use std::collections::BTreeMap;
 
@@ -146,7 +147,15 @@ impl RollupStats {
         }
         totals.avg_duration = (totals.calls > 0).then(|| duration as f64 / totals.calls as f64);
         let histogram = histogram(request, &buckets)?;
-        Ok(Stats::from_totals(totals, request.interval, histogram, by_disposition, AnsweredBy::Rollups))
+        let mut stats =
+            Stats::from_totals(totals, request.interval, histogram, by_disposition, AnsweredBy::Rollups);
+        if request.peak {
+            let f = &request.filters;
+            let scope = f.source.as_deref().unwrap_or("");
+            stats.peak_concurrent_calls =
+                MaybeUndefined::from_opt_null(super::peak::peak(&self.db, scope, f.from, f.to).await?);
+        }
+        Ok(stats)
     }
 }
 

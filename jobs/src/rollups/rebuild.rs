@@ -76,6 +76,40 @@ async fn window_total<C: ConnectionTrait>(db: &C, window: &RebuildWindow) -> Res
     row.map(|r| r.try_get::<i64>("", "n")).transpose().map(|n| n.unwrap_or(0))
 }
 
+/// The per-second counts of the window's seconds and their hours, from the stored rows
+/// (every row that started before the window's end: a call may end in it however long ago it
+/// started). The hours come back marked for their peak summary to be recomputed.
+async fn rebuild_seconds<C: ConnectionTrait>(db: &C, window: &RebuildWindow) -> Result<(), DbErr> {
+    let mut values = Vec::new();
+    let cond = window.condition("second", &mut values);
+    db.execute_raw(statement(format!("DELETE FROM kpi_second WHERE {cond}"), values.clone())).await?;
+    let mut rows_values = values.clone();
+    let rows = match window.to {
+        Some(t) => {
+            rows_values.push(t.into());
+            format!("start_time < ${}", rows_values.len())
+        }
+        None => "true".to_string(),
+    };
+    db.execute_raw(statement(
+        format!("INSERT INTO kpi_second SELECT * FROM ({}) e WHERE {cond}", super::events_of_rows(&rows)),
+        rows_values,
+    ))
+    .await?;
+    let mut hour_values = Vec::new();
+    let hours = window.condition("bucket", &mut hour_values);
+    db.execute_raw(statement(format!("DELETE FROM kpi_second_hour WHERE {hours}"), hour_values)).await?;
+    db.execute_raw(statement(
+        format!(
+            "INSERT INTO kpi_second_hour (source, bucket, net) \
+             SELECT source, date_trunc('hour', second, 'UTC'), sum(delta) FROM kpi_second WHERE {cond} GROUP BY 1, 2"
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Recomputes the rollups of `window` from the stored rows.
 pub async fn rebuild(db: &DatabaseConnection, window: &RebuildWindow) -> Result<RollupsRebuilt, DbErr> {
     let txn = db.begin().await?;
@@ -121,6 +155,7 @@ pub async fn rebuild(db: &DatabaseConnection, window: &RebuildWindow) -> Result<
     let row = txn.query_one_raw(statement(sql, values)).await?;
     let rows: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
     let corrected = rows - before;
+    rebuild_seconds(&txn, window).await?;
     txn.execute_raw(statement(
         "UPDATE kpi_totals SET attempts = attempts + $1 WHERE id = 1".to_string(),
         vec![corrected.into()],

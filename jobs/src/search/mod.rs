@@ -5,7 +5,7 @@
 
 mod alias;
 mod bulk;
-mod concurrency;
+pub mod concurrency;
 mod document;
 mod filters;
 mod mapping;

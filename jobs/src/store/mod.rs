@@ -30,7 +30,8 @@ CREATE TEMP TABLE IF NOT EXISTS cdr_stage (
 "#;
 
 /// Moves the staged rows into `cdrs` and appends the sums of those actually inserted to the
-/// KPI rollups, in one statement; answers how many rows were inserted. The sums are grouped
+/// KPI rollups (and the seconds their calls start and end in, see [`crate::rollups::EVENTS_OF_ROWS`]),
+/// in one statement; answers how many rows were inserted. The sums are grouped
 /// on cheap keys first (the minute in the session's UTC, the number's first five characters)
 /// and the destination prefix derived once per group: the same dimensions as
 /// [`crate::rollups::SUMS_OF_ROWS`] derives row by row, at a fraction of the cost.
@@ -44,21 +45,39 @@ WITH ins AS (
            account_code, linked_id, caller_withheld, extra, $1
     FROM cdr_stage
     ON CONFLICT (source, call_id, record_key) DO NOTHING
-    RETURNING start_time, source, direction, disposition, account_code, dest_number, billsec, duration, hangup_cause
+    RETURNING start_time, end_time, source, direction, disposition, account_code, dest_number, billsec, duration, hangup_cause
 ), grouped AS (
     SELECT date_trunc('minute', start_time) AS bucket, source, direction, disposition, account_code,
            left(dest_number, 5) AS head, count(*) AS attempts,
            count(*) FILTER (WHERE disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED') AS effective,
            sum(billsec) AS billsec, sum(duration) AS duration
     FROM ins GROUP BY 1, 2, 3, 4, 5, 6
+), packed AS (
+    SELECT count(*) AS n, array_agg(bucket) AS bucket, array_agg(source) AS source,
+           array_agg(coalesce(direction, '')) AS direction, array_agg(disposition) AS disposition,
+           array_agg(coalesce(account_code, '')) AS account_code,
+           array_agg(coalesce(substring(regexp_replace(head, '^(\+|00)', '') from '^[0-9]{1,3}'), '')) AS dest_prefix,
+           array_agg(attempts) AS attempts, array_agg(effective) AS effective,
+           array_agg(coalesce(billsec, 0)) AS billsec, array_agg(coalesce(duration, 0)) AS duration
+    FROM grouped
+), ev AS (
+    SELECT scope AS source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM (
+        SELECT source, date_trunc('second', start_time) AS second, 1 AS delta, 0 AS ends_on FROM ins
+        UNION ALL
+        SELECT source, date_trunc('second', e), -1, (e = date_trunc('second', e) AND e > start_time)::int
+        FROM (SELECT source, start_time, coalesce(end_time, start_time + duration * interval '1 second') AS e FROM ins) x
+    ) e CROSS JOIN LATERAL (VALUES (e.source), ('')) s(scope)
+    GROUP BY 1, 2
+), ev_packed AS (
+    SELECT coalesce(array_agg(source), '{}') AS source, coalesce(array_agg(second), '{}') AS second,
+           coalesce(array_agg(delta), '{}') AS delta, coalesce(array_agg(ends_on), '{}') AS ends_on
+    FROM ev
 ), sums AS (
     INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix,
-                             attempts, effective, billsec, duration)
-    SELECT $1, array_agg(bucket), array_agg(source), array_agg(coalesce(direction, '')), array_agg(disposition),
-           array_agg(coalesce(account_code, '')),
-           array_agg(coalesce(substring(regexp_replace(head, '^(\+|00)', '') from '^[0-9]{1,3}'), '')),
-           array_agg(attempts), array_agg(effective), array_agg(coalesce(billsec, 0)), array_agg(coalesce(duration, 0))
-    FROM grouped HAVING count(*) > 0
+                             attempts, effective, billsec, duration, ev_source, ev_second, ev_delta, ev_ends_on)
+    SELECT $1, p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix,
+           p.attempts, p.effective, p.billsec, p.duration, e.source, e.second, e.delta, e.ends_on
+    FROM packed p, ev_packed e WHERE p.n > 0
 )
 SELECT count(*) AS inserted FROM ins
 "#;

@@ -263,6 +263,32 @@ impl TestApp {
                 .await;
             assert_eq!(differing, 0, "{table} buckets that differ from the stored rows' sums");
         }
+        // Per-second counts (folded plus pending) are those of the rows; every hour's net
+        // change is its seconds' sum, and every settled hour's highest running count is right.
+        let expected = jobs::rollups::events_of_rows("true");
+        let stored = format!(
+            "SELECT source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM ( \
+             SELECT source, second, delta, ends_on FROM kpi_second UNION ALL {}) x GROUP BY 1, 2 \
+             HAVING sum(delta) <> 0 OR sum(ends_on) <> 0",
+            jobs::rollups::PENDING_EVENTS
+        );
+        let expected = format!("SELECT * FROM ({expected}) e WHERE delta <> 0 OR ends_on <> 0");
+        let differing = self
+            .count(&format!(
+                "SELECT count(*) FROM ((({expected}) EXCEPT ({stored})) UNION ALL (({stored}) EXCEPT ({expected}))) d"
+            ))
+            .await;
+        assert_eq!(differing, 0, "per-second counts that differ from the stored rows'");
+        let nets = "SELECT count(*) FROM (SELECT source, date_trunc('hour', second, 'UTC') AS bucket, sum(delta) AS net \
+                    FROM kpi_second GROUP BY 1, 2) s FULL JOIN kpi_second_hour h USING (source, bucket) \
+                    WHERE coalesce(s.net, 0) <> coalesce(h.net, 0)";
+        assert_eq!(self.count(nets).await, 0, "hours whose net change is not their seconds' sum");
+        let rises = "SELECT count(*) FROM kpi_second_hour h LEFT JOIN LATERAL ( \
+                     SELECT second, sum(delta) OVER (ORDER BY second) AS run FROM kpi_second k \
+                     WHERE k.source = h.source AND k.second >= h.bucket AND k.second < h.bucket + interval '1 hour' \
+                     ORDER BY run DESC, second LIMIT 1) r ON true \
+                     WHERE NOT h.dirty AND (h.rise <> coalesce(r.run, 0) OR h.rise_at IS DISTINCT FROM r.second)";
+        assert_eq!(self.count(rises).await, 0, "settled hours whose highest running count is wrong");
         let total = self.count(jobs::rollups::TOTAL_SQL).await;
         assert_eq!(total, self.count("SELECT count(*) FROM cdrs").await, "rollup total");
     }

@@ -405,10 +405,19 @@ async fn stats_report_peak_concurrent_calls() {
     let (_, s) = get(&app, "/stats?peak=true&from=2026-03-01T10:25:00Z&to=2026-03-01T10:45:00Z").await;
     assert_eq!(peak(&s)["calls"], 1, "{s}");
 
-    // A week is sampled every two minutes, as a switch polled for channel usage would be:
-    // the 100-second burst starts and ends between two samples.
+    // Every answer so far came from the rollups: exact at one second for any window.
+    assert_eq!(s["answered_by"], "rollups", "{s}");
     let (_, s) = get(&app, "/stats?peak=true&from=2026-02-26&to=2026-03-05").await;
+    assert_eq!(peak(&s), json!({ "calls": 6, "at": "2026-03-01T10:10:31+00:00", "resolution_seconds": 1 }));
+    // From the index, a week is sampled every two minutes, as a switch polled for channel
+    // usage would be: the 100-second burst starts and ends between two samples.
+    let (_, s) = get(&app, "/stats?peak=true&from=2026-02-26&to=2026-03-05&min_billsec=0").await;
+    assert_eq!(s["answered_by"], "index", "{s}");
     assert_eq!(peak(&s), json!({ "calls": 1, "at": "2026-03-01T10:00:00+00:00", "resolution_seconds": 120 }));
+    // Both agree where the index samples every second.
+    let (_, s) =
+        get(&app, "/stats?peak=true&from=2026-03-01T10:00:00Z&to=2026-03-01T11:00:00Z&min_billsec=0").await;
+    assert_eq!(peak(&s), json!({ "calls": 6, "at": "2026-03-01T10:10:31+00:00", "resolution_seconds": 1 }));
 
     let (_, s) = get(&app, "/stats?peak=true&from=2030-01-01&to=2030-01-02").await;
     assert!(s.as_object().expect("object").contains_key("peak_concurrent_calls"));

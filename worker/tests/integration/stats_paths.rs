@@ -59,6 +59,18 @@ fn bound() -> impl Strategy<Value = Option<DateTime<Utc>>> {
     ]
 }
 
+/// A window: two bounds drawn apart, or a short one (at most 166 minutes, which the index
+/// samples every second for peak concurrency).
+fn window() -> impl Strategy<Value = (Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+    prop_oneof![
+        1 => (bound(), bound()),
+        2 => (0_i64..11 * 24 * 60, 1_i64..=166).prop_map(|(m, len)| {
+            let from = base() - Duration::days(1) + Duration::minutes(m);
+            (Some(from), Some(from + Duration::minutes(len)))
+        }),
+    ]
+}
+
 fn requests() -> impl Strategy<Value = Option<StatsRequest>> {
     let pick = |values: &'static [&'static str]| prop_oneof![2 => Just(None), 3 => proptest::sample::select(values).prop_map(|v| Some(v.to_string()))];
     (
@@ -66,8 +78,8 @@ fn requests() -> impl Strategy<Value = Option<StatsRequest>> {
         pick(&["inbound", "outbound"]),
         proptest::sample::subsequence(DISPOSITIONS.to_vec(), 0..=2),
         prop_oneof![3 => Just(None), 1 => pick(&["acme", "globex", "initech", "nobody"])],
-        bound(),
-        bound(),
+        window(),
+        (proptest::bool::weighted(0.4), proptest::bool::weighted(0.8)),
         proptest::option::of(proptest::sample::select(vec![
             Interval::Minute,
             Interval::Hour,
@@ -76,7 +88,7 @@ fn requests() -> impl Strategy<Value = Option<StatsRequest>> {
             Interval::Month,
         ])),
     )
-        .prop_map(|(source, direction, dispositions, account, a, b, interval)| {
+        .prop_map(|(source, direction, dispositions, account, (a, b), (peak, per_source), interval)| {
             let (from, to) = match (a, b) {
                 (Some(a), Some(b)) if a > b => (Some(b), Some(a)),
                 (Some(a), Some(b)) if a == b => (Some(a), None),
@@ -91,7 +103,15 @@ fn requests() -> impl Strategy<Value = Option<StatsRequest>> {
                 to,
                 ..Filters::default()
             };
-            StatsRequest::new(filters, interval, 0).ok()
+            // Peak concurrency is mostly asked per source (and then answerable).
+            let filters = if peak && per_source {
+                Filters { direction: None, dispositions: Vec::new(), account_code: None, ..filters }
+            } else {
+                filters
+            };
+            let mut request = StatsRequest::new(filters, interval, 0).ok()?;
+            request.peak = peak;
+            Some(request)
         })
 }
 
@@ -119,8 +139,15 @@ fn assert_same(a: &Value, b: &Value, at: &str) {
     }
 }
 
-/// Asks generated requests of both paths; returns how many the rollups answered.
-async fn compare(app: &TestApp, seed: u8, cases: usize) -> usize {
+/// Whether the index samples peak concurrency every second for this request's window.
+fn sampled_every_second(request: &StatsRequest) -> bool {
+    let f = &request.filters;
+    f.from.zip(f.to).is_some_and(|(from, to)| jobs::search::concurrency::resolution(from, to) == 1)
+}
+
+/// Asks generated requests of both paths; returns how many the rollups answered, and of
+/// those how many peaks were compared exactly.
+async fn compare(app: &TestApp, seed: u8, cases: usize) -> (usize, usize) {
     let rollups = RollupStats::new(app.db.clone());
     let index = app.search();
     let mut runner = TestRunner::new_with_rng(
@@ -128,18 +155,30 @@ async fn compare(app: &TestApp, seed: u8, cases: usize) -> usize {
         proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &[seed; 32]),
     );
     let strategy = requests();
-    let mut answered = 0;
+    let (mut answered, mut exact_peaks) = (0, 0);
     for _ in 0..cases {
         let Some(request) = strategy.new_tree(&mut runner).expect("a request").current() else { continue };
         let Ok(p) = plan(&request) else { continue };
         let from_rollups = rollups.stats(&request, &p).await.expect("rollups answer");
         let from_index = index.stats(&request).await.expect("index answers");
-        let (r, i) = (json!(from_rollups), json!(from_index));
+        let (mut r, mut i) = (json!(from_rollups), json!(from_index));
         assert_eq!(r["answered_by"], "rollups");
-        assert_same(&r, &i, &format!("{:?}", request.filters));
+        let at = format!("{:?} peak={}", request.filters, request.peak);
+        if request.peak && !sampled_every_second(&request) {
+            // The index samples long windows coarsely; the rollups count every second, so
+            // they can only see as many calls at once or more.
+            let calls = |v: &mut Value| v.as_object_mut().and_then(|o| o.remove("peak_concurrent_calls"));
+            let (exact, sampled) = (calls(&mut r), calls(&mut i));
+            let n = |v: &Option<Value>| v.as_ref().and_then(|p| p["calls"].as_u64()).unwrap_or(0);
+            assert!(n(&exact) >= n(&sampled), "{at}: {exact:?} < {sampled:?}");
+        }
+        exact_peaks += usize::from(
+            request.peak && sampled_every_second(&request) && !r["peak_concurrent_calls"].is_null(),
+        );
+        assert_same(&r, &i, &at);
         answered += 1;
     }
-    answered
+    (answered, exact_peaks)
 }
 
 async fn wait_pending(app: &TestApp, empty: bool) {
@@ -167,15 +206,24 @@ async fn rollups_and_index_give_the_same_stats_for_generated_requests() {
     app.search().refresh(None).await.expect("refresh");
     wait_pending(&app, false).await;
     // Everything still pending.
-    let answered = compare(&app, 1, 120).await;
-    assert!(answered >= 40, "only {answered} of 120 requests were answerable from the rollups");
+    let (answered, peaks) = compare(&app, 1, 150).await;
+    assert!(answered >= 50, "only {answered} of 150 requests were answerable from the rollups");
+    assert!(peaks >= 5, "only {peaks} peaks compared at one-second resolution");
 
     // Everything folded.
     app.stop_worker().await;
     app.worker_env.pop();
     app.start_worker().await;
     wait_pending(&app, true).await;
-    assert!(compare(&app, 2, 120).await >= 40);
+    let settled = "SELECT count(*) FROM kpi_second_hour WHERE NOT dirty";
+    eventually(std::time::Duration::from_secs(30), "peak summaries settled", || async {
+        let dirty = app.count("SELECT count(*) FROM kpi_second_hour WHERE dirty").await;
+        if dirty == 0 { Ok(()) } else { Err(dirty.to_string()) }
+    })
+    .await;
+    assert!(app.count(settled).await > 0);
+    let (answered, peaks) = compare(&app, 2, 150).await;
+    assert!(answered >= 50 && peaks >= 5, "{answered} answered, {peaks} peaks");
 
     // Folded and pending at once.
     app.stop_worker().await;
@@ -185,7 +233,8 @@ async fn rollups_and_index_give_the_same_stats_for_generated_requests() {
     app.wait_in_sync(std::time::Duration::from_secs(60)).await;
     app.search().refresh(None).await.expect("refresh");
     wait_pending(&app, false).await;
-    assert!(compare(&app, 3, 120).await >= 40);
+    let (answered, peaks) = compare(&app, 3, 150).await;
+    assert!(answered >= 50 && peaks >= 5, "{answered} answered, {peaks} peaks");
     app.assert_rollups_match_rows().await;
 
     // Over HTTP: which path answered is said, and why the index did.
