@@ -208,7 +208,7 @@ proptest! {
             prop_assert_eq!(e.parameter, "peak");
         }
         match StatsRequest::new(filters, interval, top) {
-            Ok(r) => prop_assert!((1..=100).contains(&r.top)),
+            Ok(r) => prop_assert!((0..=100).contains(&r.top)),
             Err(e) => prop_assert!(["interval", "top"].contains(&e.parameter.as_str()), "{e:?}"),
         }
     }

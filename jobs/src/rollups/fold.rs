@@ -7,24 +7,15 @@ use tracing::{info, warn};
 /// One upsert of the fold statement: the pending sums regrouped into one cuboid, in key
 /// order (concurrent folders then lock rows in the same order).
 fn upsert(cuboid: &super::Cuboid) -> String {
-    let key = cuboid.key();
-    let select: Vec<String> = key
-        .iter()
-        .map(|c| match *c {
-            "bucket" => format!("date_trunc('{}', bucket, 'UTC')", cuboid.level.unit()),
-            other => other.to_string(),
-        })
-        .collect();
-    let positions: Vec<String> = (1..=key.len()).map(|i| i.to_string()).collect();
     let sums = super::SUM_COLUMNS;
     let table = cuboid.table;
     format!(
         ", {table} AS (\n    INSERT INTO {table} ({key}, {sums})\n    SELECT {select}, {summed}\n    FROM sums GROUP BY {pos}\n    ORDER BY {pos}\n    ON CONFLICT ({key}) DO UPDATE SET {set}\n)",
-        key = key.join(", "),
+        key = cuboid.key().join(", "),
         sums = sums.join(", "),
-        select = select.join(", "),
+        select = cuboid.key_from_minutes().join(", "),
         summed = sums.iter().map(|s| format!("sum({s})")).collect::<Vec<_>>().join(", "),
-        pos = positions.join(", "),
+        pos = cuboid.key_positions(),
         set = sums.iter().map(|s| format!("{s} = {table}.{s} + EXCLUDED.{s}")).collect::<Vec<_>>().join(", "),
     )
 }
@@ -66,6 +57,9 @@ RETURNING m.pending
 "#
     )
 });
+
+/// Fold rounds between two passes over the out-of-date peak summaries.
+const SETTLE_EVERY: u64 = 10;
 
 /// Pending rows (batches) folded per statement.
 pub const FOLD_CHUNK: i64 = 200;
@@ -113,6 +107,7 @@ impl Folder {
     pub async fn run(self, every: Duration, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let ttl = (every * 10).max(Duration::from_secs(30));
+        let mut rounds: u64 = 0;
         loop {
             tokio::select! {
                 () = &mut stop => break,
@@ -130,11 +125,15 @@ impl Folder {
                 Ok(n) => info!(pending = n, "rollup sums folded"),
                 Err(e) => warn!(error = %e, "rollup fold failed; pending sums wait for the next one"),
             }
-            // Bounded work per round: readers use the seconds of hours not settled yet.
-            match super::peak::settle_hours(&self.db, 4).await {
-                Ok(0) => {}
-                Ok(n) => info!(hours = n, "peak concurrency summaries brought up to date"),
-                Err(e) => warn!(error = %e, "peak concurrency summaries not brought up to date"),
+            // Every tenth round, bounded: hours a busy ingest keeps changing would otherwise be
+            // recomputed at every fold, and readers use the seconds of hours not settled yet.
+            rounds += 1;
+            if rounds.is_multiple_of(SETTLE_EVERY) {
+                match super::peak::settle_hours(&self.db, 4).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(hours = n, "peak concurrency summaries brought up to date"),
+                    Err(e) => warn!(error = %e, "peak concurrency summaries not brought up to date"),
+                }
             }
         }
         if let Err(e) = self.jobs.release_lease("rollup-fold", &self.holder).await {

@@ -79,6 +79,22 @@ impl Cuboid {
     pub fn key(&self) -> Vec<&'static str> {
         self.lead.iter().copied().chain(["bucket"]).chain(self.rest.iter().copied()).collect()
     }
+
+    /// The key as selected from per-minute sums: the minute `bucket` cut to this cuboid's.
+    pub fn key_from_minutes(&self) -> Vec<String> {
+        self.key()
+            .into_iter()
+            .map(|c| match c {
+                "bucket" => format!("date_trunc('{}', bucket, 'UTC') AS bucket", self.level.unit()),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
+    /// `1, 2, …` for every key column, for `GROUP BY` and `ORDER BY`.
+    pub fn key_positions(&self) -> String {
+        (1..=self.key().len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// The sums every cuboid keeps.

@@ -132,23 +132,14 @@ pub async fn rebuild(db: &DatabaseConnection, window: &RebuildWindow) -> Result<
     let mut sql =
         format!("WITH rows AS (SELECT {SUMS_OF_ROWS} FROM cdrs WHERE {cond} GROUP BY 1, 2, 3, 4, 5, 6)");
     for cuboid in &CUBOIDS {
-        let key = cuboid.key();
-        let select: Vec<String> = key
-            .iter()
-            .map(|c| match *c {
-                "bucket" => format!("date_trunc('{}', bucket, 'UTC')", cuboid.level.unit()),
-                other => other.to_string(),
-            })
-            .collect();
-        let positions: Vec<String> = (1..=key.len()).map(|i| i.to_string()).collect();
         sql.push_str(&format!(
             ", {table} AS (INSERT INTO {table} ({key}, {cols}) SELECT {select}, {summed} FROM rows GROUP BY {pos})",
             table = cuboid.table,
-            key = key.join(", "),
+            key = cuboid.key().join(", "),
             cols = sums.join(", "),
-            select = select.join(", "),
+            select = cuboid.key_from_minutes().join(", "),
             summed = summed.join(", "),
-            pos = positions.join(", "),
+            pos = cuboid.key_positions(),
         ));
     }
     sql.push_str(" SELECT coalesce(sum(attempts), 0)::int8 AS n FROM rows");

@@ -240,16 +240,9 @@ impl TestApp {
             "sum(attempts)::numeric, sum(effective)::numeric, sum(billsec)::numeric, sum(duration)::numeric";
         let columns = "attempts, effective, billsec, duration";
         for cuboid in &jobs::rollups::CUBOIDS {
-            let key = cuboid.key();
-            let truncated: Vec<String> = key
-                .iter()
-                .map(|c| match *c {
-                    "bucket" => format!("date_trunc('{}', bucket, 'UTC') AS bucket", cuboid.level.unit()),
-                    other => other.to_string(),
-                })
-                .collect();
-            let (key, truncated, table) = (key.join(", "), truncated.join(", "), cuboid.table);
-            let positions = (1..=cuboid.key().len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+            let (key, truncated, table) =
+                (cuboid.key().join(", "), cuboid.key_from_minutes().join(", "), cuboid.table);
+            let positions = cuboid.key_positions();
             let expected = format!("SELECT {truncated}, {sums} FROM ({raw}) r GROUP BY {positions}");
             let stored = format!(
                 "SELECT {key}, {sums} FROM (SELECT {key}, {columns} FROM {table} \

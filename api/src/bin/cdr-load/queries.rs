@@ -107,6 +107,13 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
             }),
         ),
         (
+            "stats_month_daily_one_source_with_peak_rollups",
+            Box::new(|i| {
+                let (from, to) = month(i + 3000, minute, chrono::Duration::minutes(1));
+                format!("/stats?from={from}&to={to}&interval=day&source={source}&peak=true")
+            }),
+        ),
+        (
             "stats_month_daily_min_billsec_index",
             Box::new(|i| {
                 let (from, to) = month(i + 2000, minute, chrono::Duration::minutes(1));
