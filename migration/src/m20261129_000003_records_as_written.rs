@@ -52,17 +52,4 @@ ALTER TABLE cdrs DROP COLUMN IF EXISTS disposition_raw;
 ALTER TABLE cdrs DROP COLUMN IF EXISTS record_key;
 "#;
 
-// The trait is declared by async_trait with an elided SchemaManager lifetime.
-#[expect(elided_lifetimes_in_paths)]
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
-        Ok(())
-    }
-}
+sql_migration!(UP, DOWN);

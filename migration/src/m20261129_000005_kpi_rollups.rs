@@ -60,17 +60,4 @@ INSERT INTO kpi_totals VALUES (1, (SELECT count(*) FROM cdrs));
 const DOWN: &str =
     "DROP TABLE IF EXISTS kpi_totals; DROP TABLE IF EXISTS kpi_minute; DROP TABLE IF EXISTS kpi_pending;";
 
-// The trait is declared by async_trait with an elided SchemaManager lifetime.
-#[expect(elided_lifetimes_in_paths)]
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
-        Ok(())
-    }
-}
+sql_migration!(UP, DOWN);

@@ -22,17 +22,4 @@ FROM kpi_minute GROUP BY 1, 2, 3, 4, 5, 6;
 
 const DOWN: &str = "DROP TABLE IF EXISTS kpi_day; DROP TABLE IF EXISTS kpi_hour;";
 
-// The trait is declared by async_trait with an elided SchemaManager lifetime.
-#[expect(elided_lifetimes_in_paths)]
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
-        Ok(())
-    }
-}
+sql_migration!(UP, DOWN);

@@ -83,17 +83,4 @@ DELETE FROM kpi_pending;
 UPDATE kpi_totals SET attempts = (SELECT count(*) FROM cdrs) WHERE id = 1;
 "#;
 
-// The trait is declared by async_trait with an elided SchemaManager lifetime.
-#[expect(elided_lifetimes_in_paths)]
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(&up_sql()).await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
-        Ok(())
-    }
-}
+sql_migration!(&up_sql(), DOWN);

@@ -56,17 +56,4 @@ const DOWN: &str = "DROP TABLE IF EXISTS kpi_second_hour; DROP TABLE IF EXISTS k
     ALTER TABLE kpi_pending DROP COLUMN IF EXISTS ev_source, DROP COLUMN IF EXISTS ev_second, \
     DROP COLUMN IF EXISTS ev_delta, DROP COLUMN IF EXISTS ev_ends_on;";
 
-// The trait is declared by async_trait with an elided SchemaManager lifetime.
-#[expect(elided_lifetimes_in_paths)]
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(UP).await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(DOWN).await?;
-        Ok(())
-    }
-}
+sql_migration!(UP, DOWN);

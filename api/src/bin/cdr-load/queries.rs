@@ -61,6 +61,19 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
         (urlencode(&(to - chrono::Duration::days(30)).to_rfc3339()), urlencode(&to.to_rfc3339()))
     };
     type Query<'a> = (&'a str, Box<dyn Fn(usize) -> String + 'a>);
+    // A 30-day request on whole minutes (whole hours with `by_hour`) with `params`; its
+    // `i`-th repetition lies `offset + i` steps back, so each request has windows of its own.
+    let monthly = |offset: usize, by_hour: bool, params: String| -> Box<dyn Fn(usize) -> String> {
+        Box::new(move |i| {
+            let (unit, step) = if by_hour {
+                (hour, chrono::Duration::hours(1))
+            } else {
+                (minute, chrono::Duration::minutes(1))
+            };
+            let (from, to) = month(i + offset, unit, step);
+            format!("/stats?from={from}&to={to}&{params}")
+        })
+    };
     let queries: Vec<Query<'_>> = vec![
         (
             "search_selective",
@@ -85,41 +98,20 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
                 format!("/stats?from={}&to={}&interval=hour", shifted(i, &week_ago), shifted(i, &now))
             }),
         ),
-        (
-            "stats_month_daily_rollups",
-            Box::new(|i| {
-                let (from, to) = month(i, minute, chrono::Duration::minutes(1));
-                format!("/stats?from={from}&to={to}&interval=day")
-            }),
-        ),
+        ("stats_month_daily_rollups", monthly(0, false, "interval=day".into())),
         (
             "stats_month_hourly_one_source_rollups",
-            Box::new(|i| {
-                let (from, to) = month(i + 1000, minute, chrono::Duration::minutes(1));
-                format!("/stats?from={from}&to={to}&interval=hour&source={source}")
-            }),
+            monthly(1000, false, format!("interval=hour&source={source}")),
         ),
         (
             "stats_month_daily_one_account_rollups",
-            Box::new(|i| {
-                let (from, to) = month(i, hour, chrono::Duration::hours(1));
-                format!("/stats?from={from}&to={to}&interval=day&account_code={}", urlencode(&account))
-            }),
+            monthly(0, true, format!("interval=day&account_code={}", urlencode(&account))),
         ),
         (
             "stats_month_daily_one_source_with_peak_rollups",
-            Box::new(|i| {
-                let (from, to) = month(i + 3000, minute, chrono::Duration::minutes(1));
-                format!("/stats?from={from}&to={to}&interval=day&source={source}&peak=true")
-            }),
+            monthly(3000, false, format!("interval=day&source={source}&peak=true")),
         ),
-        (
-            "stats_month_daily_min_billsec_index",
-            Box::new(|i| {
-                let (from, to) = month(i + 2000, minute, chrono::Duration::minutes(1));
-                format!("/stats?from={from}&to={to}&interval=day&min_billsec=1")
-            }),
-        ),
+        ("stats_month_daily_min_billsec_index", monthly(2000, false, "interval=day&min_billsec=1".into())),
         (
             "stats_week_hourly_with_peak",
             Box::new(|i| {
