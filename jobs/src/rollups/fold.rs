@@ -4,17 +4,31 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// One upsert of the fold statement: the pending sums regrouped into one cuboid, in key
-/// order (concurrent folders then lock rows in the same order).
+/// What `cuboid` is summed from: the group of the coarsest cuboid before it with the same
+/// dimensions and a finer level (the fewest rows), else the pending sums themselves.
+fn summed_from(cuboid: &super::Cuboid) -> String {
+    super::CUBOIDS
+        .iter()
+        .take_while(|c| c.table != cuboid.table)
+        .filter(|c| c.lead == cuboid.lead && c.rest == cuboid.rest && c.level < cuboid.level)
+        .last()
+        .map_or_else(|| "sums".to_string(), |c| format!("{}_sums", c.table))
+}
+
+/// The pending sums regrouped into one cuboid (hashed, then only the few groups sorted), and
+/// their upsert in key order, so concurrent folders lock rows in the same order.
 fn upsert(cuboid: &super::Cuboid) -> String {
     let sums = super::SUM_COLUMNS;
     let table = cuboid.table;
     format!(
-        ", {table} AS (\n    INSERT INTO {table} ({key}, {sums})\n    SELECT {select}, {summed}\n    FROM sums GROUP BY {pos}\n    ORDER BY {pos}\n    ON CONFLICT ({key}) DO UPDATE SET {set}\n)",
+        ", {table}_sums AS MATERIALIZED (\n    SELECT {select}, {summed}\n    FROM {from} GROUP BY {pos}\n\
+         ), {table} AS (\n    INSERT INTO {table} ({key}, {sums})\n    SELECT * FROM {table}_sums ORDER BY {pos}\n\
+         ON CONFLICT ({key}) DO UPDATE SET {set}\n)",
         key = cuboid.key().join(", "),
         sums = sums.join(", "),
         select = cuboid.key_from_minutes().join(", "),
-        summed = sums.iter().map(|s| format!("sum({s})")).collect::<Vec<_>>().join(", "),
+        summed = sums.iter().map(|s| format!("sum({s}) AS {s}")).collect::<Vec<_>>().join(", "),
+        from = summed_from(cuboid),
         pos = cuboid.key_positions(),
         set = sums.iter().map(|s| format!("{s} = {table}.{s} + EXCLUDED.{s}")).collect::<Vec<_>>().join(", "),
     )
@@ -23,22 +37,35 @@ fn upsert(cuboid: &super::Cuboid) -> String {
 /// One statement: takes up to `$1` pending rows, adds them to every cuboid and to the total,
 /// and deletes them. Two folders running at once cannot count a row twice: a row is only
 /// added by the statement whose `DELETE` removed it.
+///
+/// The pending sums are grouped once by every dimension a cuboid keeps (the destination
+/// prefix is not one yet), each cuboid from the finest group it can use. Per-second counts
+/// are pending per source; the count over all sources (`''`) is their sum, derived here.
+/// Entries for `''` that versions before this one appended are skipped, not added twice.
 static FOLD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let upserts: String = super::CUBOIDS.iter().map(upsert).collect();
+    let sums = super::SUM_COLUMNS;
     format!(
         r#"
 WITH moved AS (
     DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1))
-    RETURNING bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration,
+    RETURNING bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration,
               ev_source, ev_second, ev_delta, ev_ends_on
-), sums AS (
-    SELECT u.* FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code, m.dest_prefix,
-                                    m.attempts, m.effective, m.billsec, m.duration)
-        AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration)
-), ev AS (
+), sums AS MATERIALIZED (
+    SELECT u.account_code, u.bucket, u.source, u.direction, u.disposition, {summed}
+    FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code,
+                         m.attempts, m.effective, m.billsec, m.duration)
+        AS u(bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration)
+    GROUP BY 1, 2, 3, 4, 5
+), ev_sources AS MATERIALIZED (
     SELECT u.source, u.second, sum(u.delta)::int AS delta, sum(u.ends_on)::int AS ends_on
     FROM moved m, unnest(m.ev_source, m.ev_second, m.ev_delta, m.ev_ends_on) AS u(source, second, delta, ends_on)
+    WHERE u.source <> ''
     GROUP BY 1, 2
+), ev AS MATERIALIZED (
+    SELECT source, second, delta, ends_on FROM ev_sources
+    UNION ALL
+    SELECT '', second, sum(delta)::int, sum(ends_on)::int FROM ev_sources GROUP BY 2
 ), seconds AS (
     INSERT INTO kpi_second (source, second, delta, ends_on)
     SELECT source, second, delta, ends_on FROM ev ORDER BY 1, 2
@@ -46,7 +73,8 @@ WITH moved AS (
         delta = kpi_second.delta + EXCLUDED.delta, ends_on = kpi_second.ends_on + EXCLUDED.ends_on
 ), hours AS (
     INSERT INTO kpi_second_hour (source, bucket, net)
-    SELECT source, date_trunc('hour', second, 'UTC'), sum(delta) FROM ev GROUP BY 1, 2 ORDER BY 1, 2
+    SELECT * FROM (SELECT source, date_trunc('hour', second, 'UTC') AS bucket, sum(delta) AS net FROM ev GROUP BY 1, 2) h
+    ORDER BY 1, 2
     ON CONFLICT (source, bucket) DO UPDATE SET
         net = kpi_second_hour.net + EXCLUDED.net, dirty = true, version = kpi_second_hour.version + 1
 ){upserts}
@@ -54,7 +82,8 @@ UPDATE kpi_totals SET attempts = kpi_totals.attempts + m.attempts
 FROM (SELECT (SELECT coalesce(sum(attempts), 0) FROM sums) AS attempts, (SELECT count(*) FROM moved) AS pending) m
 WHERE kpi_totals.id = 1
 RETURNING m.pending
-"#
+"#,
+        summed = sums.iter().map(|s| format!("sum(u.{s}) AS {s}")).collect::<Vec<_>>().join(", "),
     )
 });
 
@@ -138,6 +167,26 @@ impl Folder {
         }
         if let Err(e) = self.jobs.release_lease("rollup-fold", &self.holder).await {
             warn!(error = %e, "could not release the rollup lease");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coarser_cuboids_are_summed_from_the_finest_group_with_their_dimensions() {
+        let from =
+            |t: &str| summed_from(super::super::CUBOIDS.iter().find(|c| c.table == t).expect("cuboid"));
+        assert_eq!(from("kpi_minute"), "sums");
+        assert_eq!(from("kpi_hour"), "kpi_minute_sums");
+        assert_eq!(from("kpi_day"), "kpi_hour_sums");
+        assert_eq!(from("kpi_account_hour"), "sums");
+        for c in super::super::CUBOIDS {
+            let group = format!("{}_sums AS MATERIALIZED", c.table);
+            let insert = format!("INSERT INTO {} (", c.table);
+            assert!(FOLD_SQL.contains(&group) && FOLD_SQL.contains(&insert), "{} is not folded", c.table);
         }
     }
 }

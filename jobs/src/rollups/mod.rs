@@ -134,9 +134,12 @@ pub fn events_of_rows(condition: &str) -> String {
     EVENTS_TEMPLATE.replace("{where}", condition)
 }
 
-/// Pending per-second counts as rows.
-pub const PENDING_EVENTS: &str = "SELECT u.* FROM kpi_pending p, \
-     unnest(p.ev_source, p.ev_second, p.ev_delta, p.ev_ends_on) AS u(source, second, delta, ends_on)";
+/// Pending per-second counts as rows, per source and for all sources (`''`). Pending rows
+/// keep them per source only (the fold derives the sum over sources); entries for `''` that
+/// versions before this one appended are skipped, since they equal that sum.
+pub const PENDING_EVENTS: &str = "SELECT s.scope AS source, u.second, u.delta, u.ends_on FROM kpi_pending p, \
+     unnest(p.ev_source, p.ev_second, p.ev_delta, p.ev_ends_on) AS u(source, second, delta, ends_on) \
+     CROSS JOIN LATERAL (VALUES (u.source), ('')) s(scope) WHERE u.source <> ''";
 
 /// Every CDR stored, as the rollups count them: folded plus pending. Cheap at any size.
 pub const TOTAL_SQL: &str = "SELECT ((SELECT attempts FROM kpi_totals WHERE id = 1) + \

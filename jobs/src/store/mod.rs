@@ -30,7 +30,7 @@ CREATE TEMP TABLE IF NOT EXISTS cdr_stage (
 "#;
 
 /// Moves the staged rows into `cdrs` and appends the sums of those actually inserted to the
-/// KPI rollups (and the seconds their calls start and end in, see [`crate::rollups::EVENTS_OF_ROWS`]),
+/// KPI rollups (and, per source, the seconds their calls start and end in, see [`crate::rollups::events_of_rows`]),
 /// in one statement; answers how many rows were inserted. The sums are grouped
 /// on cheap keys first (the minute in the session's UTC, the number's first five characters)
 /// and the destination prefix derived once per group: the same dimensions as
@@ -61,12 +61,12 @@ WITH ins AS (
            array_agg(coalesce(billsec, 0)) AS billsec, array_agg(coalesce(duration, 0)) AS duration
     FROM grouped
 ), ev AS (
-    SELECT scope AS source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM (
+    SELECT source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM (
         SELECT source, date_trunc('second', start_time) AS second, 1 AS delta, 0 AS ends_on FROM ins
         UNION ALL
         SELECT source, date_trunc('second', e), -1, (e = date_trunc('second', e) AND e > start_time)::int
         FROM (SELECT source, start_time, coalesce(end_time, start_time + duration * interval '1 second') AS e FROM ins) x
-    ) e CROSS JOIN LATERAL (VALUES (e.source), ('')) s(scope)
+    ) e
     GROUP BY 1, 2
 ), ev_packed AS (
     SELECT coalesce(array_agg(source), '{}') AS source, coalesce(array_agg(second), '{}') AS second,
