@@ -43,11 +43,27 @@ pub struct Generator {
     next: u64,
     /// Calls start within this window before now.
     spread: Duration,
+    /// With a count, calls end in the order they are generated, evenly over the spread, as a
+    /// switch writes them; without, at random within it (a shuffled backfill).
+    in_order: Option<u64>,
 }
 
 impl Generator {
     pub fn new(seed: u64, run: &str, sources: u64, spread: Duration) -> Self {
-        Generator { rng: Rng::new(seed), run: run.to_string(), sources: sources.max(1), next: 0, spread }
+        Generator {
+            rng: Rng::new(seed),
+            run: run.to_string(),
+            sources: sources.max(1),
+            next: 0,
+            spread,
+            in_order: None,
+        }
+    }
+
+    /// Calls of the `count` to come end in order, evenly over the spread.
+    pub fn in_order(mut self, count: u64) -> Self {
+        self.in_order = Some(count.max(1));
+        self
     }
 
     fn number(&mut self) -> String {
@@ -83,7 +99,11 @@ impl Generator {
         let talk =
             if disposition == "ANSWERED" { 1 + self.rng.exponential(180.0).min(7200.0) as i64 } else { 0 };
         let spread_ms = self.spread.num_milliseconds().max(1) as u64;
-        let end = now - Duration::milliseconds(self.rng.below(spread_ms) as i64);
+        let before = match self.in_order {
+            Some(count) => spread_ms.saturating_mul(count.saturating_sub(n + 1).min(count)) / count,
+            None => self.rng.below(spread_ms),
+        };
+        let end = now - Duration::milliseconds(before as i64);
         let start = end - Duration::seconds(ring + talk);
         let answer = (talk > 0).then(|| start + Duration::seconds(ring));
         let hangup = match disposition {
@@ -138,4 +158,33 @@ pub fn csv_line(cdr: &Value, job_id: &str) -> String {
         field("account_code"),
         job_id
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end_of(cdr: &Value) -> DateTime<Utc> {
+        cdr["end_time"].as_str().and_then(|t| t.parse().ok()).expect("end time")
+    }
+
+    #[test]
+    fn in_order_calls_end_in_order_over_the_whole_spread() {
+        let now = Utc::now();
+        let spread = Duration::hours(1);
+        let mut g = Generator::new(3, "t", 5, spread).in_order(1000);
+        let ends: Vec<_> = (0..1000).map(|_| end_of(&g.next_cdr(now).1)).collect();
+        assert!(ends.windows(2).all(|w| w[0] <= w[1]), "ends out of order");
+        assert!(ends[0] <= now - spread + Duration::seconds(4), "first call ends at {}", ends[0]);
+        assert_eq!(ends[999], now);
+    }
+
+    #[test]
+    fn shuffled_calls_end_anywhere_in_the_spread() {
+        let now = Utc::now();
+        let mut g = Generator::new(3, "t", 5, Duration::hours(1));
+        let ends: Vec<_> = (0..1000).map(|_| end_of(&g.next_cdr(now).1)).collect();
+        assert!(ends.iter().all(|e| *e <= now && *e > now - Duration::hours(1)));
+        assert!(ends.windows(2).any(|w| w[0] > w[1]), "a shuffled load came out in order");
+    }
 }

@@ -41,6 +41,10 @@ pub struct PostArgs {
     /// Calls end within this many hours before now.
     #[arg(long, default_value_t = 24 * 7)]
     pub spread_hours: i64,
+    /// Calls end in the order they are sent, evenly over the spread (as a switch writes
+    /// them), instead of at random within it.
+    #[arg(long)]
+    pub in_order: bool,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -103,12 +107,12 @@ struct Tally {
 
 pub async fn run(url: &str, client: &reqwest::Client, args: &PostArgs) -> anyhow::Result<Value> {
     let run_id = format!("load{}-{}", args.seed, Utc::now().timestamp_millis());
-    let generator = Arc::new(Mutex::new(Generator::new(
-        args.seed,
-        &run_id,
-        args.sources,
-        chrono::Duration::hours(args.spread_hours),
-    )));
+    let mut generator =
+        Generator::new(args.seed, &run_id, args.sources, chrono::Duration::hours(args.spread_hours));
+    if args.in_order {
+        generator = generator.in_order(args.count);
+    }
+    let generator = Arc::new(Mutex::new(generator));
     let tally = Arc::new(Mutex::new(Tally::default()));
     let accepted_ids = IdFile::create(args.accepted_ids.as_deref())?;
     let refused_ids = IdFile::create(args.refused_ids.as_deref())?;
