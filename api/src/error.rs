@@ -85,6 +85,21 @@ impl ApiError {
         ApiError::BadRequest(Json(ErrorBody::new(code, message)))
     }
 
+    /// A query parameter refused: the 400 names it in `details.parameter`.
+    pub fn parameter(e: jobs::search::ParamError) -> Self {
+        ApiError::BadRequest(Json(ErrorBody {
+            details: Some(serde_json::json!({ "parameter": e.parameter })),
+            ..ErrorBody::new(ErrorCode::InvalidParameter, format!("{}: {}", e.parameter, e.reason))
+        }))
+    }
+
+    /// The pairs of a request's query string, in order; a 400 when it cannot be decoded.
+    pub fn query_pairs(req: &poem::Request) -> Result<Vec<(String, String)>, Self> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(req.uri().query().unwrap_or("")).map_err(|e| {
+            Self::bad_request(ErrorCode::InvalidParameter, format!("unreadable query string: {e}"))
+        })
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::NotFound(Json(ErrorBody::new(ErrorCode::NotFound, message)))
     }

@@ -5,7 +5,7 @@
 //! OpenAPI document lists them.
 
 use super::Tag;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::state::AppState;
 use jobs::rollups::read::RollupError;
 use jobs::search::{
@@ -34,22 +34,18 @@ pub enum StatsResponse {
     Ok(Json<Stats>),
 }
 
-fn param_error(e: ParamError) -> ApiError {
-    ApiError::BadRequest(Json(ErrorBody {
-        details: Some(serde_json::json!({ "parameter": e.parameter })),
-        ..ErrorBody::new(crate::error::ErrorCode::InvalidParameter, format!("{}: {}", e.parameter, e.reason))
-    }))
-}
-
 /// An engine error as the answer to the client. A 400 from the engine is a query it refused
 /// for what the client sent: the client's to fix, so a 400 naming the parameter when it can
 /// be told; anything else (unreachable, overloaded, failing) is a 503 to retry.
 /// `sent` pairs each parameter with the values of it the engine received.
 fn engine_error(e: SearchError, sent: &[(&str, String)]) -> ApiError {
     match e {
-        SearchError::Status { status: 400, body } if body.contains("too_many_buckets") => param_error(
-            ParamError::new("interval", "too fine for the data's time span; choose a coarser one"),
-        ),
+        SearchError::Status { status: 400, body } if body.contains("too_many_buckets") => {
+            ApiError::parameter(ParamError::new(
+                "interval",
+                "too fine for the data's time span; choose a coarser one",
+            ))
+        }
         SearchError::Status { status: 400, body } => {
             ApiError::invalid_query(refused_parameter(&body, sent), engine_reason(&body))
         }
@@ -87,15 +83,6 @@ fn sent_bounds(filters: &jobs::search::Filters) -> Vec<(&'static str, String)> {
     sent
 }
 
-fn query_pairs(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(req.uri().query().unwrap_or("")).map_err(|e| {
-        ApiError::bad_request(
-            crate::error::ErrorCode::InvalidParameter,
-            format!("unreadable query string: {e}"),
-        )
-    })
-}
-
 fn last<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -104,7 +91,10 @@ fn whole(pairs: &[(String, String)], name: &str, default: usize, max: usize) -> 
     match last(pairs, name) {
         None => Ok(default),
         Some(v) => v.trim().parse::<usize>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
-            param_error(ParamError::new(name, format!("expected a whole number from 1 to {max}, got {v:?}")))
+            ApiError::parameter(ParamError::new(
+                name,
+                format!("expected a whole number from 1 to {max}, got {v:?}"),
+            ))
         }),
     }
 }
@@ -114,7 +104,7 @@ fn top_param(pairs: &[(String, String)]) -> Result<usize, ApiError> {
     match last(pairs, "top") {
         None => Ok(DEFAULT_TOP),
         Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n <= MAX_TOP).ok_or_else(|| {
-            param_error(ParamError::new(
+            ApiError::parameter(ParamError::new(
                 "top",
                 format!("expected a whole number from 0 to {MAX_TOP}, got {v:?}"),
             ))
@@ -167,17 +157,20 @@ impl SearchApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<SearchResponse, ApiError> {
-        let pairs = query_pairs(req)?;
-        let filters = parse_filters(&pairs, &["sort", "limit", "cursor"]).map_err(param_error)?;
-        let sort =
-            last(&pairs, "sort").map(Sort::parse).transpose().map_err(param_error)?.unwrap_or_default();
+        let pairs = ApiError::query_pairs(req)?;
+        let filters = parse_filters(&pairs, &["sort", "limit", "cursor"]).map_err(ApiError::parameter)?;
+        let sort = last(&pairs, "sort")
+            .map(Sort::parse)
+            .transpose()
+            .map_err(ApiError::parameter)?
+            .unwrap_or_default();
         let request = SearchRequest {
             filters,
             sort,
             limit: whole(&pairs, "limit", DEFAULT_LIMIT, MAX_LIMIT)?,
             cursor: last(&pairs, "cursor").map(str::to_string),
         };
-        let after = validate_cursor(&request).map_err(param_error)?;
+        let after = validate_cursor(&request).map_err(ApiError::parameter)?;
         let mut sent = sent_bounds(&request.filters);
         for value in after.iter().flat_map(|a| a.as_array().into_iter().flatten()) {
             sent.push(("cursor", value.to_string()));
@@ -227,20 +220,21 @@ impl SearchApi {
         /// 10,000 samples). It costs two more passes over the window's calls.
         peak: Query<Option<String>>,
     ) -> Result<StatsResponse, ApiError> {
-        let pairs = query_pairs(req)?;
-        let filters = parse_filters(&pairs, &["interval", "top", "peak"]).map_err(param_error)?;
-        let interval = last(&pairs, "interval").map(Interval::parse).transpose().map_err(param_error)?;
+        let pairs = ApiError::query_pairs(req)?;
+        let filters = parse_filters(&pairs, &["interval", "top", "peak"]).map_err(ApiError::parameter)?;
+        let interval =
+            last(&pairs, "interval").map(Interval::parse).transpose().map_err(ApiError::parameter)?;
         let top = top_param(&pairs)?;
-        let mut request = StatsRequest::new(filters, interval, top).map_err(param_error)?;
+        let mut request = StatsRequest::new(filters, interval, top).map_err(ApiError::parameter)?;
         request.peak = last(&pairs, "peak")
             .map(|v| parse_flag("peak", v))
             .transpose()
-            .map_err(param_error)?
+            .map_err(ApiError::parameter)?
             .unwrap_or(false);
         let reason = match jobs::rollups::plan::plan(&request) {
             Ok(plan) => match state.rollups.stats(&request, &plan).await {
                 Ok(stats) => return Ok(StatsResponse::Ok(Json(stats))),
-                Err(RollupError::Parameter(e)) => return Err(param_error(e)),
+                Err(RollupError::Parameter(e)) => return Err(ApiError::parameter(e)),
                 Err(RollupError::Database(e)) => {
                     tracing::warn!(error = %e, "rollups unreadable; /stats answered from the index");
                     "the rollups could not be read (PostgreSQL unavailable)".to_string()

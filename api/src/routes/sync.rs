@@ -7,6 +7,7 @@ use crate::routes::cdrs::JobAccepted;
 use crate::state::AppState;
 use jobs::queue::Outgoing;
 use jobs::reindex::{ReindexError, ReindexJob, claim};
+use jobs::search::ParamError;
 use jobs::state::JobStatus;
 use jobs::sync::SyncStatus;
 use poem::web::Data;
@@ -76,29 +77,14 @@ impl SyncApi {
         #[oai(name = "to")]
         _to: poem_openapi::param::Query<Option<String>>,
     ) -> Result<ReindexResponse, ApiError> {
-        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(req.uri().query().unwrap_or(""))
-            .map_err(|e| {
-                ApiError::bad_request(
-                    crate::error::ErrorCode::InvalidParameter,
-                    format!("unreadable query string: {e}"),
-                )
-            })?;
-        let bad = |e: jobs::search::ParamError| {
-            ApiError::BadRequest(Json(ErrorBody {
-                details: Some(serde_json::json!({ "parameter": e.parameter })),
-                ..ErrorBody::new(
-                    crate::error::ErrorCode::InvalidParameter,
-                    format!("{}: {}", e.parameter, e.reason),
-                )
-            }))
-        };
+        let pairs = ApiError::query_pairs(req)?;
         let mut bounds = [None, None];
         for (name, value) in pairs.iter().filter(|(_, v)| !v.trim().is_empty()) {
             let slot = match name.as_str() {
                 "from" => 0,
                 "to" => 1,
                 other => {
-                    return Err(bad(jobs::search::ParamError::new(
+                    return Err(ApiError::parameter(ParamError::new(
                         other,
                         "unknown parameter; known: from, to",
                     )));
@@ -106,10 +92,11 @@ impl SyncApi {
             };
             // A plain date names its midnight, for `to` as for `from`.
             let filters = jobs::search::parse_filters(&[("from".to_string(), value.clone())], &[])
-                .map_err(|e| bad(jobs::search::ParamError::new(name, e.reason)))?;
+                .map_err(|e| ApiError::parameter(ParamError::new(name, e.reason)))?;
             bounds[slot] = filters.from;
         }
-        let window = jobs::rollups::rebuild::RebuildWindow::new(bounds[0], bounds[1]).map_err(bad)?;
+        let window =
+            jobs::rollups::rebuild::RebuildWindow::new(bounds[0], bounds[1]).map_err(ApiError::parameter)?;
         start_rebuild(&state, ReindexJob::rollups(window)).await
     }
 }

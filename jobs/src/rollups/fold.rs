@@ -91,11 +91,11 @@ RETURNING m.pending
 const SETTLE_EVERY: u64 = 10;
 
 /// Pending rows (batches) folded per statement.
-pub const FOLD_CHUNK: i64 = 200;
+const FOLD_CHUNK: i64 = 200;
 
 /// Folds up to [`FOLD_CHUNK`] pending rows in one statement on `db` (a connection or a
 /// transaction); returns how many it folded.
-pub async fn fold_chunk<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
+async fn fold_chunk<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
@@ -104,6 +104,18 @@ pub async fn fold_chunk<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
         ))
         .await?;
     Ok(row.map(|r| r.try_get("", "pending")).transpose()?.unwrap_or(0))
+}
+
+/// Folds everything pending on `db`, a chunk per statement; returns the pending rows folded.
+pub async fn fold_all<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    let mut total = 0;
+    loop {
+        let folded = fold_chunk(db).await?;
+        total += u64::try_from(folded).unwrap_or(0);
+        if folded < FOLD_CHUNK {
+            return Ok(total);
+        }
+    }
 }
 
 /// Moves pending rollup sums into the cuboids, one process at a time (a Redis lease, held
@@ -122,14 +134,7 @@ impl Folder {
 
     /// Folds everything pending now; returns the pending rows folded.
     pub async fn fold_all(&self) -> Result<u64, DbErr> {
-        let mut total = 0;
-        loop {
-            let folded = fold_chunk(&self.db).await?;
-            total += u64::try_from(folded).unwrap_or(0);
-            if folded < FOLD_CHUNK {
-                return Ok(total);
-            }
-        }
+        fold_all(&self.db).await
     }
 
     /// Folds every `every` until `stop` resolves, while it holds the lease.

@@ -118,7 +118,7 @@ pub async fn rebuild(db: &DatabaseConnection, window: &RebuildWindow) -> Result<
          LOCK TABLE cdrs IN SHARE MODE; LOCK TABLE kpi_pending IN SHARE ROW EXCLUSIVE MODE",
     )
     .await?;
-    while fold::fold_chunk(&txn).await? >= fold::FOLD_CHUNK {}
+    fold::fold_all(&txn).await?;
     let before = window_total(&txn, window).await?;
     for cuboid in &CUBOIDS {
         let mut values = Vec::new();

@@ -183,8 +183,6 @@ async fn rebuild_crash_before_its_acknowledgement() {
     reindex_crash("reindex-before-ack").await;
 }
 
-/// A message that kills every worker that takes it is parked after a bounded number of
-/// deliveries, with the reason and code in its state, instead of being delivered forever.
 /// A rollup rebuild killed just before its commit leaves the sums as they were; the next
 /// worker runs it again to the end.
 #[tokio::test]
@@ -216,6 +214,8 @@ async fn rollup_rebuild_crash_before_its_commit() {
     app.cleanup().await;
 }
 
+/// A message that kills every worker that takes it is parked after a bounded number of
+/// deliveries, with the reason and code in its state, instead of being delivered forever.
 #[tokio::test]
 async fn a_message_that_kills_every_worker_ends_in_its_dead_letter_queue() {
     let mut app = TestApp::new().await;

@@ -12,6 +12,19 @@ async fn wait_folded(app: &TestApp) {
     .await;
 }
 
+/// Call `n` starting at `start` (RFC 3339), given by its duration and billed seconds instead
+/// of its answer and end times.
+fn call_at(n: usize, start: String, duration: usize, billsec: usize) -> Value {
+    let mut cdr = answered_cdr(n);
+    cdr["start_time"] = json!(start);
+    let fields = cdr.as_object_mut().expect("object");
+    fields.remove("answer_time");
+    fields.remove("end_time");
+    cdr["duration"] = json!(duration);
+    cdr["billsec"] = json!(billsec);
+    cdr
+}
+
 #[tokio::test]
 async fn rollups_count_each_stored_row_once_through_duplicates_and_replays() {
     let mut app = TestApp::new().await;
@@ -19,13 +32,8 @@ async fn rollups_count_each_stored_row_once_through_duplicates_and_replays() {
     // Mixed dispositions, directions, accounts, prefixes and minutes.
     let rows: Vec<Value> = (0..300)
         .map(|n| {
-            let mut cdr = answered_cdr(n);
             let start = format!("2026-03-01T10:{:02}:{:02}Z", n % 7, n % 60);
-            cdr["start_time"] = json!(start);
-            cdr.as_object_mut().expect("object").remove("answer_time");
-            cdr.as_object_mut().expect("object").remove("end_time");
-            cdr["duration"] = json!(n % 90);
-            cdr["billsec"] = json!(if n % 3 == 0 { n % 60 } else { 0 });
+            let mut cdr = call_at(n, start, n % 90, if n % 3 == 0 { n % 60 } else { 0 });
             cdr["disposition"] =
                 json!(["ANSWERED", "BUSY", "NO ANSWER", "FAILED", "CONGESTION"][n % 3 * (n % 2 + 1) % 5]);
             if cdr["disposition"] != "ANSWERED" {
@@ -107,15 +115,7 @@ async fn a_rollup_rebuild_after_a_manual_purge_matches_the_rows_again() {
     app.start_worker().await;
     // Three days, 100 calls each.
     let rows: Vec<Value> = (0..300)
-        .map(|n| {
-            let mut cdr = answered_cdr(n);
-            cdr["start_time"] = json!(format!("2026-03-0{}T10:{:02}:00Z", 1 + n / 100, n % 60));
-            cdr.as_object_mut().expect("object").remove("answer_time");
-            cdr.as_object_mut().expect("object").remove("end_time");
-            cdr["duration"] = json!(60);
-            cdr["billsec"] = json!(50);
-            cdr
-        })
+        .map(|n| call_at(n, format!("2026-03-0{}T10:{:02}:00Z", 1 + n / 100, n % 60), 60, 50))
         .collect();
     let accepted = app.ingest(&Value::Array(rows)).await;
     app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
@@ -154,10 +154,7 @@ async fn a_rollup_rebuild_after_a_manual_purge_matches_the_rows_again() {
     app.wait_succeeded(body["job_id"].as_str().expect("id")).await;
     assert_eq!(app.count(&day("2026-03-03")).await, 0);
     app.assert_rollups_match_rows().await;
-    let (_, stats) = {
-        let resp = app.client.get("/stats").send().await;
-        (resp.0.status(), resp.json().await.value().deserialize::<Value>())
-    };
+    let stats = app.client.get("/stats").send().await.json().await.value().deserialize::<Value>();
     assert_eq!((&stats["answered_by"], &stats["total_calls"]), (&json!("rollups"), &json!(150)), "{stats}");
     app.cleanup().await;
 }

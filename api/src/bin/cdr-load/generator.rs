@@ -100,7 +100,7 @@ impl Generator {
             if disposition == "ANSWERED" { 1 + self.rng.exponential(180.0).min(7200.0) as i64 } else { 0 };
         let spread_ms = self.spread.num_milliseconds().max(1) as u64;
         let before = match self.in_order {
-            Some(count) => spread_ms.saturating_mul(count.saturating_sub(n + 1).min(count)) / count,
+            Some(count) => spread_ms.saturating_mul(count.saturating_sub(n + 1)) / count,
             None => self.rng.below(spread_ms),
         };
         let end = now - Duration::milliseconds(before as i64);

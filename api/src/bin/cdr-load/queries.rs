@@ -54,15 +54,10 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
         let t: chrono::DateTime<chrono::Utc> = t.parse().unwrap_or_default();
         urlencode(&(t - chrono::Duration::seconds(i as i64)).to_rfc3339())
     };
-    // Each repetition of a rollup query shifts its window by a minute (an hour for an
-    // account's), for the same reason.
-    let month = |i: usize, unit: chrono::DateTime<chrono::Utc>, step: chrono::Duration| -> (String, String) {
-        let to = unit - step * i as i32;
-        (urlencode(&(to - chrono::Duration::days(30)).to_rfc3339()), urlencode(&to.to_rfc3339()))
-    };
     type Query<'a> = (&'a str, Box<dyn Fn(usize) -> String + 'a>);
     // A 30-day request on whole minutes (whole hours with `by_hour`) with `params`; its
-    // `i`-th repetition lies `offset + i` steps back, so each request has windows of its own.
+    // `i`-th repetition lies `offset + i` steps back (a minute or an hour each, for the same
+    // reason), so each request has windows of its own.
     let monthly = |offset: usize, by_hour: bool, params: String| -> Box<dyn Fn(usize) -> String> {
         Box::new(move |i| {
             let (unit, step) = if by_hour {
@@ -70,8 +65,9 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &QueryArgs) -> anyho
             } else {
                 (minute, chrono::Duration::minutes(1))
             };
-            let (from, to) = month(i + offset, unit, step);
-            format!("/stats?from={from}&to={to}&{params}")
+            let to = unit - step * (i + offset) as i32;
+            let from = urlencode(&(to - chrono::Duration::days(30)).to_rfc3339());
+            format!("/stats?from={from}&to={}&{params}", urlencode(&to.to_rfc3339()))
         })
     };
     let queries: Vec<Query<'_>> = vec![
