@@ -32,6 +32,7 @@ mod m20261129_000005_kpi_rollups;
 mod m20261129_000006_kpi_levels;
 mod m20261203_000007_kpi_cuboids;
 mod m20261203_000008_concurrency;
+mod m20261203_000009_seconds_by_minute;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000006_kpi_levels::Migration),
             Box::new(m20261203_000007_kpi_cuboids::Migration),
             Box::new(m20261203_000008_concurrency::Migration),
+            Box::new(m20261203_000009_seconds_by_minute::Migration),
         ]
     }
 }

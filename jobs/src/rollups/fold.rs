@@ -40,7 +40,8 @@ fn upsert(cuboid: &super::Cuboid) -> String {
 ///
 /// The pending sums are grouped once by every dimension a cuboid keeps (the destination
 /// prefix is not one yet), each cuboid from the finest group it can use. Per-second counts
-/// are pending per source; the count over all sources (`''`) is their sum, derived here.
+/// are pending per source; the count over all sources (`''`) is their sum, derived here,
+/// and a minute's seconds already folded are merged with the new ones slot by slot.
 /// Entries for `''` that versions before this one appended are skipped, not added twice.
 static FOLD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let upserts: String = super::CUBOIDS.iter().map(upsert).collect();
@@ -66,14 +67,20 @@ WITH moved AS (
     SELECT source, second, delta, ends_on FROM ev_sources
     UNION ALL
     SELECT '', second, sum(delta)::int, sum(ends_on)::int FROM ev_sources GROUP BY 2
+), ev_minutes AS MATERIALIZED (
+    {minutes}
 ), seconds AS (
-    INSERT INTO kpi_second (source, second, delta, ends_on)
-    SELECT source, second, delta, ends_on FROM ev ORDER BY 1, 2
-    ON CONFLICT (source, second) DO UPDATE SET
-        delta = kpi_second.delta + EXCLUDED.delta, ends_on = kpi_second.ends_on + EXCLUDED.ends_on
+    INSERT INTO kpi_second_minute (source, minute, slots, delta, ends_on)
+    SELECT source, minute, slots, delta, ends_on FROM ev_minutes ORDER BY 1, 2
+    ON CONFLICT (source, minute) DO UPDATE SET (slots, delta, ends_on) = (
+        SELECT array_agg(slot ORDER BY slot), array_agg(delta ORDER BY slot), array_agg(ends_on ORDER BY slot)
+        FROM (SELECT slot, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on
+              FROM unnest(kpi_second_minute.slots || EXCLUDED.slots, kpi_second_minute.delta || EXCLUDED.delta,
+                          kpi_second_minute.ends_on || EXCLUDED.ends_on) AS u(slot, delta, ends_on)
+              GROUP BY slot) merged)
 ), hours AS (
     INSERT INTO kpi_second_hour (source, bucket, net)
-    SELECT * FROM (SELECT source, date_trunc('hour', second, 'UTC') AS bucket, sum(delta) AS net FROM ev GROUP BY 1, 2) h
+    SELECT * FROM (SELECT source, date_trunc('hour', minute, 'UTC') AS bucket, sum(net) AS net FROM ev_minutes GROUP BY 1, 2) h
     ORDER BY 1, 2
     ON CONFLICT (source, bucket) DO UPDATE SET
         net = kpi_second_hour.net + EXCLUDED.net, dirty = true, version = kpi_second_hour.version + 1
@@ -84,6 +91,7 @@ WHERE kpi_totals.id = 1
 RETURNING m.pending
 "#,
         summed = sums.iter().map(|s| format!("sum(u.{s}) AS {s}")).collect::<Vec<_>>().join(", "),
+        minutes = super::minute_rows("SELECT source, second, delta, ends_on FROM ev"),
     )
 });
 

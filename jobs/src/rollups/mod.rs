@@ -134,6 +134,30 @@ pub fn events_of_rows(condition: &str) -> String {
     EVENTS_TEMPLATE.replace("{where}", condition)
 }
 
+/// Per-second counts (`source`, `second`, `delta`, `ends_on`, from `events`) packed into
+/// `kpi_second_minute` rows: one per source and minute, its seconds' offsets in the minute
+/// (`slots`, ascending) and their counts as parallel arrays, and the minute's net change
+/// (`net`, not stored: hours are summed from it). A minute row is what the fold
+/// rewrites and a reader fetches, so calls spread thinly over time cost a row a minute, not
+/// two a call.
+pub fn minute_rows(events: &str) -> String {
+    format!(
+        "SELECT source, date_trunc('minute', second, 'UTC') AS minute, \
+         array_agg(mod(mod(extract(epoch FROM second)::int8, 60) + 60, 60)::int2 ORDER BY second) AS slots, \
+         array_agg(delta ORDER BY second) AS delta, array_agg(ends_on ORDER BY second) AS ends_on, \
+         sum(delta) AS net FROM ({events}) e GROUP BY 1, 2"
+    )
+}
+
+/// The per-second counts kept in `kpi_second_minute` as rows (`source`, `second`, `delta`,
+/// `ends_on`), for the minute rows `k` matching `condition`.
+pub fn second_rows(condition: &str) -> String {
+    format!(
+        "SELECT k.source, k.minute + u.slot * interval '1 second' AS second, u.delta, u.ends_on \
+         FROM kpi_second_minute k, unnest(k.slots, k.delta, k.ends_on) AS u(slot, delta, ends_on) WHERE {condition}"
+    )
+}
+
 /// Pending per-second counts as rows, per source and for all sources (`''`). Pending rows
 /// keep them per source only (the fold derives the sum over sources); entries for `''` that
 /// versions before this one appended are skipped, since they equal that sum.

@@ -17,14 +17,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Recomputes up to `limit` out-of-date hour summaries; returns how many it brought up to
 /// date. An hour that changes meanwhile (its version moved) stays marked for the next pass.
-const SETTLE_SQL: &str = r#"
+static SETTLE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        r#"
 WITH todo AS (
     SELECT source, bucket, version FROM kpi_second_hour WHERE dirty ORDER BY bucket LIMIT $1
 ), calc AS (
     SELECT t.source, t.bucket, t.version, coalesce(r.run, 0) AS rise, r.second AS rise_at
     FROM todo t LEFT JOIN LATERAL (
-        SELECT second, sum(delta) OVER (ORDER BY second) AS run FROM kpi_second k
-        WHERE k.source = t.source AND k.second >= t.bucket AND k.second < t.bucket + interval '1 hour'
+        SELECT second, sum(delta) OVER (ORDER BY second) AS run FROM ({seconds}) k
         ORDER BY run DESC, second ASC LIMIT 1
     ) r ON true
 ), done AS (
@@ -33,7 +34,12 @@ WITH todo AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM todo) AS todo, (SELECT count(*) FROM done) AS done
-"#;
+"#,
+        seconds = super::second_rows(
+            "k.source = t.source AND k.minute >= t.bucket AND k.minute < t.bucket + interval '1 hour'"
+        ),
+    )
+});
 
 /// Hour summaries recomputed per statement.
 pub const SETTLE_CHUNK: i64 = 500;
@@ -46,7 +52,7 @@ pub async fn settle_hours<C: ConnectionTrait>(db: &C, rounds: usize) -> Result<u
         let row = db
             .query_one_raw(Statement::from_sql_and_values(
                 db.get_database_backend(),
-                SETTLE_SQL,
+                SETTLE_SQL.as_str(),
                 [SETTLE_CHUNK.into()],
             ))
             .await?;
@@ -124,7 +130,10 @@ pub async fn peak<C: ConnectionTrait>(
             let row = db
                 .query_one_raw(statement(
                     db,
-                    "SELECT min(second) AS first, max(second) AS last FROM kpi_second WHERE source = $1",
+                    "SELECT (SELECT minute + slots[1] * interval '1 second' FROM kpi_second_minute \
+                     WHERE source = $1 ORDER BY minute LIMIT 1) AS first, \
+                     (SELECT minute + slots[cardinality(slots)] * interval '1 second' FROM kpi_second_minute \
+                     WHERE source = $1 ORDER BY minute DESC LIMIT 1) AS last",
                     vec![scope.into()],
                 ))
                 .await?;
@@ -190,8 +199,10 @@ pub async fn peak<C: ConnectionTrait>(
             list.push(format!("(${}::timestamptz)", values.len()));
         }
         let sql = format!(
-            "SELECT k.second, k.delta::int8 AS delta, k.ends_on::int8 AS ends_on FROM (VALUES {}) h(b) \
-             JOIN kpi_second k ON k.source = $1 AND k.second >= h.b AND k.second < h.b + interval '1 hour'",
+            "SELECT k.minute + u.slot * interval '1 second' AS second, u.delta::int8 AS delta, \
+             u.ends_on::int8 AS ends_on FROM (VALUES {}) h(b) \
+             JOIN kpi_second_minute k ON k.source = $1 AND k.minute >= h.b AND k.minute < h.b + interval '1 hour' \
+             CROSS JOIN LATERAL unnest(k.slots, k.delta, k.ends_on) AS u(slot, delta, ends_on)",
             list.join(", ")
         );
         for r in db.query_all_raw(statement(db, &sql, values)).await? {

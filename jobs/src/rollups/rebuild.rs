@@ -81,19 +81,25 @@ async fn window_total<C: ConnectionTrait>(db: &C, window: &RebuildWindow) -> Res
 /// started). The hours come back marked for their peak summary to be recomputed.
 async fn rebuild_seconds<C: ConnectionTrait>(db: &C, window: &RebuildWindow) -> Result<(), DbErr> {
     let mut values = Vec::new();
-    let cond = window.condition("second", &mut values);
-    db.execute_raw(statement(format!("DELETE FROM kpi_second WHERE {cond}"), values.clone())).await?;
-    let mut rows_values = values.clone();
+    let cond = window.condition("minute", &mut values);
+    db.execute_raw(statement(format!("DELETE FROM kpi_second_minute WHERE {cond}"), values.clone())).await?;
+    let mut event_values = Vec::new();
+    let seconds = window.condition("second", &mut event_values);
     let rows = match window.to {
         Some(t) => {
-            rows_values.push(t.into());
-            format!("start_time < ${}", rows_values.len())
+            event_values.push(t.into());
+            format!("start_time < ${}", event_values.len())
         }
         None => "true".to_string(),
     };
+    let events = format!("SELECT * FROM ({}) e WHERE {seconds}", super::events_of_rows(&rows));
     db.execute_raw(statement(
-        format!("INSERT INTO kpi_second SELECT * FROM ({}) e WHERE {cond}", super::events_of_rows(&rows)),
-        rows_values,
+        format!(
+            "INSERT INTO kpi_second_minute (source, minute, slots, delta, ends_on) \
+             SELECT source, minute, slots, delta, ends_on FROM ({}) m",
+            super::minute_rows(&events)
+        ),
+        event_values,
     ))
     .await?;
     let mut hour_values = Vec::new();
@@ -102,7 +108,8 @@ async fn rebuild_seconds<C: ConnectionTrait>(db: &C, window: &RebuildWindow) -> 
     db.execute_raw(statement(
         format!(
             "INSERT INTO kpi_second_hour (source, bucket, net) \
-             SELECT source, date_trunc('hour', second, 'UTC'), sum(delta) FROM kpi_second WHERE {cond} GROUP BY 1, 2"
+             SELECT k.source, date_trunc('hour', k.minute, 'UTC'), sum(d) \
+             FROM kpi_second_minute k, unnest(k.delta) AS d WHERE {cond} GROUP BY 1, 2"
         ),
         values,
     ))

@@ -261,8 +261,9 @@ impl TestApp {
         let expected = jobs::rollups::events_of_rows("true");
         let stored = format!(
             "SELECT source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM ( \
-             SELECT source, second, delta, ends_on FROM kpi_second UNION ALL {}) x GROUP BY 1, 2 \
+             {} UNION ALL {}) x GROUP BY 1, 2 \
              HAVING sum(delta) <> 0 OR sum(ends_on) <> 0",
+            jobs::rollups::second_rows("true"),
             jobs::rollups::PENDING_EVENTS
         );
         let expected = format!("SELECT * FROM ({expected}) e WHERE delta <> 0 OR ends_on <> 0");
@@ -272,16 +273,32 @@ impl TestApp {
             ))
             .await;
         assert_eq!(differing, 0, "per-second counts that differ from the stored rows'");
-        let nets = "SELECT count(*) FROM (SELECT source, date_trunc('hour', second, 'UTC') AS bucket, sum(delta) AS net \
-                    FROM kpi_second GROUP BY 1, 2) s FULL JOIN kpi_second_hour h USING (source, bucket) \
-                    WHERE coalesce(s.net, 0) <> coalesce(h.net, 0)";
-        assert_eq!(self.count(nets).await, 0, "hours whose net change is not their seconds' sum");
-        let rises = "SELECT count(*) FROM kpi_second_hour h LEFT JOIN LATERAL ( \
-                     SELECT second, sum(delta) OVER (ORDER BY second) AS run FROM kpi_second k \
-                     WHERE k.source = h.source AND k.second >= h.bucket AND k.second < h.bucket + interval '1 hour' \
-                     ORDER BY run DESC, second LIMIT 1) r ON true \
-                     WHERE NOT h.dirty AND (h.rise <> coalesce(r.run, 0) OR h.rise_at IS DISTINCT FROM r.second)";
-        assert_eq!(self.count(rises).await, 0, "settled hours whose highest running count is wrong");
+        // Every minute row's seconds are distinct and ascending, as readers and the fold assume.
+        let unordered = "SELECT count(*) FROM kpi_second_minute k WHERE cardinality(k.slots) <> cardinality(k.delta) \
+                         OR cardinality(k.slots) <> cardinality(k.ends_on) OR EXISTS (SELECT 1 FROM generate_subscripts(k.slots, 1) i \
+                         WHERE k.slots[i] NOT BETWEEN 0 AND 59 OR (i > 1 AND k.slots[i] <= k.slots[i - 1]))";
+        assert_eq!(
+            self.count(unordered).await,
+            0,
+            "minute rows whose seconds are not distinct and ascending"
+        );
+        let nets = format!(
+            "SELECT count(*) FROM (SELECT source, date_trunc('hour', second, 'UTC') AS bucket, sum(delta) AS net \
+             FROM ({}) k GROUP BY 1, 2) s FULL JOIN kpi_second_hour h USING (source, bucket) \
+             WHERE coalesce(s.net, 0) <> coalesce(h.net, 0)",
+            jobs::rollups::second_rows("true")
+        );
+        assert_eq!(self.count(&nets).await, 0, "hours whose net change is not their seconds' sum");
+        let rises = format!(
+            "SELECT count(*) FROM kpi_second_hour h LEFT JOIN LATERAL ( \
+             SELECT second, sum(delta) OVER (ORDER BY second) AS run FROM ({}) k \
+             ORDER BY run DESC, second LIMIT 1) r ON true \
+             WHERE NOT h.dirty AND (h.rise <> coalesce(r.run, 0) OR h.rise_at IS DISTINCT FROM r.second)",
+            jobs::rollups::second_rows(
+                "k.source = h.source AND k.minute >= h.bucket AND k.minute < h.bucket + interval '1 hour'"
+            )
+        );
+        assert_eq!(self.count(&rises).await, 0, "settled hours whose highest running count is wrong");
         let total = self.count(jobs::rollups::TOTAL_SQL).await;
         assert_eq!(total, self.count("SELECT count(*) FROM cdrs").await, "rollup total");
     }
