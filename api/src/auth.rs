@@ -120,7 +120,7 @@ pub fn required_roles(metrics_public: bool, method: &Method, path: &str) -> Opti
         (_, p) if p == "/schema" || p.starts_with("/schema/") => None,
         (_, "/metrics") if metrics_public => None,
         (&Method::POST, "/cdrs" | "/cdrs/freeswitch") => Some(INGEST),
-        (&Method::POST, "/reindex" | "/rollups/rebuild") => Some(ADMIN),
+        (&Method::POST, "/reindex" | "/rollups/rebuild" | "/retention") => Some(ADMIN),
         (&Method::POST, p) if p.starts_with("/jobs/") => Some(ADMIN),
         (&Method::PUT | &Method::DELETE, p) if p.starts_with("/mappings/") => Some(ADMIN),
         (_, p) if p == "/mappings" || p.starts_with("/mappings/") => Some(JOBS),

@@ -66,6 +66,9 @@ pub struct Limits {
     /// `source` given to records that name none, when the request names none either.
     #[arg(long, env = "CDR_DEFAULT_SOURCE", default_value = "default")]
     pub default_source: String,
+
+    #[command(flatten)]
+    pub retention: jobs::retention::RetentionPolicy,
 }
 
 impl ApiCli {
@@ -97,6 +100,7 @@ impl Default for Limits {
             batch_linger_ms: 2,
             batch_in_flight: 2,
             default_source: "default".into(),
+            retention: jobs::retention::RetentionPolicy::default(),
         }
     }
 }

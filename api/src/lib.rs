@@ -30,6 +30,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             routes::jobs::JobsApi,
             routes::search::SearchApi,
             routes::sync::SyncApi,
+            routes::retention::RetentionApi,
             routes::health::HealthApi,
         ),
         "CDR pipeline",

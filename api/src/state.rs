@@ -31,6 +31,7 @@ pub struct AppState {
 impl AppState {
     /// Connects to every service (see `jobs::connect`).
     pub async fn connect(services: &ServiceSettings, limits: Limits) -> anyhow::Result<Self> {
+        limits.retention.validate().map_err(anyhow::Error::msg)?;
         let jobs::connect::Connections { db, jobs, publisher, search } =
             jobs::connect::connect(services).await?;
         let enqueuer = Enqueuer { publisher: publisher.clone(), jobs: jobs.clone(), limits: limits.clone() };

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod queue;
 pub mod reindex;
+pub mod retention;
 pub mod rollups;
 pub mod runtime;
 pub mod search;

@@ -39,6 +39,8 @@ pub struct Topology {
     pub index: String,
     /// Rebuilds of the search index from PostgreSQL.
     pub reindex: String,
+    /// Retention runs, scheduled or asked for.
+    pub maintenance: String,
     /// Exchange the broker routes rejected messages through.
     pub dead_letter_exchange: String,
 }
@@ -49,13 +51,14 @@ impl Topology {
             ingest: format!("{namespace}.ingest"),
             index: format!("{namespace}.index"),
             reindex: format!("{namespace}.reindex"),
+            maintenance: format!("{namespace}.maintenance"),
             dead_letter_exchange: format!("{namespace}.dlx"),
         }
     }
 
     /// Every job queue.
-    pub fn queues(&self) -> [&str; 3] {
-        [&self.ingest, &self.index, &self.reindex]
+    pub fn queues(&self) -> [&str; 4] {
+        [&self.ingest, &self.index, &self.reindex, &self.maintenance]
     }
 
     /// Where a queue's jobs go when they failed for good, kept for inspection and replay.

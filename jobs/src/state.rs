@@ -25,6 +25,8 @@ pub enum JobKind {
     Reindex,
     /// Rebuilding the KPI rollups from PostgreSQL.
     RollupRebuild,
+    /// Dropping what retention expired (or, dry, listing it).
+    Retention,
 }
 
 impl JobKind {
@@ -34,11 +36,14 @@ impl JobKind {
             JobKind::Index => "index",
             JobKind::Reindex => "reindex",
             JobKind::RollupRebuild => "rollup_rebuild",
+            JobKind::Retention => "retention",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::Ingest, Self::Index, Self::Reindex, Self::RollupRebuild].into_iter().find(|k| k.as_str() == s)
+        [Self::Ingest, Self::Index, Self::Reindex, Self::RollupRebuild, Self::Retention]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -126,6 +131,10 @@ pub struct JobState {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_job_id: Option<String>,
+    /// For a retention job: what it removed or, dry, would remove.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::retention::RetentionReport>,
 }
 
 impl JobState {
@@ -143,6 +152,7 @@ impl JobState {
             error: None,
             error_code: None,
             index_job_id: None,
+            retention: None,
         }
     }
 }
@@ -527,6 +537,15 @@ impl JobStore {
         conn.hget(self.key(id), format!("note:{name}")).await
     }
 
+    /// Keeps what a retention run removed (or would remove) with its state.
+    pub async fn set_retention(
+        &self,
+        id: &str,
+        report: &crate::retention::RetentionReport,
+    ) -> redis::RedisResult<()> {
+        self.write(id, &[("retention", serde_json::to_string(report).unwrap_or_default())]).await
+    }
+
     /// Links an ingest job to the index job that follows it.
     pub async fn set_index_job(&self, id: &str, index_job_id: &str) -> redis::RedisResult<()> {
         self.write(id, &[("index_job_id", index_job_id.to_string())]).await
@@ -671,5 +690,6 @@ fn from_hash(id: &str, map: &HashMap<String, String>) -> Option<JobState> {
         error: map.get("error").filter(|s| !s.is_empty()).cloned(),
         error_code: map.get("error_code").and_then(|s| ErrorCode::parse(s)),
         index_job_id: map.get("index_job_id").filter(|s| !s.is_empty()).cloned(),
+        retention: map.get("retention").and_then(|s| serde_json::from_str(s).ok()),
     })
 }

@@ -33,6 +33,7 @@ mod m20261129_000006_kpi_levels;
 mod m20261203_000007_kpi_cuboids;
 mod m20261203_000008_concurrency;
 mod m20261203_000009_seconds_by_minute;
+mod m20261204_000010_monthly_partitions;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_kpi_cuboids::Migration),
             Box::new(m20261203_000008_concurrency::Migration),
             Box::new(m20261203_000009_seconds_by_minute::Migration),
+            Box::new(m20261204_000010_monthly_partitions::Migration),
         ]
     }
 }

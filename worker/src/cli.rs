@@ -18,15 +18,15 @@ pub struct WorkerCli {
     #[arg(long, env = "CDR_INDEX_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub index_concurrency: u16,
 
-    /// The job queues this process consumes, comma-separated. Every process takes all three
-    /// by default; separate pools (e.g. `ingest` on some hosts, `index,reindex` on others)
-    /// let storing and indexing scale apart.
+    /// The job queues this process consumes, comma-separated. Every process takes all of
+    /// them by default; separate pools (e.g. `ingest` on some hosts, `index,reindex` on
+    /// others) let storing and indexing scale apart.
     #[arg(
         long,
         env = "CDR_WORKER_JOBS",
         value_enum,
         value_delimiter = ',',
-        default_value = "ingest,index,reindex"
+        default_value = "ingest,index,reindex,maintenance"
     )]
     pub jobs: Vec<JobQueue>,
 
@@ -67,6 +67,15 @@ pub struct WorkerCli {
     #[arg(long, env = "CDR_INDEX_CHUNK", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub index_chunk: u64,
 
+    #[command(flatten)]
+    pub retention: jobs::retention::RetentionPolicy,
+
+    /// When retention runs (and partitions for the coming months are made), as a cron
+    /// expression with seconds, in UTC: `sec min hour day-of-month month day-of-week`. Every
+    /// worker follows it; each time it fires, one run is queued for the whole deployment.
+    #[arg(long, env = "CDR_RETENTION_SCHEDULE", default_value = "0 15 3 * * *")]
+    pub retention_schedule: String,
+
     /// Address of the worker's own HTTP listener: `/metrics` and `/healthz`.
     #[arg(long, env = "CDR_WORKER_HTTP_ADDR", default_value = "127.0.0.1:9102")]
     pub http_addr: String,
@@ -85,6 +94,8 @@ pub enum JobQueue {
     Ingest,
     Index,
     Reindex,
+    /// Retention runs.
+    Maintenance,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -98,6 +109,13 @@ pub enum WorkerCommand {
 impl WorkerCli {
     pub fn consumes(&self, queue: JobQueue) -> bool {
         self.jobs.contains(&queue)
+    }
+
+    /// The retention schedule, checked.
+    pub fn schedule(&self) -> anyhow::Result<cron::Schedule> {
+        use std::str::FromStr as _;
+        cron::Schedule::from_str(&self.retention_schedule)
+            .map_err(|e| anyhow::anyhow!("CDR_RETENTION_SCHEDULE {:?}: {e}", self.retention_schedule))
     }
 
     pub fn retry_min(&self) -> Duration {

@@ -1,5 +1,5 @@
-//! The apalis worker pool on the RabbitMQ backend: ingest, index and reindex workers, and
-//! the sync sweeper beside them.
+//! The apalis worker pool on the RabbitMQ backend: ingest, index, reindex and retention
+//! workers, the retention schedule, and the sync sweeper and rollup folder beside them.
 
 use crate::cli::{JobQueue, WorkerCli};
 use crate::lenient::{Delivery, LenientBackend};
@@ -14,6 +14,7 @@ use jobs::indexing::{IndexJob, IndexRunner};
 use jobs::ingest::{IngestJob, IngestRunner};
 use jobs::queue::{Publisher, Topology, dead_letter_unreadable};
 use jobs::reindex::{ReindexJob, ReindexRunner};
+use jobs::retention::{MaintenanceJob, RetentionRunner};
 use jobs::state::JobStore;
 use jobs::store::CdrStore;
 use jobs::sync::Sweeper;
@@ -37,6 +38,8 @@ pub struct Runners {
     pub reindex: Arc<ReindexRunner>,
     pub sweeper: Sweeper,
     pub folder: jobs::rollups::fold::Folder,
+    pub retention: Arc<RetentionRunner>,
+    pub publisher: Publisher,
     pub topology: Topology,
 }
 
@@ -45,7 +48,19 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
     let jobs::connect::Connections { db, jobs: job_store, publisher, search } =
         jobs::connect::connect(&cli.services).await?;
     let topology = publisher.topology().clone();
+    cli.retention.validate().map_err(anyhow::Error::msg)?;
+    let retention = Arc::new(RetentionRunner {
+        db: db.clone(),
+        jobs: job_store.clone(),
+        search: search.clone(),
+        publisher: publisher.clone(),
+        policy: cli.retention,
+    });
+    // The coming months' partitions exist from the start, whenever the schedule fires.
+    retention.create_ahead(chrono::Utc::now()).await?;
     Ok(Runners {
+        retention,
+        publisher: publisher.clone(),
         ingest: Arc::new(IngestRunner {
             store: CdrStore::new(db.clone()),
             jobs: job_store.clone(),
@@ -200,6 +215,28 @@ async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Mon
                 .build(handle_reindex)
         });
     }
+    if cli.consumes(JobQueue::Maintenance) {
+        let maintenance_backend = backend::<MaintenanceJob>(cli, topology, &topology.maintenance, 1).await?;
+        let retention = runners.retention.clone();
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new("cdr-retention")
+                .backend(maintenance_backend.clone())
+                .data(retention.clone())
+                .concurrency(1)
+                .enable_tracing()
+                .parallelize(tokio::spawn)
+                .build(handle_retention)
+        });
+        let schedule = cli.schedule()?;
+        let ticks =
+            Arc::new(Ticks { jobs: runners.retention.jobs.clone(), publisher: runners.publisher.clone() });
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new("cdr-retention-schedule")
+                .backend(apalis_cron::CronScheduler::new(schedule.clone()))
+                .data(ticks.clone())
+                .build(handle_tick)
+        });
+    }
     let monitor = monitor.shutdown_timeout(Duration::from_secs(cli.shutdown_timeout_secs));
     Ok(monitor)
 }
@@ -288,6 +325,38 @@ async fn handle_reindex(
         && let Err(e) = runner.run(&job).await
     {
         warn!(job_id = %job.job_id, error = %e, "reindex job ended in failure");
+    }
+    Ok(())
+}
+
+/// A retention run; its failure is in its state. A run that lost to another one in progress
+/// is not retried (the next tick, or an operator, starts another).
+async fn handle_retention(
+    delivery: Delivery<MaintenanceJob>,
+    runner: Data<Arc<RetentionRunner>>,
+) -> Result<(), BoxDynError> {
+    let queue = &runner.publisher.topology().maintenance;
+    let Some(job) = readable(delivery, &runner.publisher, &runner.jobs, queue).await? else { return Ok(()) };
+    if let Err(e) = runner.run(&job).await {
+        warn!(job_id = %job.job_id, error = %e, "retention job ended in failure");
+    }
+    Ok(())
+}
+
+/// What a schedule tick needs to queue its run.
+struct Ticks {
+    jobs: JobStore,
+    publisher: Publisher,
+}
+
+/// One tick of the retention schedule: queued once for the deployment.
+async fn handle_tick(tick: apalis_cron::Tick, ticks: Data<Arc<Ticks>>) -> Result<(), BoxDynError> {
+    let at = chrono::DateTime::from_timestamp(i64::try_from(tick.get_timestamp()).unwrap_or(0), 0)
+        .unwrap_or_else(chrono::Utc::now);
+    match jobs::retention::schedule::queue_tick(&ticks.jobs, &ticks.publisher, at).await {
+        Ok(true) => info!(tick = %at, "retention run queued for this tick"),
+        Ok(false) => {}
+        Err(e) => warn!(tick = %at, error = %e, "could not queue the retention run of this tick"),
     }
     Ok(())
 }

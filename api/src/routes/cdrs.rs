@@ -11,6 +11,7 @@ use jobs::cdr::formats::{
 };
 use jobs::cdr::{Cdr, RecordError, parse_record};
 use jobs::ingest::IngestJob;
+use jobs::retention::RetentionPolicy;
 use jobs::state::JobStatus;
 use poem::Body;
 use poem::web::Data;
@@ -144,8 +145,9 @@ impl CdrsApi {
         let bytes = read_body(body, limits.max_body_bytes).await?;
         let default_source = source.0.unwrap_or_else(|| limits.default_source.clone());
         let max_records = limits.max_batch_records;
+        let retention = limits.retention;
         let (received, cdrs, rejected, layout) = tokio::task::spawn_blocking(move || {
-            validate(format, &bytes, charset, max_records, &default_source)
+            validate(format, &bytes, charset, max_records, &default_source, &retention)
         })
         .await
         .map_err(|e| ApiError::unavailable("validator", e))??;
@@ -232,6 +234,7 @@ fn validate(
     charset: Option<Charset>,
     max_records: usize,
     default_source: &str,
+    retention: &RetentionPolicy,
 ) -> Result<Validated, ApiError> {
     let batch = read_batch(format, bytes, charset).map_err(|e| match e {
         BatchError::Malformed(m) => ApiError::bad_request(crate::error::ErrorCode::MalformedBody, m),
@@ -251,9 +254,12 @@ fn validate(
     let received = records.len() as u64;
     let mut cdrs = Vec::with_capacity(records.len());
     let mut rejected = Vec::new();
+    let now = Utc::now();
     for (index, (line, raw)) in records.iter().enumerate() {
         let parsed = match raw {
-            Ok(value) => parse_record(index, value, default_source),
+            Ok(value) => {
+                parse_record(index, value, default_source).and_then(|cdr| kept(index, cdr, retention, now))
+            }
             Err(reason) => Err(unreadable(index, reason)),
         };
         match parsed {
@@ -267,6 +273,21 @@ fn validate(
         }
     }
     Ok((received, cdrs, rejected, batch.layout))
+}
+
+/// A record retention would delete at once is refused, naming its start.
+pub fn kept(
+    index: usize,
+    cdr: Cdr,
+    retention: &RetentionPolicy,
+    now: chrono::DateTime<Utc>,
+) -> Result<Cdr, RecordError> {
+    match retention.refusal(cdr.start_time, now) {
+        None => Ok(cdr),
+        Some(reason) => {
+            Err(RecordError { index, call_id: Some(cdr.call_id.clone()), field: "start_time".into(), reason })
+        }
+    }
 }
 
 fn unreadable(index: usize, reason: &str) -> RecordError {

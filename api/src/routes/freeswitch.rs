@@ -106,7 +106,9 @@ impl FreeswitchApi {
             .or_else(|| doc["switchname"].as_str().map(str::to_string))
             .unwrap_or_else(|| state.limits.default_source.clone());
         jobs::metrics::count_records("received", 1);
-        let cdr = match parse_record(0, &record, &source) {
+        let checked = parse_record(0, &record, &source)
+            .and_then(|cdr| super::cdrs::kept(0, cdr, &state.limits.retention, chrono::Utc::now()));
+        let cdr = match checked {
             Ok(cdr) => cdr,
             Err(e) => {
                 jobs::metrics::count_records("rejected", 1);

@@ -162,6 +162,7 @@ impl JobsApi {
             JobKind::Ingest => &topology.ingest,
             JobKind::Index => &topology.index,
             JobKind::Reindex | JobKind::RollupRebuild => &topology.reindex,
+            JobKind::Retention => &topology.maintenance,
         };
         let found = state
             .publisher

@@ -6,6 +6,7 @@ pub mod freeswitch;
 pub mod health;
 pub mod jobs;
 pub mod mappings;
+pub mod retention;
 pub mod search;
 pub mod sync;
 

@@ -2,13 +2,14 @@
 //!
 //! A batch is streamed with `COPY` into a session-local staging table (no indexes, no WAL),
 //! then moved into `cdrs` with one `INSERT … SELECT … ON CONFLICT DO NOTHING`, so conflicts on
-//! the record's identity (`source`, `call_id`, `record_key`) are counted as duplicates. COPY costs the server a fraction of bound
+//! the record's identity (`source`, `call_id`, `record_key`, `start_time`) are counted as duplicates. COPY costs the server a fraction of bound
 //! parameters per value, which leaves the CPU to the part that matters: the table's indexes.
 //! The job's outcome is recorded in `ingest_batches` in the same transaction, so a redelivered
 //! job reports the counts of the commit that actually stored it.
 
 mod copy_rows;
 pub mod mappings;
+pub mod partitions;
 
 use crate::cdr::Cdr;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, Statement};
@@ -44,7 +45,7 @@ WITH ins AS (
            duration, billsec, disposition, disposition_raw, call_successful, hangup_cause, direction,
            account_code, linked_id, caller_withheld, extra, $1
     FROM cdr_stage
-    ON CONFLICT (source, call_id, record_key) DO NOTHING
+    ON CONFLICT (source, call_id, record_key, start_time) DO NOTHING
     RETURNING start_time, end_time, source, direction, disposition, account_code, dest_number, billsec, duration, hangup_cause
 ), grouped AS (
     SELECT date_trunc('minute', start_time) AS bucket, source, direction, disposition, account_code,
@@ -100,11 +101,12 @@ pub struct StoreOutcome {
 #[derive(Clone)]
 pub struct CdrStore {
     db: DatabaseConnection,
+    months: partitions::KnownMonths,
 }
 
 impl CdrStore {
     pub fn new(db: DatabaseConnection) -> Self {
-        CdrStore { db }
+        CdrStore { db, months: partitions::KnownMonths::default() }
     }
 
     /// Stores an ingest job's records in one transaction, exactly once per job.
@@ -114,8 +116,20 @@ impl CdrStore {
         }
         let mut rows = String::with_capacity(cdrs.len() * 256);
         copy_rows::encode(cdrs, &mut rows);
+        self.months.ensure_for(&self.db, cdrs.iter().map(|c| c.start_time)).await?;
         let mut txn = self.db.get_postgres_connection_pool().begin().await.map_err(exec_err)?;
-        let inserted = insert(&mut txn, job_id, &rows).await.map_err(exec_err)?;
+        let inserted = match insert(&mut txn, job_id, &rows).await {
+            Ok(n) => n,
+            Err(e) if is_missing_partition(&e) => {
+                // Retention dropped a month this process knew: create it again and retry.
+                txn.rollback().await.map_err(exec_err)?;
+                self.months.forget();
+                self.months.ensure_for(&self.db, cdrs.iter().map(|c| c.start_time)).await?;
+                txn = self.db.get_postgres_connection_pool().begin().await.map_err(exec_err)?;
+                insert(&mut txn, job_id, &rows).await.map_err(exec_err)?
+            }
+            Err(e) => return Err(exec_err(e)),
+        };
         let duplicates = (cdrs.len() as u64).saturating_sub(inserted);
         let recorded = sqlx::query(RECORD_BATCH)
             .bind(job_id)
@@ -166,6 +180,12 @@ async fn insert(
     copy.finish().await?;
     let inserted: i64 = sqlx::query_scalar(INSERT_FROM_STAGE).bind(job_id).fetch_one(&mut **txn).await?;
     Ok(u64::try_from(inserted).unwrap_or(0))
+}
+
+/// The insert met a month without a partition (`23514`, "no partition of relation … found").
+fn is_missing_partition(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23514")
+        && db.message().starts_with("no partition"))
 }
 
 fn exec_err(e: sqlx::Error) -> DbErr {
