@@ -353,10 +353,11 @@ struct Ticks {
 async fn handle_tick(tick: apalis_cron::Tick, ticks: Data<Arc<Ticks>>) -> Result<(), BoxDynError> {
     let at = chrono::DateTime::from_timestamp(i64::try_from(tick.get_timestamp()).unwrap_or(0), 0)
         .unwrap_or_else(chrono::Utc::now);
+    let job_id = MaintenanceJob::scheduled(at).job_id;
     match jobs::retention::schedule::queue_tick(&ticks.jobs, &ticks.publisher, at).await {
-        Ok(true) => info!(tick = %at, "retention run queued for this tick"),
-        Ok(false) => {}
-        Err(e) => warn!(tick = %at, error = %e, "could not queue the retention run of this tick"),
+        Ok(true) => info!(job_id = %job_id, "retention run queued for this tick"),
+        Ok(false) => info!(job_id = %job_id, "retention run of this tick already queued by another worker"),
+        Err(e) => warn!(job_id = %job_id, error = %e, "could not queue the retention run of this tick"),
     }
     Ok(())
 }

@@ -259,26 +259,15 @@ impl RetentionRunner {
         Ok(rows)
     }
 
-    /// Deletes (or, dry, counts) the search documents of calls before `first`.
+    /// Deletes (or, dry, counts) the search documents of calls before `first`. Run after
+    /// the partitions are dropped, so a row re-indexed meanwhile cannot come back.
     async fn expire_documents(&self, first: NaiveDate, dry_run: bool) -> Result<u64, RetentionError> {
-        let query = serde_json::json!({
-            "query": { "range": { "start_time": { "lt": month_start(first).to_rfc3339() } } }
-        });
-        let alias = self.search.alias().to_string();
-        let body = if dry_run {
-            self.search
-                .request(elasticsearch::http::Method::Post, &format!("/{alias}/_count"), Some(query))
-                .await?
+        let before = month_start(first);
+        Ok(if dry_run {
+            self.search.count_before(before).await?
         } else {
-            self.search
-                .request(
-                    elasticsearch::http::Method::Post,
-                    &format!("/{alias}/_delete_by_query?conflicts=proceed&refresh=true"),
-                    Some(query),
-                )
-                .await?
-        };
-        Ok(body[if dry_run { "count" } else { "deleted" }].as_u64().unwrap_or(0))
+            self.search.delete_before(before).await?
+        })
     }
 }
 

@@ -7,6 +7,7 @@ mod alias;
 mod bulk;
 pub mod concurrency;
 mod document;
+mod expire;
 mod filters;
 mod mapping;
 mod query;

@@ -42,7 +42,7 @@ pub fn admin_url() -> String {
     env_or("DATABASE_URL", "postgres://cdr:cdr@127.0.0.1:5432/cdr")
 }
 
-fn url_with_db(base: &str, db: &str) -> String {
+pub fn url_with_db(base: &str, db: &str) -> String {
     let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL has a database name");
     format!("{prefix}/{db}")
 }
@@ -64,6 +64,8 @@ pub struct TestApp {
     pub client: TestClient<BoxEndpoint<'static, poem::Response>>,
     pub db: DatabaseConnection,
     pub worker: Option<Child>,
+    /// Workers beside `worker`, for tests of several at once.
+    pub more_workers: Vec<Child>,
     pub worker_env: Vec<(String, String)>,
 }
 
@@ -105,6 +107,7 @@ impl TestApp {
             db,
             settings,
             worker: None,
+            more_workers: Vec::new(),
             worker_env: vec![
                 ("CDR_RETRY_MIN_MS".into(), "100".into()),
                 ("CDR_RETRY_MAX_MS".into(), "1000".into()),
@@ -119,6 +122,21 @@ impl TestApp {
 
     /// Starts a real `cdr-worker` process for this test's namespace and database.
     pub async fn start_worker(&mut self) {
+        self.worker = Some(self.spawn_worker());
+    }
+
+    /// Starts one more worker beside the others.
+    pub async fn start_another_worker(&mut self) {
+        let child = self.spawn_worker();
+        self.more_workers.push(child);
+    }
+
+    /// The log file every worker of this test appends to.
+    pub fn worker_log(&self) -> PathBuf {
+        workspace_dir().join("target").join("test-logs").join(format!("{}-worker.log", self.name))
+    }
+
+    fn spawn_worker(&self) -> Child {
         let log_dir = workspace_dir().join("target").join("test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let log = std::fs::OpenOptions::new()
@@ -140,7 +158,7 @@ impl TestApp {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .kill_on_drop(true);
-        self.worker = Some(cmd.spawn().expect("spawn cdr-worker"));
+        cmd.spawn().expect("spawn cdr-worker")
     }
 
     /// SIGKILL: the process gets no chance to finish or acknowledge anything.
@@ -363,6 +381,10 @@ impl TestApp {
     /// Drops this test's database, queues and indices.
     pub async fn cleanup(mut self) {
         self.kill_worker().await;
+        for mut child in std::mem::take(&mut self.more_workers) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
         self.db.clone().close().await.ok();
         let search = self.search();
         let _ = search
