@@ -99,6 +99,23 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
     let folder =
         tokio::spawn(runners.folder.clone().run(Duration::from_millis(cli.rollup_fold_ms), shutdown.clone()));
     let http = crate::http::serve(&cli.http_addr, runners.sweeper.clone(), shutdown.clone()).await?;
+    // Outside the monitor: the monitor is rebuilt whenever the broker goes away, and a
+    // schedule that never ends would keep it from noticing.
+    let schedule = if cli.consumes(JobQueue::Maintenance) {
+        let ticks =
+            Arc::new(Ticks { jobs: runners.retention.jobs.clone(), publisher: runners.publisher.clone() });
+        let worker = WorkerBuilder::new("cdr-retention-schedule")
+            .backend(apalis_cron::CronScheduler::new(cli.schedule()?))
+            .data(ticks)
+            .build(handle_tick);
+        let signal = shutdown.clone();
+        Some(tokio::spawn(worker.run_until(async move {
+            signal.await;
+            Ok::<(), WorkerError>(())
+        })))
+    } else {
+        None
+    };
     loop {
         let monitor = match build_monitor(&cli, &runners).await {
             Ok(m) => m,
@@ -131,6 +148,9 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
     }
     let _ = sweeper.await;
     let _ = folder.await;
+    if let Some(schedule) = schedule {
+        let _ = schedule.await;
+    }
     let _ = http.await;
     info!("worker pool stopped");
     Ok(())
@@ -226,15 +246,6 @@ async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Mon
                 .enable_tracing()
                 .parallelize(tokio::spawn)
                 .build(handle_retention)
-        });
-        let schedule = cli.schedule()?;
-        let ticks =
-            Arc::new(Ticks { jobs: runners.retention.jobs.clone(), publisher: runners.publisher.clone() });
-        monitor = monitor.register(move |_restarts| {
-            WorkerBuilder::new("cdr-retention-schedule")
-                .backend(apalis_cron::CronScheduler::new(schedule.clone()))
-                .data(ticks.clone())
-                .build(handle_tick)
         });
     }
     let monitor = monitor.shutdown_timeout(Duration::from_secs(cli.shutdown_timeout_secs));
