@@ -8,14 +8,15 @@
 use crate::error_code::ErrorCode;
 use crate::metrics;
 use crate::queue::{Outgoing, PublishError, Publisher};
-use crate::search::{SearchError, SearchIndex};
+use crate::search::{SearchError, SearchIndex, WriteTo};
 use crate::state::{JobCounts, JobKind, JobState, JobStore, Settled};
 use chrono::{DateTime, Utc};
 use entities::{cdrs, index_failures, ingest_batches};
 use lapin::types::FieldTable;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
@@ -225,7 +226,13 @@ impl IndexRunner {
                 .await?;
             let Some(last) = rows.last() else { break };
             last_id = last.id;
-            let outcome = self.search.bulk_index(None, &rows).await?;
+            let outcome = self.search.bulk_index(WriteTo::Live, &rows).await?;
+            for month in &outcome.months_created {
+                let reset = reset_month_batches(&self.db, *month).await?;
+                if reset > 0 {
+                    error!(%month, batches = reset, "a month's search index was missing; its batches are due again");
+                }
+            }
             if outcome.alias_missing {
                 if self.search.recover_alias().await? {
                     let reset = reset_all_batches(&self.db).await?;
@@ -290,6 +297,23 @@ async fn reset_all_batches(db: &DatabaseConnection) -> Result<u64, DbErr> {
         .exec(db)
         .await
         .map(|r| r.rows_affected)
+}
+
+/// Makes the indexed batches with rows in `month` due again: the month's index was
+/// created just now, so whatever they wrote into an earlier one is gone.
+async fn reset_month_batches(db: &DatabaseConnection, month: chrono::NaiveDate) -> Result<u64, DbErr> {
+    let start = crate::retention::month_start(month);
+    let end = crate::retention::month_start(crate::store::partitions::add_months(month, 1));
+    let sql = "UPDATE ingest_batches SET indexed_at = NULL WHERE indexed_at IS NOT NULL AND job_id IN \
+               (SELECT DISTINCT job_id FROM cdrs WHERE start_time >= $1 AND start_time < $2)";
+    let done = db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            [start.into(), end.into()],
+        ))
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Forgets earlier refusals of rows the index has now accepted.

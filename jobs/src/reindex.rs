@@ -1,13 +1,16 @@
 //! Rebuilding the search index from PostgreSQL with zero downtime.
 //!
-//! The table is streamed in id order into a new physical index while the alias keeps
-//! serving the old one; rows stored or indexed meanwhile are caught up; then the alias
-//! moves to the new index in one atomic step and the old index is deleted.
+//! The table (or one month of it) is streamed in id order into new indices, one per month,
+//! while the aliases keep serving the old ones; rows stored or indexed meanwhile are caught
+//! up; then the read alias and each month's write alias move to the new indices in one
+//! atomic step, and the old indices are deleted. A full rebuild also moves an installation
+//! that served one index for every month to one per month.
 
 use crate::error_code::ErrorCode;
-use crate::search::{SearchError, SearchIndex};
+use crate::search::{SearchError, SearchIndex, WriteTo, months::Layout};
 use crate::state::{JobCounts, JobKind, JobState, JobStore};
-use chrono::{DateTime, Utc};
+use crate::store::partitions::{add_months, month_of};
+use chrono::{DateTime, NaiveDate, Utc};
 use entities::{cdrs, index_failures};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -15,6 +18,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -36,6 +40,9 @@ pub struct ReindexJob {
     /// versions, are index rebuilds) or the KPI rollups of a window.
     #[serde(default)]
     pub target: RebuildTarget,
+    /// For an index rebuild: only this month's index (its first day); all months when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +58,17 @@ pub const ROLLUP_LEASE: &str = "rollup-rebuild";
 
 impl ReindexJob {
     pub fn new() -> Self {
-        ReindexJob { job_id: crate::new_job_id(), enqueued_at: Utc::now(), target: RebuildTarget::Index }
+        ReindexJob {
+            job_id: crate::new_job_id(),
+            enqueued_at: Utc::now(),
+            target: RebuildTarget::Index,
+            month: None,
+        }
+    }
+
+    /// A rebuild of one month's search index.
+    pub fn month(month: NaiveDate) -> Self {
+        ReindexJob { month: Some(month), ..Self::new() }
     }
 
     /// A rebuild of the KPI rollups of `window`.
@@ -96,6 +113,8 @@ pub enum ReindexError {
     Search(#[from] SearchError),
     #[error("job state store: {0}")]
     JobState(#[from] redis::RedisError),
+    #[error("the index still serves every month from one index: rebuild all months first")]
+    WholeRebuildFirst,
 }
 
 /// Claims the rebuild lease for a new job, unless a live rebuild holds it.
@@ -213,61 +232,104 @@ impl ReindexRunner {
     }
 
     async fn rebuild(&self, job: &ReindexJob, started: DateTime<Utc>) -> Result<Rebuilt, ReindexError> {
-        let target = format!("{}-{}", self.search.alias(), job.job_id);
-        let serving = self.search.alias_targets().await?.unwrap_or_default();
-        if serving.contains(&target) {
-            // An earlier delivery moved the alias and died before finishing: the index the
-            // alias serves is complete. Finish the catch-up and the clean-up only.
-            info!(job_id = %job.job_id, index = %target, "alias already moved by an earlier delivery");
-            self.catch_up(&target, started).await?;
-            self.drop_replaced(job, &target).await?;
-            self.forget_failures_before(started).await?;
-            let indexed = self.search.count(Some(&target)).await?;
+        let generation = job.job_id.as_str();
+        let mine = |index: &str| {
+            index.ends_with(&format!("-{generation}")) && self.search.month_of_index(index).is_some()
+        };
+        let current = self.search.indices_with_aliases().await?;
+        let mut known = BTreeSet::new();
+        if current.iter().any(|(index, aliases)| mine(index) && aliases.contains(self.search.alias())) {
+            // An earlier delivery moved the aliases and died before finishing: the indices they
+            // serve are complete. Finish the catch-up and the clean-up only.
+            info!(job_id = %job.job_id, "aliases already moved by an earlier delivery");
+            self.catch_up(job, started, &mut known).await?;
+            self.drop_replaced(job).await?;
+            self.forget_failures_before(job, started).await?;
+            let indexed = self.search.count(Some(&self.generation_pattern(generation))).await?;
             return Ok(Rebuilt { indexed, refused: self.refused_since(started).await? });
         }
-        // An interrupted earlier attempt may have left a partial index (never the served
-        // one: that case is above).
-        self.search.delete_index(&target).await?;
-        self.search.create_index(&target, false).await?;
+        if job.month.is_some() && self.search.layout().await? == Some(Layout::Single) {
+            return Err(ReindexError::WholeRebuildFirst);
+        }
+        // An interrupted earlier attempt may have left partial indices (never served ones:
+        // that case is above).
+        for index in current.keys().filter(|i| mine(i)) {
+            self.search.delete_index(index).await?;
+        }
+        // A month's index is made when its first row comes (write_chunk); a rebuild of
+        // everything over no rows at all still leaves this month's, so reads find the alias.
+        if job.month.is_none() {
+            let rows = self.scoped(job).limit(1).all(&self.db).await?;
+            if rows.is_empty() {
+                let month = month_of(Utc::now());
+                self.search.create_month_index(month, generation).await?;
+                known.insert(month);
+            }
+        }
         crate::crash::point("reindex-after-create");
 
         let mut last_id = 0_i64;
         let mut done = Rebuilt::default();
         loop {
-            let rows = cdrs::Entity::find()
-                .filter(cdrs::Column::Id.gt(last_id))
-                .order_by_asc(cdrs::Column::Id)
-                .limit(self.chunk)
-                .all(&self.db)
-                .await?;
+            let rows =
+                self.scoped(job).filter(cdrs::Column::Id.gt(last_id)).limit(self.chunk).all(&self.db).await?;
             let Some(last) = rows.last() else { break };
             last_id = last.id;
-            let (written, refused) = self.write_chunk(&target, &rows, &job.job_id).await?;
+            let (written, refused) = self.write_chunk(generation, &rows, &job.job_id, &mut known).await?;
             done.indexed += written;
             done.refused += refused;
             self.jobs.add_indexed(&job.job_id, rows.len() as u64).await?;
             crate::crash::point("reindex-after-chunk");
         }
-        done.refused += self.catch_up(&target, started).await?;
-        self.search.refresh(Some(&target)).await?;
-        let old: Vec<String> = serving.into_iter().filter(|i| *i != target).collect();
+        done.refused += self.catch_up(job, started, &mut known).await?;
+        let pattern = self.generation_pattern(generation);
+        self.search.refresh(Some(&pattern)).await?;
+        // What the aliases leave, read just before they move: every index serving the read
+        // alias (for one month: that month's), but this rebuild's.
+        let old: BTreeMap<String, BTreeSet<String>> = self
+            .search
+            .indices_with_aliases()
+            .await?
+            .into_iter()
+            .filter(|(index, aliases)| !mine(index) && aliases.contains(self.search.alias()))
+            .filter(|(index, _)| job.month.is_none() || self.search.month_of_index(index) == job.month)
+            .collect();
+        let new: Vec<String> = known.iter().map(|m| self.search.month_index(*m, generation)).collect();
         // Kept with the job so a later delivery knows what to delete after the swap.
-        self.jobs.set_note(&job.job_id, "replaces", &old.join(",")).await?;
+        let replaced: Vec<&str> = old.keys().map(String::as_str).collect();
+        self.jobs.set_note(&job.job_id, "replaces", &replaced.join(",")).await?;
         crate::crash::point("reindex-before-swap");
-        self.search.swap_alias(&old, &target).await?;
+        self.search.swap_months(&old, &new).await?;
         crate::crash::point("reindex-after-swap");
-        // Rows written to the old index between the catch-up and the swap.
-        done.refused += self.catch_up(&target, started).await?;
-        self.drop_replaced(job, &target).await?;
-        self.forget_failures_before(started).await?;
-        info!(job_id = %job.job_id, index = %target, replaced = ?old, rows = done.indexed, refused = done.refused, "alias swapped");
+        // Rows written to the old indices between the catch-up and the swap.
+        done.refused += self.catch_up(job, started, &mut known).await?;
+        self.drop_replaced(job).await?;
+        self.forget_failures_before(job, started).await?;
+        info!(job_id = %job.job_id, month = ?job.month, indices = ?new, replaced = ?replaced, rows = done.indexed, refused = done.refused, "aliases swapped");
         Ok(done)
     }
 
-    /// Deletes the indices the alias served before this rebuild (never `target`).
-    async fn drop_replaced(&self, job: &ReindexJob, target: &str) -> Result<(), ReindexError> {
+    /// The rows a rebuild covers, in id order: all of them, or one month's.
+    fn scoped(&self, job: &ReindexJob) -> sea_orm::Select<cdrs::Entity> {
+        let rows = cdrs::Entity::find().order_by_asc(cdrs::Column::Id);
+        match job.month {
+            Some(month) => rows
+                .filter(cdrs::Column::StartTime.gte(crate::retention::month_start(month)))
+                .filter(cdrs::Column::StartTime.lt(crate::retention::month_start(add_months(month, 1)))),
+            None => rows,
+        }
+    }
+
+    /// Every index a rebuild made.
+    fn generation_pattern(&self, generation: &str) -> String {
+        format!("{}-*-{generation}", self.search.alias())
+    }
+
+    /// Deletes the indices the aliases served before this rebuild.
+    async fn drop_replaced(&self, job: &ReindexJob) -> Result<(), ReindexError> {
         let replaced = self.jobs.note(&job.job_id, "replaces").await?.unwrap_or_default();
-        for index in replaced.split(',').filter(|i| !i.is_empty() && *i != target) {
+        let generation = format!("-{}", job.job_id);
+        for index in replaced.split(',').filter(|i| !i.is_empty() && !i.ends_with(&generation)) {
             self.search.delete_index(index).await?;
         }
         crate::crash::point("reindex-after-delete");
@@ -275,15 +337,32 @@ impl ReindexRunner {
     }
 
     /// Rows refused before this rebuild were all written again by it: those it accepted are
-    /// failures no more, those it refused again were recorded anew.
-    async fn forget_failures_before(&self, started: DateTime<Utc>) -> Result<(), ReindexError> {
-        self.db
-            .execute_raw(sea_orm::Statement::from_sql_and_values(
-                self.db.get_database_backend(),
+    /// failures no more, those it refused again were recorded anew. A month's rebuild only
+    /// speaks for that month's rows.
+    async fn forget_failures_before(
+        &self,
+        job: &ReindexJob,
+        started: DateTime<Utc>,
+    ) -> Result<(), ReindexError> {
+        let backend = self.db.get_database_backend();
+        let statement = match job.month {
+            None => sea_orm::Statement::from_sql_and_values(
+                backend,
                 "DELETE FROM index_failures WHERE failed_at < $1",
                 [started.into()],
-            ))
-            .await?;
+            ),
+            Some(month) => sea_orm::Statement::from_sql_and_values(
+                backend,
+                "DELETE FROM index_failures f USING cdrs c WHERE f.cdr_id = c.id AND f.failed_at < $1 \
+                 AND c.start_time >= $2 AND c.start_time < $3",
+                [
+                    started.into(),
+                    crate::retention::month_start(month).into(),
+                    crate::retention::month_start(add_months(month, 1)).into(),
+                ],
+            ),
+        };
+        self.db.execute_raw(statement).await?;
         Ok(())
     }
 
@@ -297,18 +376,23 @@ impl ReindexRunner {
     }
 
     /// Re-writes rows stored or indexed since the rebuild began; returns the rows refused.
-    async fn catch_up(&self, target: &str, started: DateTime<Utc>) -> Result<u64, ReindexError> {
+    async fn catch_up(
+        &self,
+        job: &ReindexJob,
+        started: DateTime<Utc>,
+        known: &mut BTreeSet<NaiveDate>,
+    ) -> Result<u64, ReindexError> {
         let since = started - CATCH_UP_MARGIN;
         let mut last_id = 0_i64;
         let mut refused = 0;
         loop {
-            let rows = cdrs::Entity::find()
+            let rows = self
+                .scoped(job)
                 .filter(cdrs::Column::Id.gt(last_id))
                 .filter(Expr::cust_with_values(
                     "job_id IN (SELECT job_id FROM ingest_batches WHERE committed_at >= $1 OR indexed_at >= $1)",
                     [since],
                 ))
-                .order_by_asc(cdrs::Column::Id)
                 .limit(self.chunk)
                 .all(&self.db)
                 .await?;
@@ -316,7 +400,7 @@ impl ReindexRunner {
                 return Ok(refused);
             };
             last_id = last.id;
-            refused += self.write_chunk(target, &rows, "catch-up").await?.1;
+            refused += self.write_chunk(&job.job_id, &rows, "catch-up", known).await?.1;
         }
     }
 
@@ -324,15 +408,23 @@ impl ReindexRunner {
     /// are recorded and skipped. Returns (written, refused).
     async fn write_chunk(
         &self,
-        target: &str,
+        generation: &str,
         rows: &[cdrs::Model],
         job_id: &str,
+        known: &mut BTreeSet<NaiveDate>,
     ) -> Result<(u64, u64), ReindexError> {
+        // A month that gained its first rows since the rebuild began gets its index now.
+        for row in rows {
+            let month = month_of(row.start_time);
+            if known.insert(month) {
+                self.search.create_month_index(month, generation).await?;
+            }
+        }
         let mut pending: Vec<cdrs::Model> = rows.to_vec();
         let mut written = 0;
         let mut refused = 0;
         for attempt in 0..=CHUNK_RETRIES {
-            let outcome = match self.search.bulk_index(Some(target), &pending).await {
+            let outcome = match self.search.bulk_index(WriteTo::Rebuild { generation }, &pending).await {
                 Ok(o) => o,
                 Err(e) if e.is_transient() && attempt < CHUNK_RETRIES => {
                     tokio::time::sleep(backoff(attempt)).await;
@@ -367,7 +459,7 @@ impl ReindexError {
     /// The code a client sees in the job's state.
     pub fn code(&self) -> ErrorCode {
         match self {
-            ReindexError::AlreadyRunning(_) => ErrorCode::Conflict,
+            ReindexError::AlreadyRunning(_) | ReindexError::WholeRebuildFirst => ErrorCode::Conflict,
             ReindexError::Database(e) if crate::store::is_transient(e) => ErrorCode::DatabaseUnavailable,
             ReindexError::Database(_) => ErrorCode::DatabaseRefused,
             ReindexError::Search(e) if e.is_transient() => ErrorCode::SearchUnavailable,

@@ -51,11 +51,31 @@ impl SyncApi {
 
     /// Rebuild the search index from PostgreSQL
     ///
-    /// Streams every row into a new index, then moves the `cdrs` alias to it atomically;
-    /// searches answer completely throughout. 409 while another rebuild runs.
+    /// Streams every row (or, with `month`, one month's) into new indices, one per month,
+    /// then moves the `cdrs` alias and each month's write alias to them atomically; searches
+    /// answer completely throughout. 409 while another rebuild runs. An index built before
+    /// months (one for all of them) takes a rebuild of all months first: a month's rebuild
+    /// then ends `failed` with `conflict`.
     #[oai(path = "/reindex", method = "post")]
-    async fn reindex(&self, state: Data<&AppState>) -> Result<ReindexResponse, ApiError> {
-        start_rebuild(&state, ReindexJob::new()).await
+    async fn reindex(
+        &self,
+        state: Data<&AppState>,
+        /// Only this month (`YYYY-MM`, UTC) is rebuilt.
+        month: poem_openapi::param::Query<Option<String>>,
+    ) -> Result<ReindexResponse, ApiError> {
+        let job = match month.0.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+            None => ReindexJob::new(),
+            Some(text) => {
+                let first = chrono::NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d")
+                    .ok()
+                    .filter(|_| text.len() == 7)
+                    .ok_or_else(|| {
+                        ApiError::parameter(ParamError::new("month", "expected YYYY-MM, e.g. 2026-11"))
+                    })?;
+                ReindexJob::month(first)
+            }
+        };
+        start_rebuild(&state, job).await
     }
 
     /// Rebuild the KPI rollups from PostgreSQL

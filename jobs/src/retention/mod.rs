@@ -92,6 +92,8 @@ pub struct RetentionReport {
     pub rollups_kept_from: Option<NaiveDate>,
     /// Expired months of CDRs: PostgreSQL partitions dropped (or to drop).
     pub partitions: Vec<ExpiredMonth>,
+    /// Search indices of expired months, deleted (or to delete).
+    pub indices: Vec<String>,
     /// Search documents of expired months, deleted (or to delete).
     pub index_documents: u64,
     /// Rollup rows before `rollups_kept_from`, deleted (or to delete).

@@ -174,7 +174,7 @@ impl RetentionRunner {
                     if job.dry_run { self.count_rows(&table.name).await? } else { self.drop(&table).await? };
                 report.partitions.push(ExpiredMonth { month: table.month, partition: table.name, rows });
             }
-            report.index_documents = self.expire_documents(first, job.dry_run).await?;
+            (report.indices, report.index_documents) = self.expire_search(first, job.dry_run).await?;
         }
         if let Some(first) = report.rollups_kept_from {
             let sql = if job.dry_run { COUNT_ROLLUPS } else { DELETE_ROLLUPS };
@@ -259,15 +259,38 @@ impl RetentionRunner {
         Ok(rows)
     }
 
-    /// Deletes (or, dry, counts) the search documents of calls before `first`. Run after
-    /// the partitions are dropped, so a row re-indexed meanwhile cannot come back.
-    async fn expire_documents(&self, first: NaiveDate, dry_run: bool) -> Result<u64, RetentionError> {
+    /// Deletes (or, dry, lists) the search indices of months before `first`; answers them
+    /// and the documents they held. Run after the partitions are dropped, so a row
+    /// re-indexed meanwhile cannot come back. An index that holds every month (an
+    /// installation not rebuilt since months came) has its expired documents deleted instead.
+    async fn expire_search(
+        &self,
+        first: NaiveDate,
+        dry_run: bool,
+    ) -> Result<(Vec<String>, u64), RetentionError> {
         let before = month_start(first);
-        Ok(if dry_run {
-            self.search.count_before(before).await?
-        } else {
-            self.search.delete_before(before).await?
-        })
+        let documents = self.search.count_before(before).await?;
+        let indices: Vec<String> = self
+            .search
+            .indices_with_aliases()
+            .await?
+            .into_keys()
+            .filter(|index| self.search.month_of_index(index).is_some_and(|m| m < first))
+            .collect();
+        if dry_run {
+            return Ok((indices, documents));
+        }
+        for index in &indices {
+            self.search.delete_index(index).await?;
+            info!(index = %index, "expired month's search index deleted");
+        }
+        if !indices.is_empty() {
+            self.search.forget_layout();
+        }
+        if self.search.count_before(before).await? > 0 {
+            self.search.delete_before(before).await?;
+        }
+        Ok((indices, documents))
     }
 }
 

@@ -6,30 +6,20 @@
 //! puts it back, with the real mapping, before writing again.
 
 use super::{SearchError, SearchIndex};
-use elasticsearch::http::Method;
-use serde_json::json;
 
 impl SearchIndex {
-    /// Re-creates the alias if it is missing: on `<alias>-initial` (created with the mapping,
-    /// or taken as it is if an earlier start left it). `true` when the alias had to be put
+    /// Re-creates the alias if it is missing, on the current month's index (created with
+    /// the mapping, or taken as it is if an earlier start left it). `true` when the alias had to be put
     /// back, meaning the index behind it may lack documents: the caller makes every batch
     /// due for indexing again. Safe when several workers meet the missing alias at once:
     /// they all settle on the same index.
     pub async fn recover_alias(&self) -> Result<bool, SearchError> {
+        self.forget_layout();
         if self.alias_targets().await?.is_some() {
             return Ok(false);
         }
-        let first = format!("{}-initial", self.alias());
-        match self.create_index(&first, true).await {
-            Ok(()) => {}
-            Err(SearchError::Status { status: 400, body }) if body.contains("resource_already_exists") => {
-                let add = json!({ "actions": [{ "add": { "index": first, "alias": self.alias() } }] });
-                self.request(Method::Post, "/_aliases", Some(add)).await?;
-            }
-            Err(e) => return Err(e),
-        }
-        tracing::error!(alias = self.alias(), index = %first, "search alias was missing; re-created");
         self.ensure().await?;
+        tracing::error!(alias = self.alias(), "search alias was missing; re-created with this month's index");
         Ok(true)
     }
 }

@@ -10,10 +10,11 @@ mod document;
 mod expire;
 mod filters;
 mod mapping;
+pub mod months;
 mod query;
 mod stats;
 
-pub use bulk::BulkOutcome;
+pub use bulk::{BulkOutcome, WriteTo};
 pub use concurrency::PeakConcurrency;
 pub use document::{document, document_id};
 pub use filters::{Filters, NumberMatch, ParamError, SHARED_PARAMETERS, parse_filters, parse_flag};
@@ -56,12 +57,18 @@ impl SearchError {
 pub struct SearchIndex {
     es: Elasticsearch,
     alias: String,
+    /// The layout behind the alias, once read ([`SearchIndex::layout`]).
+    layout: std::sync::Arc<std::sync::Mutex<Option<months::Layout>>>,
 }
 
 impl SearchIndex {
     pub fn new(url: &str, alias: &str) -> Result<Self, SearchError> {
         let transport = Transport::single_node(url).map_err(|e| SearchError::Unreachable(e.to_string()))?;
-        Ok(SearchIndex { es: Elasticsearch::new(transport), alias: alias.to_string() })
+        Ok(SearchIndex {
+            es: Elasticsearch::new(transport),
+            alias: alias.to_string(),
+            layout: Default::default(),
+        })
     }
 
     pub fn alias(&self) -> &str {
@@ -94,22 +101,15 @@ impl SearchIndex {
             .map_err(|e| SearchError::Status { status, body: format!("not JSON: {e}") })
     }
 
-    /// Creates the first physical index with the alias on it, unless the alias exists; an
-    /// existing index takes the fields this version adds (fields are only ever added, so
-    /// this never conflicts). Safe when several processes start at once: the loser sees the
-    /// index exists.
+    /// Puts the index template, and the current month's index behind the alias unless the
+    /// alias exists; existing indices take the fields this version adds (fields are only
+    /// ever added, so this never conflicts). Safe when several processes start at once.
     pub async fn ensure(&self) -> Result<(), SearchError> {
+        self.put_template().await?;
         if self.alias_targets().await?.is_some() {
             return self.add_missing_fields().await;
         }
-        let first = format!("{}-initial", self.alias);
-        match self.create_index(&first, true).await {
-            Ok(()) => Ok(()),
-            Err(SearchError::Status { status: 400, body }) if body.contains("resource_already_exists") => {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        self.ensure_month(crate::store::partitions::month_of(chrono::Utc::now())).await.map(|_| ())
     }
 
     /// Puts the fields this version maps, and the alias's index lacks, into its mapping.

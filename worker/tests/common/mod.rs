@@ -390,6 +390,13 @@ impl TestApp {
         let _ = search
             .request(elasticsearch::http::Method::Delete, &format!("/{}*", self.settings.index_alias), None)
             .await;
+        let _ = search
+            .request(
+                elasticsearch::http::Method::Delete,
+                &format!("/_index_template/{}", self.settings.index_alias),
+                None,
+            )
+            .await;
         if let Ok(admin) = Database::connect(admin_url()).await {
             let _ = admin
                 .execute_unprepared(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))

@@ -32,18 +32,24 @@ async fn assert_settled(app: &TestApp, ingest_job_id: &str, rows: usize) {
     let index_job = index_job.expect("the ingest job names its index job");
     let index_state = app.wait_succeeded(&index_job).await;
     assert_eq!(index_state["kind"], "index");
-    assert_serving_one_complete_index(app, rows).await;
+    assert_serving_complete_indices(app, rows).await;
     app.assert_rollups_match_rows().await;
 }
 
-/// The alias exists, serves exactly one index, and that index holds every row.
-async fn assert_serving_one_complete_index(app: &TestApp, rows: i64) -> String {
+/// The alias exists and serves month indices only, one per month, which hold every row
+/// between them; answers them, sorted.
+async fn assert_serving_complete_indices(app: &TestApp, rows: i64) -> Vec<String> {
     let search = app.search();
-    let targets = search.alias_targets().await.expect("alias").expect("the alias exists");
-    assert_eq!(targets.len(), 1, "{targets:?}");
+    let mut targets = search.alias_targets().await.expect("alias").expect("the alias exists");
+    targets.sort();
+    let months: Vec<_> = targets.iter().map(|i| search.month_of_index(i)).collect();
+    assert!(months.iter().all(Option::is_some), "month indices only: {targets:?}");
+    let mut distinct = months.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), months.len(), "one index per month: {targets:?}");
     search.refresh(None).await.expect("refresh");
     assert_eq!(search.count(None).await.expect("count"), u64::try_from(rows).expect("rows"));
-    targets[0].clone()
+    targets
 }
 
 /// Indices named for this test's alias.
@@ -128,16 +134,17 @@ async fn reindex_crash(point: &str) {
     let job_id = started["job_id"].as_str().expect("job id").to_string();
     let died = app.wait_worker_died(DIE_WITHIN).await;
     assert!(!died.success(), "the worker aborted at {point}: {died:?}");
-    // Whatever step it died at, searches are answered from a complete index.
-    assert_serving_one_complete_index(&app, rows).await;
+    // Whatever step it died at, searches are answered from complete indices.
+    assert_serving_complete_indices(&app, rows).await;
 
     app.start_worker().await;
     let done = app.wait_succeeded(&job_id).await;
     assert_eq!(done["kind"], "reindex");
     assert_eq!(done["counts"]["refused"], 0, "{done}");
-    let serving = assert_serving_one_complete_index(&app, rows).await;
-    let target = format!("{}-{job_id}", app.settings.index_alias);
-    assert_eq!(serving, target, "the alias moved to the rebuilt index");
+    let serving = assert_serving_complete_indices(&app, rows).await;
+    // Every row starts in March 2026: the rebuild made that month's index alone.
+    let target = format!("{}-2026-03-{job_id}", app.settings.index_alias);
+    assert_eq!(serving, std::slice::from_ref(&target), "the alias moved to the rebuilt index");
     // The index it replaced is gone; nothing else is left behind.
     let left = eventually(Duration::from_secs(30), "old indices deleted", || async {
         let left = indices(&app).await;

@@ -111,7 +111,8 @@ async fn reindex_swaps_the_alias_while_searches_keep_complete_answers() {
     assert!(answers > 0);
 
     let after = search.alias_targets().await.expect("alias").expect("alias exists");
-    assert_eq!(after, vec![format!("{}-{id}", search.alias())]);
+    // Every row starts in March 2026: one month, one index.
+    assert_eq!(after, vec![format!("{}-2026-03-{id}", search.alias())]);
     for old in &before {
         let gone = search.request(Method::Head, &format!("/{old}"), None).await;
         assert!(gone.is_err(), "old index {old} still exists");
@@ -119,5 +120,78 @@ async fn reindex_swaps_the_alias_while_searches_keep_complete_answers() {
     assert_eq!(search.count(None).await.expect("count"), ROWS);
     // Another rebuild may start once this one is done.
     app.client.post("/reindex").send().await.assert_status(poem::http::StatusCode::ACCEPTED);
+    app.cleanup().await;
+}
+
+/// A month's rebuild replaces that month's index alone; writes to the month then land in
+/// its new index, and a month that had no index gets one with the mapping.
+#[tokio::test]
+async fn a_months_rebuild_replaces_that_months_index_alone() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    let in_month = |n: usize, start: &str| {
+        let mut cdr = crate::common::answered_cdr(n);
+        cdr["start_time"] = serde_json::json!(start);
+        let fields = cdr.as_object_mut().expect("object");
+        fields.remove("answer_time");
+        fields.remove("end_time");
+        cdr["duration"] = serde_json::json!(30);
+        cdr
+    };
+    let rows: Vec<_> = (0..30)
+        .map(|n| in_month(n, if n % 3 == 0 { "2026-02-10T10:00:00Z" } else { "2026-03-10T10:00:00Z" }))
+        .collect();
+    let accepted = app.ingest(&serde_json::Value::Array(rows)).await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+    app.wait_in_sync(Duration::from_secs(60)).await;
+    let search = app.search();
+    let mut before = search.alias_targets().await.expect("alias").expect("alias exists");
+    before.sort();
+    let alias = search.alias().to_string();
+    assert!(before.contains(&format!("{alias}-2026-02-initial")), "{before:?}");
+    assert!(before.contains(&format!("{alias}-2026-03-initial")), "{before:?}");
+
+    let bad = app.client.post("/reindex?month=2026-3").send().await;
+    bad.assert_status(poem::http::StatusCode::BAD_REQUEST);
+    let resp = app.client.post("/reindex?month=2026-03").send().await;
+    resp.assert_status(poem::http::StatusCode::ACCEPTED);
+    let id = resp.json().await.value().deserialize::<serde_json::Value>()["job_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let job = app.wait_succeeded(&id).await;
+    assert_eq!(job["counts"]["indexed"], 20, "March's rows alone: {job}");
+    let mut after = search.alias_targets().await.expect("alias").expect("alias exists");
+    after.sort();
+    let expected: Vec<String> = before
+        .iter()
+        .map(|i| {
+            if i.starts_with(&format!("{alias}-2026-03-")) {
+                format!("{alias}-2026-03-{id}")
+            } else {
+                i.clone()
+            }
+        })
+        .collect();
+    assert_eq!(after, expected);
+    let gone = search.request(Method::Head, &format!("/{alias}-2026-03-initial"), None).await;
+    assert!(gone.is_err(), "March's old index is deleted");
+    assert_eq!(search.count(None).await.expect("count"), 30);
+
+    // March's writes now go to its new index; April gets an index of its own.
+    let more = app
+        .ingest(&serde_json::json!([
+            in_month(100, "2026-03-20T10:00:00Z"),
+            in_month(101, "2026-04-02T10:00:00Z")
+        ]))
+        .await;
+    app.wait_succeeded(more["job_id"].as_str().expect("id")).await;
+    app.wait_in_sync(Duration::from_secs(60)).await;
+    search.refresh(None).await.expect("refresh");
+    assert_eq!(search.count(Some(&format!("{alias}-2026-03-{id}"))).await.expect("count"), 21);
+    let april =
+        search.request(Method::Get, &format!("/{alias}-2026-04/_mapping"), None).await.expect("April");
+    let index = april.as_object().and_then(|m| m.values().next()).expect("one index");
+    assert_eq!(index["mappings"]["dynamic"], "strict", "{april}");
     app.cleanup().await;
 }

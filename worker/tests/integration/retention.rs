@@ -116,6 +116,10 @@ async fn a_dry_run_lists_what_would_go_and_the_run_removes_only_that() {
     ];
     assert_eq!(listed, expected, "{dry}");
     assert_eq!(report["index_documents"], 8, "{dry}");
+    let search = app.search();
+    let expired_indices: Vec<String> =
+        [30, ROLLUP_MONTHS + 1, 15].iter().map(|m| search.month_index(month_ago(*m), "initial")).collect();
+    assert_eq!(report["indices"], json!(expired_indices), "{dry}");
     assert!(report["rollup_rows"].as_u64().unwrap_or(0) > 0, "{dry}");
     // Nothing changed.
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 15);
@@ -127,6 +131,11 @@ async fn a_dry_run_lists_what_would_go_and_the_run_removes_only_that() {
     assert_eq!(report["dry_run"], false, "{done}");
     assert_eq!(report["partitions"][2]["rows"], 4, "{done}");
     assert_eq!(report["index_documents"], 8, "{done}");
+    assert_eq!(report["indices"], json!(expired_indices), "{done}");
+    for index in &expired_indices {
+        let gone = search.request(elasticsearch::http::Method::Head, &format!("/{index}"), None).await;
+        assert!(gone.is_err(), "{index} is deleted");
+    }
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 7, "only the expired months went");
     assert!(!exists(&app, month_ago(30)).await && !exists(&app, month_ago(15)).await);
     assert!(
