@@ -48,6 +48,10 @@ pub struct PostArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Send a batch answered 429 (the queue is full) again after its `Retry-After`, so the
+    /// load goes at the pace the pipeline takes instead of losing batches.
+    #[arg(long)]
+    pub retry_throttled: bool,
     /// Write `source<TAB>call_id` of every CDR in a batch answered 202 to this file, a line
     /// each, as the answers come.
     #[arg(long, value_name = "PATH")]
@@ -181,13 +185,32 @@ pub async fn run(url: &str, client: &reqwest::Client, args: &PostArgs) -> anyhow
                     Vec::new()
                 };
                 let body = serde_json::to_vec(&records).unwrap_or_default();
-                let sent = Instant::now();
-                let resp = client
+                let mut sent = Instant::now();
+                let mut resp = client
                     .post(format!("{url}/cdrs"))
                     .header("content-type", "application/json")
-                    .body(body)
+                    .body(body.clone())
                     .send()
                     .await;
+                while args.retry_throttled
+                    && let Ok(r) = &resp
+                    && r.status().as_u16() == 429
+                {
+                    let wait = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(1);
+                    tokio::time::sleep(Duration::from_secs(wait.clamp(1, 10))).await;
+                    sent = Instant::now();
+                    resp = client
+                        .post(format!("{url}/cdrs"))
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                }
                 let latency = sent.elapsed();
                 match resp.as_ref().map(|r| r.status().as_u16()) {
                     Ok(202) => {
