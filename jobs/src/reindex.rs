@@ -119,20 +119,7 @@ pub enum ReindexError {
 
 /// Claims the rebuild lease for a new job, unless a live rebuild holds it.
 pub async fn claim(jobs: &JobStore, job: &ReindexJob) -> Result<(), ReindexError> {
-    match jobs.try_lease(job.lease(), &job.job_id, LEASE_TTL).await? {
-        Ok(()) => Ok(()),
-        Err(holder) => {
-            let live = match jobs.get(&holder).await? {
-                Some(state) => !state.status.is_final(),
-                None => false,
-            };
-            if live {
-                return Err(ReindexError::AlreadyRunning(holder));
-            }
-            jobs.force_lease(job.lease(), &job.job_id, LEASE_TTL).await?;
-            Ok(())
-        }
-    }
+    jobs.claim_lease(job.lease(), &job.job_id, LEASE_TTL).await?.map_err(ReindexError::AlreadyRunning)
 }
 
 #[derive(Clone)]

@@ -587,6 +587,26 @@ impl JobStore {
         Ok(Err(current.unwrap_or_default()))
     }
 
+    /// Takes a named lease for `holder` unless a job that is still running holds it; a lease
+    /// left by a finished (or forgotten) job is taken over. `Err` names the running holder.
+    pub async fn claim_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<Result<(), String>> {
+        let Err(current) = self.try_lease(name, holder, ttl).await? else { return Ok(Ok(())) };
+        let live = match self.get(&current).await? {
+            Some(state) => !state.status.is_final(),
+            None => false,
+        };
+        if live {
+            return Ok(Err(current));
+        }
+        self.force_lease(name, holder, ttl).await?;
+        Ok(Ok(()))
+    }
+
     /// Releases a lease, only if `holder` still holds it.
     pub async fn release_lease(&self, name: &str, holder: &str) -> redis::RedisResult<()> {
         let key = format!("{}lease:{name}", self.meta_prefix());

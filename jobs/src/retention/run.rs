@@ -138,21 +138,11 @@ impl RetentionRunner {
     }
 
     async fn claim(&self, job: &MaintenanceJob) -> Result<(), RetentionError> {
-        match self.jobs.try_lease(super::LEASE, &job.job_id, LEASE_TTL).await? {
+        match self.jobs.claim_lease(super::LEASE, &job.job_id, LEASE_TTL).await? {
             Ok(()) => Ok(()),
             // This very job: an earlier delivery of it died holding the lease.
             Err(holder) if holder == job.job_id => Ok(()),
-            Err(holder) => {
-                let live = match self.jobs.get(&holder).await? {
-                    Some(state) => !state.status.is_final(),
-                    None => false,
-                };
-                if live {
-                    return Err(RetentionError::AlreadyRunning(holder));
-                }
-                self.jobs.force_lease(super::LEASE, &job.job_id, LEASE_TTL).await?;
-                Ok(())
-            }
+            Err(holder) => Err(RetentionError::AlreadyRunning(holder)),
         }
     }
 

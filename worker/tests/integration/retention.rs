@@ -79,6 +79,10 @@ async fn run(app: &TestApp, query: &str) -> Value {
     app.wait_succeeded(body["job_id"].as_str().expect("id")).await
 }
 
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    app.client.get(path).send().await.json().await.value().deserialize::<Value>()
+}
+
 async fn exists(app: &TestApp, month: NaiveDate) -> bool {
     app.count(&format!("SELECT count(*) FROM pg_class WHERE relname = '{}'", partition_name(month))).await
         == 1
@@ -157,28 +161,14 @@ async fn a_dry_run_lists_what_would_go_and_the_run_removes_only_that() {
     assert_eq!(rollup_days_before(&app, raw_first).await, days_kept_before);
     let from = month_ago(15);
     let to = add_months(from, 1);
-    let stats = app
-        .client
-        .get(format!("/stats?from={from}T00:00:00Z&to={to}T00:00:00Z"))
-        .send()
-        .await
-        .json()
-        .await
-        .value()
-        .deserialize::<Value>();
+    let stats = get_json(&app, &format!("/stats?from={from}T00:00:00Z&to={to}T00:00:00Z")).await;
     assert_eq!((&stats["answered_by"], &stats["total_calls"]), (&json!("rollups"), &json!(4)), "{stats}");
     // Peak concurrency at the oldest rollup month kept still counts the call in progress as
     // it began: the deleted hours' net change is carried, not lost.
     let first_day = rollup_first.succ_opt().expect("a day");
-    let peak = app
-        .client
-        .get(format!("/stats?from={rollup_first}T00:00:00Z&to={first_day}T00:00:00Z&peak=true"))
-        .send()
-        .await
-        .json()
-        .await
-        .value()
-        .deserialize::<Value>();
+    let peak =
+        get_json(&app, &format!("/stats?from={rollup_first}T00:00:00Z&to={first_day}T00:00:00Z&peak=true"))
+            .await;
     assert_eq!(
         (&peak["answered_by"], &peak["peak_concurrent_calls"]["calls"]),
         (&json!("rollups"), &json!(1)),
