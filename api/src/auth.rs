@@ -123,6 +123,8 @@ pub fn required_roles(metrics_public: bool, method: &Method, path: &str) -> Opti
         (&Method::POST, "/reindex" | "/rollups/rebuild" | "/retention") => Some(ADMIN),
         (&Method::POST, p) if p.starts_with("/jobs/") => Some(ADMIN),
         (&Method::PUT | &Method::DELETE, p) if p.starts_with("/mappings/") => Some(ADMIN),
+        (&Method::PUT | &Method::DELETE, p) if p.starts_with("/dialling-plans/") => Some(ADMIN),
+        (&Method::POST, "/rate-decks" | "/rerate") => Some(ADMIN),
         (_, p) if p == "/mappings" || p.starts_with("/mappings/") => Some(JOBS),
         (_, p) if p == "/jobs" || p.starts_with("/jobs/") => Some(JOBS),
         _ => Some(ANY_READER),

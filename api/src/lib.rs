@@ -31,6 +31,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             routes::search::SearchApi,
             routes::sync::SyncApi,
             routes::retention::RetentionApi,
+            routes::pricing::PricingApi,
             routes::health::HealthApi,
         ),
         "CDR pipeline",

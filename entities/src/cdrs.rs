@@ -34,6 +34,28 @@ pub struct Model {
     /// The ingest job that first stored this record.
     pub job_id: String,
     pub ingested_at: DateTimeUtc,
+    /// The caller in E.164 (`+` and digits), when the switch wrote a dialable number.
+    pub src_e164: Option<String>,
+    /// The callee in E.164, when the switch wrote a dialable number.
+    pub dest_e164: Option<String>,
+    /// ISO 3166-1 alpha-2 country of the callee's number.
+    pub dest_country: Option<String>,
+    /// The callee's number type (`mobile`, `fixed_line`, …) or why it has no E.164 form.
+    pub dest_type: Option<String>,
+    /// How the customer's price was found: `rated`, `unmatched`, `no_deck`, `no_number`.
+    pub sell_rating: Option<String>,
+    #[sea_orm(column_type = "Decimal(Some((24, 6)))")]
+    pub sell_cost: Option<Decimal>,
+    pub sell_currency: Option<String>,
+    pub sell_prefix: Option<String>,
+    pub sell_deck: Option<i64>,
+    /// How the carrier's cost was found.
+    pub buy_rating: Option<String>,
+    #[sea_orm(column_type = "Decimal(Some((24, 6)))")]
+    pub buy_cost: Option<Decimal>,
+    pub buy_currency: Option<String>,
+    pub buy_prefix: Option<String>,
+    pub buy_deck: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -34,6 +34,7 @@ mod m20261203_000007_kpi_cuboids;
 mod m20261203_000008_concurrency;
 mod m20261203_000009_seconds_by_minute;
 mod m20261204_000010_monthly_partitions;
+mod m20261205_000011_numbers_and_rating;
 
 pub struct Migrator;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_concurrency::Migration),
             Box::new(m20261203_000009_seconds_by_minute::Migration),
             Box::new(m20261204_000010_monthly_partitions::Migration),
+            Box::new(m20261205_000011_numbers_and_rating::Migration),
         ]
     }
 }

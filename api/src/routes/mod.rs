@@ -6,6 +6,7 @@ pub mod freeswitch;
 pub mod health;
 pub mod jobs;
 pub mod mappings;
+pub mod pricing;
 pub mod retention;
 pub mod search;
 pub mod sync;
@@ -24,4 +25,6 @@ pub enum Tag {
     Sync,
     /// Liveness and readiness.
     Health,
+    /// Numbers and money: dialling plans, rate decks and re-rating.
+    Pricing,
 }

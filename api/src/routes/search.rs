@@ -150,6 +150,13 @@ impl SearchApi {
         account_code: Query<Option<String>>,
         /// The switch's call id.
         call_id: Query<Option<String>>,
+        /// The callee's E.164 form (`+447400123456`), or a prefix ending in `*` (`+447*`).
+        dest_e164: Query<Option<String>>,
+        /// ISO 3166-1 alpha-2 country of the callee's number; comma-separate for several.
+        dest_country: Query<Option<String>>,
+        /// The callee's number type (`mobile`, `fixed_line`, `toll_free`, `premium_rate`, …,
+        /// or `extension`, `sip_user`, `invalid`, `unresolved`, `empty`); comma-separate for several.
+        dest_type: Query<Option<String>>,
         /// `start_time`, `duration` or `billsec`, with `:asc` or `:desc` (default `start_time:desc`).
         sort: Query<Option<String>>,
         /// Items per page, 1–1000 (default 50).
@@ -211,6 +218,9 @@ impl SearchApi {
         direction: Query<Option<String>>,
         account_code: Query<Option<String>>,
         call_id: Query<Option<String>>,
+        dest_e164: Query<Option<String>>,
+        dest_country: Query<Option<String>>,
+        dest_type: Query<Option<String>>,
         /// minute, hour, day, week or month; by default chosen from the window.
         interval: Query<Option<String>>,
         /// Entries in `top_destinations` and `top_sources`, 0–100 (default 0: no rankings).
@@ -219,9 +229,13 @@ impl SearchApi {
         /// every `resolution_seconds` (one second for windows up to about 2¾ hours, at most
         /// 10,000 samples). It costs two more passes over the window's calls.
         peak: Query<Option<String>>,
+        /// `dest_country` and/or `dest_type` (comma-separated): calls, minutes and money per
+        /// destination country or number type; the first `top` with `top=N`, all otherwise.
+        breakdown: Query<Option<String>>,
     ) -> Result<StatsResponse, ApiError> {
         let pairs = ApiError::query_pairs(req)?;
-        let filters = parse_filters(&pairs, &["interval", "top", "peak"]).map_err(ApiError::parameter)?;
+        let filters =
+            parse_filters(&pairs, &["interval", "top", "peak", "breakdown"]).map_err(ApiError::parameter)?;
         let interval =
             last(&pairs, "interval").map(Interval::parse).transpose().map_err(ApiError::parameter)?;
         let top = top_param(&pairs)?;
@@ -231,6 +245,10 @@ impl SearchApi {
             .transpose()
             .map_err(ApiError::parameter)?
             .unwrap_or(false);
+        request.breakdowns = StatsRequest::parse_breakdowns(
+            pairs.iter().filter(|(k, _)| k == "breakdown").map(|(_, v)| v.as_str()),
+        )
+        .map_err(ApiError::parameter)?;
         let reason = match jobs::rollups::plan::plan(&request) {
             Ok(plan) => match state.rollups.stats(&request, &plan).await {
                 Ok(stats) => return Ok(StatsResponse::Ok(Json(stats))),

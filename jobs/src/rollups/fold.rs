@@ -51,12 +51,15 @@ static FOLD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 WITH moved AS (
     DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1))
     RETURNING bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration,
-              ev_source, ev_second, ev_delta, ev_ends_on
+              sell_rated, buy_rated, sell_cost, buy_cost, ev_source, ev_second, ev_delta, ev_ends_on
 ), sums AS MATERIALIZED (
     SELECT u.account_code, u.bucket, u.source, u.direction, u.disposition, {summed}
     FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code,
-                         m.attempts, m.effective, m.billsec, m.duration)
-        AS u(bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration)
+                         m.attempts, m.effective, m.billsec, m.duration,
+                         m.sell_rated, m.buy_rated, m.sell_cost, m.buy_cost)
+        AS u(bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration,
+             sell_rated, buy_rated, sell_cost, buy_cost)
+    WHERE u.bucket IS NOT NULL
     GROUP BY 1, 2, 3, 4, 5
 ), ev_sources AS MATERIALIZED (
     SELECT u.source, u.second, sum(u.delta)::int AS delta, sum(u.ends_on)::int AS ends_on
@@ -90,7 +93,9 @@ FROM (SELECT (SELECT coalesce(sum(attempts), 0) FROM sums) AS attempts, (SELECT 
 WHERE kpi_totals.id = 1
 RETURNING m.pending
 "#,
-        summed = sums.iter().map(|s| format!("sum(u.{s}) AS {s}")).collect::<Vec<_>>().join(", "),
+        // Money arrays are absent from rows of earlier versions: zero, not null.
+        summed =
+            sums.iter().map(|s| format!("coalesce(sum(u.{s}), 0) AS {s}")).collect::<Vec<_>>().join(", "),
         minutes = super::minute_rows("SELECT source, second, delta, ends_on FROM ev"),
     )
 });

@@ -63,6 +63,9 @@ pub fn plan(request: &StatsRequest) -> Result<Plan, Fallback> {
     if request.top > 0 {
         return Err("per-number rankings (top) are computed from the CDRs themselves".into());
     }
+    if !request.breakdowns.is_empty() {
+        return Err("breakdowns by destination are computed from the CDRs themselves".into());
+    }
     let f = &request.filters;
     if request.peak && (f.direction.is_some() || !f.dispositions.is_empty() || f.account_code.is_some()) {
         return Err("peak concurrency is kept per source only".into());
@@ -112,6 +115,9 @@ fn unrolled_filter(f: &Filters) -> Option<&'static str> {
         call_id,
         linked_id,
         caller_withheld,
+        dest_e164,
+        dest_countries,
+        dest_types,
     } = f;
     [
         ("src_number", src_number.is_some()),
@@ -123,6 +129,9 @@ fn unrolled_filter(f: &Filters) -> Option<&'static str> {
         ("call_id", call_id.is_some()),
         ("linked_id", linked_id.is_some()),
         ("caller_withheld", caller_withheld.is_some()),
+        ("dest_e164", dest_e164.is_some()),
+        ("dest_country", !dest_countries.is_empty()),
+        ("dest_type", !dest_types.is_empty()),
     ]
     .into_iter()
     .find_map(|(name, set)| set.then_some(name))

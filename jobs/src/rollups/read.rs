@@ -3,7 +3,7 @@
 //! of the committed rows and cost the same at a million CDRs as at a billion.
 
 use super::plan::{Family, Plan};
-use super::{PENDING_ROWS, SUM_COLUMNS};
+use super::{MONEY_COLUMNS, PENDING_ROWS, SUM_COLUMNS};
 use crate::search::{AnsweredBy, HistogramBucket, ParamError, Stats, StatsRequest, Totals};
 use chrono::{DateTime, Duration, Utc};
 use poem_openapi::types::MaybeUndefined;
@@ -85,7 +85,13 @@ fn statement(request: &StatsRequest, plan: &Plan) -> (String, Vec<Value>) {
     let mut conds = dims;
     conds.extend(sql.range(f.from, f.to));
     arms.push(format!("SELECT {columns} FROM ({PENDING_ROWS}) p{}", where_clause(&conds)));
-    let summed: Vec<String> = SUM_COLUMNS.iter().map(|c| format!("sum({c})::int8 AS {c}")).collect();
+    let summed: Vec<String> = SUM_COLUMNS
+        .iter()
+        .map(|c| match MONEY_COLUMNS.contains(c) {
+            true => format!("coalesce(sum({c}), 0)::numeric AS {c}"),
+            false => format!("coalesce(sum({c}), 0)::int8 AS {c}"),
+        })
+        .collect();
     let text = format!(
         "SELECT date_trunc('{}', bucket, 'UTC') AS start, disposition, {} FROM ({}) x GROUP BY 1, 2",
         request.interval.name(),
@@ -130,6 +136,10 @@ impl RollupStats {
             let effective = whole(row.try_get("", "effective")?);
             let billsec = whole(row.try_get("", "billsec")?);
             duration += whole(row.try_get("", "duration")?);
+            totals.sell_rated += whole(row.try_get("", "sell_rated")?);
+            totals.buy_rated += whole(row.try_get("", "buy_rated")?);
+            totals.sell_cost += row.try_get::<rust_decimal::Decimal>("", "sell_cost")?;
+            totals.buy_cost += row.try_get::<rust_decimal::Decimal>("", "buy_cost")?;
             let answered = disposition == answered_name;
             totals.calls += attempts;
             totals.effective += effective;

@@ -34,7 +34,29 @@ pub fn document(row: &cdrs::Model) -> Value {
         "job_id": row.job_id,
         "ingested_at": row.ingested_at,
         "extra": row.extra,
+        "src_e164": row.src_e164,
+        "dest_e164": row.dest_e164,
+        "dest_country": row.dest_country,
+        "dest_type": row.dest_type,
+        "sell_rating": row.sell_rating,
+        "sell_cost": row.sell_cost.map(crate::search::money),
+        "sell_cost_micros": row.sell_cost.and_then(micros),
+        "sell_currency": row.sell_currency,
+        "sell_prefix": row.sell_prefix,
+        "sell_deck": row.sell_deck,
+        "buy_rating": row.buy_rating,
+        "buy_cost": row.buy_cost.map(crate::search::money),
+        "buy_cost_micros": row.buy_cost.and_then(micros),
+        "buy_currency": row.buy_currency,
+        "buy_prefix": row.buy_prefix,
+        "buy_deck": row.buy_deck,
     })
+}
+
+/// A cost in millionths, the unit the index sums exactly (costs are kept to 6 places).
+fn micros(cost: rust_decimal::Decimal) -> Option<i64> {
+    use rust_decimal::prelude::ToPrimitive;
+    (cost * rust_decimal::Decimal::from(1_000_000)).trunc().to_i64()
 }
 
 /// When the call ended: the switch's end time, or its start plus its duration when it gave

@@ -46,6 +46,12 @@ pub struct Filters {
     /// The legs of one call: records whose `linked_id` or `call_id` is this.
     pub linked_id: Option<String>,
     pub caller_withheld: Option<bool>,
+    /// The callee's E.164 form, exact or a prefix (`+44*`).
+    pub dest_e164: Option<NumberMatch>,
+    /// ISO 3166-1 alpha-2 countries of the callee's number (any of them).
+    pub dest_countries: Vec<String>,
+    /// Number types of the callee (any of them), see [`crate::numbers::KINDS`].
+    pub dest_types: Vec<String>,
 }
 
 /// A boolean query parameter: `true`/`false` or `1`/`0`, any case.
@@ -58,7 +64,7 @@ pub fn parse_flag(name: &str, value: &str) -> Result<bool, ParamError> {
 }
 
 /// The query parameters `/search` and `/stats` share (filters and window).
-pub const SHARED_PARAMETERS: [&str; 17] = [
+pub const SHARED_PARAMETERS: [&str; 20] = [
     "source",
     "src_number",
     "dest_number",
@@ -76,6 +82,9 @@ pub const SHARED_PARAMETERS: [&str; 17] = [
     "call_id",
     "linked_id",
     "caller_withheld",
+    "dest_e164",
+    "dest_country",
+    "dest_type",
 ];
 
 /// Reads the parameters both endpoints share from `(name, value)` pairs; `extra` names the
@@ -109,6 +118,33 @@ pub fn parse_filters(pairs: &[(String, String)], extra: &[&str]) -> Result<Filte
             "call_id" => f.call_id = Some(text(name, value)?),
             "linked_id" => f.linked_id = Some(text(name, value)?),
             "caller_withheld" => f.caller_withheld = Some(parse_flag(name, value)?),
+            "dest_e164" => f.dest_e164 = Some(number(name, value)?),
+            "dest_country" => {
+                for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let code = part.to_ascii_uppercase();
+                    if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+                        return Err(ParamError::new(
+                            name,
+                            format!("{part:?} is not an ISO 3166-1 alpha-2 code"),
+                        ));
+                    }
+                    if !f.dest_countries.contains(&code) {
+                        f.dest_countries.push(code);
+                    }
+                }
+            }
+            "dest_type" => {
+                for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let kind = part.to_ascii_lowercase();
+                    if !crate::numbers::KINDS.contains(&kind.as_str()) {
+                        let known = crate::numbers::KINDS.join(", ");
+                        return Err(ParamError::new(name, format!("unknown type {part:?}; known: {known}")));
+                    }
+                    if !f.dest_types.contains(&kind) {
+                        f.dest_types.push(kind);
+                    }
+                }
+            }
             _ if extra.contains(&name) => {}
             _ => {
                 let mut known: Vec<&str> = SHARED_PARAMETERS.to_vec();
@@ -231,6 +267,17 @@ impl Filters {
                 { "term": { "linked_id": l } },
                 { "term": { "call_id": l } }
             ], "minimum_should_match": 1 } }));
+        }
+        match &self.dest_e164 {
+            Some(NumberMatch::Exact(n)) => clauses.push(json!({ "term": { "dest_e164": n } })),
+            Some(NumberMatch::Prefix(p)) => clauses.push(json!({ "prefix": { "dest_e164": p } })),
+            None => {}
+        }
+        if !self.dest_countries.is_empty() {
+            clauses.push(json!({ "terms": { "dest_country": self.dest_countries } }));
+        }
+        if !self.dest_types.is_empty() {
+            clauses.push(json!({ "terms": { "dest_type": self.dest_types } }));
         }
         if let Some(w) = self.caller_withheld {
             clauses.push(json!({ "term": { "caller_withheld": w } }));

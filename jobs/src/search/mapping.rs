@@ -49,6 +49,23 @@ pub fn properties() -> Value {
         "job_id": { "type": "keyword", "doc_values": false },
         "ingested_at": { "type": "date", "doc_values": false },
         // Kept and returned, never indexed: switch-specific fields must not grow the mapping.
-        "extra": { "type": "object", "enabled": false }
+        "extra": { "type": "object", "enabled": false },
+        "src_e164": { "type": "keyword" },
+        "dest_e164": { "type": "keyword" },
+        "dest_country": { "type": "keyword" },
+        "dest_type": { "type": "keyword" },
+        "sell_rating": { "type": "keyword" },
+        // Costs are returned as written (exact decimals) and summed in millionths.
+        "sell_cost": { "type": "keyword", "index": false, "doc_values": false },
+        "sell_cost_micros": { "type": "long" },
+        "sell_currency": { "type": "keyword" },
+        "sell_prefix": { "type": "keyword" },
+        "sell_deck": { "type": "long" },
+        "buy_rating": { "type": "keyword" },
+        "buy_cost": { "type": "keyword", "index": false, "doc_values": false },
+        "buy_cost_micros": { "type": "long" },
+        "buy_currency": { "type": "keyword" },
+        "buy_prefix": { "type": "keyword" },
+        "buy_deck": { "type": "long" }
     })
 }

@@ -22,7 +22,10 @@ pub use query::{
     CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField, encode_cursor,
     validate_cursor,
 };
-pub use stats::{AnsweredBy, DEFAULT_TOP, HistogramBucket, Interval, MAX_TOP, Stats, StatsRequest, Totals};
+pub use stats::{
+    AnsweredBy, Breakdown, DEFAULT_TOP, HistogramBucket, Interval, MAX_TOP, RatedCalls, Stats, StatsRequest,
+    Totals, money,
+};
 
 use elasticsearch::Elasticsearch;
 use elasticsearch::http::Method;

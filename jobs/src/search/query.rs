@@ -61,6 +61,59 @@ pub struct CdrDocument {
     /// The ingest job that stored it.
     pub job_id: String,
     pub ingested_at: DateTime<Utc>,
+    /// The caller in E.164, when the switch wrote a dialable number.
+    #[serde(default)]
+    #[oai(nullable)]
+    pub src_e164: Option<String>,
+    /// The callee in E.164, when the switch wrote a dialable number.
+    #[serde(default)]
+    #[oai(nullable)]
+    pub dest_e164: Option<String>,
+    /// ISO 3166-1 alpha-2 country of the callee's number.
+    #[serde(default)]
+    #[oai(nullable)]
+    pub dest_country: Option<String>,
+    /// The callee's number type (`mobile`, `fixed_line`, `toll_free`, `premium_rate`, …), or
+    /// why it has none (`extension`, `sip_user`, `invalid`, `unresolved`, `empty`).
+    #[serde(default)]
+    #[oai(nullable)]
+    pub dest_type: Option<String>,
+    /// How the customer's price was found: `rated`, `unmatched`, `no_deck` or `no_number`.
+    #[serde(default)]
+    #[oai(nullable)]
+    pub sell_rating: Option<String>,
+    /// The customer's price, a decimal string (6 places).
+    #[serde(default)]
+    #[oai(nullable)]
+    pub sell_cost: Option<String>,
+    #[serde(default)]
+    #[oai(nullable)]
+    pub sell_currency: Option<String>,
+    /// The sell deck's prefix that matched.
+    #[serde(default)]
+    #[oai(nullable)]
+    pub sell_prefix: Option<String>,
+    /// The sell deck version that applied.
+    #[serde(default)]
+    #[oai(nullable)]
+    pub sell_deck: Option<i64>,
+    /// How the carrier's cost was found.
+    #[serde(default)]
+    #[oai(nullable)]
+    pub buy_rating: Option<String>,
+    /// The carrier's cost, a decimal string (6 places).
+    #[serde(default)]
+    #[oai(nullable)]
+    pub buy_cost: Option<String>,
+    #[serde(default)]
+    #[oai(nullable)]
+    pub buy_currency: Option<String>,
+    #[serde(default)]
+    #[oai(nullable)]
+    pub buy_prefix: Option<String>,
+    #[serde(default)]
+    #[oai(nullable)]
+    pub buy_deck: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use elasticsearch::http::Method;
 use poem_openapi::Object;
 use poem_openapi::types::MaybeUndefined;
+use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -126,9 +127,30 @@ pub struct StatsRequest {
     /// Whether to measure peak concurrency: two more passes over the window's calls, so
     /// asked for rather than always paid.
     pub peak: bool,
+    /// Dimensions to break the window down by (`breakdown=`), of [`BREAKDOWNS`].
+    pub breakdowns: Vec<String>,
 }
 
 impl StatsRequest {
+    /// Reads `breakdown=` (comma-separated or repeated values of [`BREAKDOWNS`]).
+    pub fn parse_breakdowns<'a>(
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<String>, ParamError> {
+        let mut out: Vec<String> = Vec::new();
+        for part in values.into_iter().flat_map(|v| v.split(',')).map(str::trim).filter(|p| !p.is_empty()) {
+            if !BREAKDOWNS.contains(&part) {
+                return Err(ParamError::new(
+                    "breakdown",
+                    format!("unknown dimension {part:?}; known: {}", BREAKDOWNS.join(", ")),
+                ));
+            }
+            if !out.iter().any(|o| o == part) {
+                out.push(part.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     /// Refuses a histogram too fine for its window before asking the engine.
     pub fn new(filters: Filters, interval: Option<Interval>, top: usize) -> Result<Self, ParamError> {
         let interval = interval.unwrap_or_else(|| Interval::for_window(filters.from, filters.to));
@@ -147,7 +169,7 @@ impl StatsRequest {
         if top > MAX_TOP {
             return Err(ParamError::new("top", format!("must be between 0 and {MAX_TOP}")));
         }
-        Ok(StatsRequest { filters, interval, top, peak: false })
+        Ok(StatsRequest { filters, interval, top, peak: false, breakdowns: Vec::new() })
     }
 }
 
@@ -204,6 +226,26 @@ pub struct Stats {
     pub top_sources: Vec<NumberStats>,
     /// Attempts per disposition; every disposition is listed, zero or not.
     pub by_disposition: BTreeMap<String, u64>,
+    /// What the customers were charged (sell side), a decimal string in `currency`.
+    pub revenue: String,
+    /// What the carriers charged (buy side), a decimal string in `currency`.
+    pub cost: String,
+    /// `revenue - cost`.
+    pub margin: String,
+    /// Calls priced on each side (`sell`, `buy`).
+    pub rated_calls: RatedCalls,
+    /// Calls not priced on each side: no deck applied, no prefix matched, or no E.164
+    /// destination. Never counted as zero cost silently.
+    pub unrated_calls: RatedCalls,
+    /// With `breakdown=dest_country`: calls and money per destination country (`""`: no
+    /// country), most calls first; the first `top` with `top=N`, all otherwise.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_dest_country: Option<Vec<Breakdown>>,
+    /// With `breakdown=dest_type`: the same per destination number type.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_dest_type: Option<Vec<Breakdown>>,
     /// With `peak=true`: the most calls in progress at once in the window (calls that
     /// started before it and were still up count too); null when no call was in progress.
     #[oai(nullable, skip_serializing_if = "MaybeUndefined::is_undefined")]
@@ -216,6 +258,25 @@ pub struct Stats {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+}
+
+/// A count per side of the price.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Object)]
+pub struct RatedCalls {
+    pub sell: u64,
+    pub buy: u64,
+}
+
+/// One value of a breakdown dimension and its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Object)]
+pub struct Breakdown {
+    pub key: String,
+    pub calls: u64,
+    pub answered: u64,
+    pub total_billsec: u64,
+    pub revenue: String,
+    pub cost: String,
+    pub margin: String,
 }
 
 /// Which store answered a `/stats` request.
@@ -238,6 +299,20 @@ pub struct Totals {
     pub answered_billsec: u64,
     /// Mean duration over all attempts; `None` without attempts.
     pub avg_duration: Option<f64>,
+    pub sell_rated: u64,
+    pub buy_rated: u64,
+    pub sell_cost: Decimal,
+    pub buy_cost: Decimal,
+}
+
+/// A sum of costs in millionths, as the index keeps them, back to a decimal.
+fn from_micros(v: &Value) -> Decimal {
+    v["value"].as_f64().map(|x| Decimal::new(x.round() as i64, 6)).unwrap_or_default()
+}
+
+/// A cost as the API writes it: six decimal places.
+pub fn money(d: Decimal) -> String {
+    format!("{:.6}", d)
 }
 
 impl HistogramBucket {
@@ -280,6 +355,16 @@ impl Stats {
             top_destinations: Vec::new(),
             top_sources: Vec::new(),
             by_disposition: all,
+            revenue: money(t.sell_cost),
+            cost: money(t.buy_cost),
+            margin: money(t.sell_cost - t.buy_cost),
+            rated_calls: RatedCalls { sell: t.sell_rated, buy: t.buy_rated },
+            unrated_calls: RatedCalls {
+                sell: t.calls.saturating_sub(t.sell_rated),
+                buy: t.calls.saturating_sub(t.buy_rated),
+            },
+            by_dest_country: None,
+            by_dest_type: None,
             peak_concurrent_calls: MaybeUndefined::Undefined,
             answered_by,
             fallback_reason: None,
@@ -299,6 +384,48 @@ fn per_number(field: &str, top: usize) -> Value {
             "billsec": { "sum": { "field": "billsec" } }
         }
     })
+}
+
+/// Every value of `field` (the `top` most called with `top > 0`), with calls, answered calls,
+/// billable seconds and money; a missing value is `""`.
+fn breakdown(field: &str, top: usize) -> Value {
+    let size = if top > 0 { top } else { MAX_BREAKDOWN };
+    json!({
+        "terms": { "field": field, "size": size, "missing": "", "order": [{ "_count": "desc" }, { "_key": "asc" }] },
+        "aggs": {
+            "answered": { "filter": answered_filter() },
+            "billsec": { "sum": { "field": "billsec" } },
+            "sell_cost": { "sum": { "field": "sell_cost_micros" } },
+            "buy_cost": { "sum": { "field": "buy_cost_micros" } }
+        }
+    })
+}
+
+/// Values a full breakdown lists at most (every country in the world fits).
+pub const MAX_BREAKDOWN: usize = 1000;
+
+/// The dimensions `breakdown=` accepts.
+pub const BREAKDOWNS: [&str; 2] = ["dest_country", "dest_type"];
+
+fn breakdowns(agg: &Value) -> Option<Vec<Breakdown>> {
+    let buckets = agg["buckets"].as_array()?;
+    Some(
+        buckets
+            .iter()
+            .map(|b| {
+                let (sell, buy) = (from_micros(&b["sell_cost"]), from_micros(&b["buy_cost"]));
+                Breakdown {
+                    key: b["key"].as_str().unwrap_or_default().to_string(),
+                    calls: count(b),
+                    answered: count(&b["answered"]),
+                    total_billsec: sum(&b["billsec"]),
+                    revenue: money(sell),
+                    cost: money(buy),
+                    margin: money(sell - buy),
+                }
+            })
+            .collect(),
+    )
 }
 
 /// The searches of one `/stats` call. They go out as one `_msearch`, which the engine runs
@@ -336,6 +463,10 @@ fn searches(request: &StatsRequest) -> Vec<Value> {
                 },
                 "billsec": { "sum": { "field": "billsec" } },
                 "duration": { "avg": { "field": "duration" } },
+                "sell_rated": { "filter": { "term": { "sell_rating": "rated" } } },
+                "buy_rated": { "filter": { "term": { "buy_rating": "rated" } } },
+                "sell_cost": { "sum": { "field": "sell_cost_micros" } },
+                "buy_cost": { "sum": { "field": "buy_cost_micros" } },
                 "by_disposition": { "terms": { "field": "disposition", "size": 16 } }
             }),
             true,
@@ -359,6 +490,11 @@ fn searches(request: &StatsRequest) -> Vec<Value> {
     if request.top > 0 {
         all.push(search(json!({ "top_destinations": per_number("dest_number", request.top) }), false));
         all.push(search(json!({ "top_sources": per_number("src_number", request.top) }), false));
+    }
+    for (name, field) in [("by_dest_country", "dest_country"), ("by_dest_type", "dest_type")] {
+        if request.breakdowns.iter().any(|b| b == field) {
+            all.push(search(json!({ name: breakdown(field, request.top) }), false));
+        }
     }
     all
 }
@@ -424,6 +560,10 @@ fn parse(request: &StatsRequest, response: &Value) -> Stats {
         billsec: sum(&aggs["billsec"]),
         answered_billsec: sum(&aggs["answered"]["billsec"]),
         avg_duration: aggs["duration"]["value"].as_f64(),
+        sell_rated: count(&aggs["sell_rated"]),
+        buy_rated: count(&aggs["buy_rated"]),
+        sell_cost: from_micros(&aggs["sell_cost"]),
+        buy_cost: from_micros(&aggs["buy_cost"]),
     };
     let by_disposition = aggs["by_disposition"]["buckets"]
         .as_array()
@@ -450,6 +590,8 @@ fn parse(request: &StatsRequest, response: &Value) -> Stats {
         Stats::from_totals(totals, request.interval, histogram, by_disposition, AnsweredBy::Index);
     stats.top_destinations = numbers(&aggs["top_destinations"]);
     stats.top_sources = numbers(&aggs["top_sources"]);
+    stats.by_dest_country = breakdowns(&aggs["by_dest_country"]);
+    stats.by_dest_type = breakdowns(&aggs["by_dest_type"]);
     stats
 }
 

@@ -5,17 +5,24 @@
 //! `\N` for NULL, and backslash escapes for the four characters that would break a line.
 
 use crate::cdr::Cdr;
+use crate::rating::{Derived, Rating};
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt::Write as _;
 
 /// The staging columns, in the order [`encode`] writes them.
 pub const COLUMNS: &str = "source, call_id, record_key, src_number, dest_number, start_time, answer_time, \
      end_time, duration, billsec, disposition, disposition_raw, call_successful, hangup_cause, direction, \
-     account_code, linked_id, caller_withheld, extra";
+     account_code, linked_id, caller_withheld, extra, src_e164, dest_e164, dest_country, dest_type, \
+     sell_rating, sell_cost, sell_currency, sell_prefix, sell_deck, buy_rating, buy_cost, buy_currency, buy_prefix, buy_deck";
 
-/// Appends one line per CDR to `out`.
-pub fn encode(cdrs: &[Cdr], out: &mut String) {
-    for cdr in cdrs {
+/// The columns of `cdrs` ingest derives (the tail of [`COLUMNS`]).
+pub const DERIVED_COLUMNS: &str = "src_e164, dest_e164, dest_country, dest_type, \
+     sell_rating, sell_cost, sell_currency, sell_prefix, sell_deck, buy_rating, buy_cost, buy_currency, buy_prefix, buy_deck";
+
+/// Appends one line per CDR to `out`, with what was derived from it (`derived[i]` of
+/// `cdrs[i]`).
+pub fn encode(cdrs: &[Cdr], derived: &[Derived], out: &mut String) {
+    for (cdr, d) in cdrs.iter().zip(derived) {
         text(out, &cdr.source);
         tab(out);
         text(out, &cdr.call_id);
@@ -52,7 +59,41 @@ pub fn encode(cdrs: &[Cdr], out: &mut String) {
         // A map of JSON values always serialises; the fallback keeps the row well-formed.
         let extra = serde_json::to_string(&cdr.extra).unwrap_or_else(|_| "{}".to_string());
         text(out, &extra);
+        tab(out);
+        optional_text(out, d.src.e164.as_deref());
+        tab(out);
+        optional_text(out, d.dest.e164.as_deref());
+        tab(out);
+        optional_text(out, d.dest.country.as_deref());
+        tab(out);
+        text(out, d.dest.kind);
+        rating(out, &d.sell);
+        rating(out, &d.buy);
         out.push('\n');
+    }
+}
+
+/// Status, cost, currency, prefix and deck of one side, each after a tab.
+fn rating(out: &mut String, r: &Rating) {
+    tab(out);
+    text(out, r.status.as_str());
+    tab(out);
+    match r.cost {
+        Some(c) => {
+            let _ = write!(out, "{c}");
+        }
+        None => out.push_str("\\N"),
+    }
+    tab(out);
+    optional_text(out, r.currency.as_deref());
+    tab(out);
+    optional_text(out, r.prefix.as_deref());
+    tab(out);
+    match r.deck {
+        Some(id) => {
+            let _ = write!(out, "{id}");
+        }
+        None => out.push_str("\\N"),
     }
 }
 
@@ -120,11 +161,13 @@ mod tests {
     #[test]
     fn a_row_escapes_what_would_break_the_line_and_marks_nulls() {
         let mut out = String::new();
-        encode(&[cdr()], &mut out);
+        let derived = crate::rating::Catalogue::default().derive(&cdr());
+        encode(&[cdr()], &[derived], &mut out);
         assert_eq!(
             out,
             "pbx\\\\1\ta\\tb\tseq:1\t+4420\t*99#\t2026-11-27T04:46:52.929609Z\t\\N\t2026-11-27T04:46:57.929609Z\t\
-             5\t0\tNO ANSWER\tNO ANSWER\tf\tline\\nbreak\\r\t\\N\t\\N\t\\N\tf\t{\"note\":\"quote \\\\\" and \\\\\\\\ slash\"}\n"
+             5\t0\tNO ANSWER\tNO ANSWER\tf\tline\\nbreak\\r\t\\N\t\\N\t\\N\tf\t{\"note\":\"quote \\\\\" and \\\\\\\\ slash\"}\t\
+             \\N\t\\N\t\\N\tinvalid\tno_deck\t\\N\t\\N\t\\N\t\\N\tno_deck\t\\N\t\\N\t\\N\t\\N\n"
         );
         assert_eq!(out.matches('\t').count(), COLUMNS.split(',').count() - 1);
     }

@@ -26,7 +26,10 @@ CREATE TEMP TABLE IF NOT EXISTS cdr_stage (
     start_time TIMESTAMPTZ, answer_time TIMESTAMPTZ, end_time TIMESTAMPTZ, duration INTEGER,
     billsec INTEGER, disposition TEXT, disposition_raw TEXT, call_successful BOOLEAN,
     hangup_cause TEXT, direction TEXT, account_code TEXT, linked_id TEXT,
-    caller_withheld BOOLEAN, extra JSONB
+    caller_withheld BOOLEAN, extra JSONB,
+    src_e164 TEXT, dest_e164 TEXT, dest_country TEXT, dest_type TEXT,
+    sell_rating TEXT, sell_cost NUMERIC, sell_currency TEXT, sell_prefix TEXT, sell_deck BIGINT,
+    buy_rating TEXT, buy_cost NUMERIC, buy_currency TEXT, buy_prefix TEXT, buy_deck BIGINT
 ) ON COMMIT DELETE ROWS
 "#;
 
@@ -36,22 +39,30 @@ CREATE TEMP TABLE IF NOT EXISTS cdr_stage (
 /// on cheap keys first (the minute in the session's UTC, the number's first five characters)
 /// and the destination prefix derived once per group: the same dimensions as
 /// [`crate::rollups::SUMS_OF_ROWS`] derives row by row, at a fraction of the cost.
-const INSERT_FROM_STAGE: &str = r#"
+static INSERT_FROM_STAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| INSERT_FROM_STAGE_TEMPLATE.replace("{DERIVED}", copy_rows::DERIVED_COLUMNS));
+
+const INSERT_FROM_STAGE_TEMPLATE: &str = r#"
 WITH ins AS (
     INSERT INTO cdrs (source, call_id, record_key, src_number, dest_number, start_time, answer_time,
                       end_time, duration, billsec, disposition, disposition_raw, call_successful,
-                      hangup_cause, direction, account_code, linked_id, caller_withheld, extra, job_id)
+                      hangup_cause, direction, account_code, linked_id, caller_withheld, extra, job_id,
+                      {DERIVED})
     SELECT source, call_id, record_key, src_number, dest_number, start_time, answer_time, end_time,
            duration, billsec, disposition, disposition_raw, call_successful, hangup_cause, direction,
-           account_code, linked_id, caller_withheld, extra, $1
+           account_code, linked_id, caller_withheld, extra, $1, {DERIVED}
     FROM cdr_stage
     ON CONFLICT (source, call_id, record_key, start_time) DO NOTHING
-    RETURNING start_time, end_time, source, direction, disposition, account_code, dest_number, billsec, duration, hangup_cause
+    RETURNING start_time, end_time, source, direction, disposition, account_code, dest_number, billsec, duration, hangup_cause,
+              sell_rating, sell_cost, buy_rating, buy_cost
 ), grouped AS (
     SELECT date_trunc('minute', start_time) AS bucket, source, direction, disposition, account_code,
            left(dest_number, 5) AS head, count(*) AS attempts,
            count(*) FILTER (WHERE disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED') AS effective,
-           sum(billsec) AS billsec, sum(duration) AS duration
+           sum(billsec) AS billsec, sum(duration) AS duration,
+           count(*) FILTER (WHERE sell_rating = 'rated') AS sell_rated,
+           count(*) FILTER (WHERE buy_rating = 'rated') AS buy_rated,
+           coalesce(sum(sell_cost), 0) AS sell_cost, coalesce(sum(buy_cost), 0) AS buy_cost
     FROM ins GROUP BY 1, 2, 3, 4, 5, 6
 ), packed AS (
     SELECT count(*) AS n, array_agg(bucket) AS bucket, array_agg(source) AS source,
@@ -59,7 +70,9 @@ WITH ins AS (
            array_agg(coalesce(account_code, '')) AS account_code,
            array_agg(coalesce(substring(regexp_replace(head, '^(\+|00)', '') from '^[0-9]{1,3}'), '')) AS dest_prefix,
            array_agg(attempts) AS attempts, array_agg(effective) AS effective,
-           array_agg(coalesce(billsec, 0)) AS billsec, array_agg(coalesce(duration, 0)) AS duration
+           array_agg(coalesce(billsec, 0)) AS billsec, array_agg(coalesce(duration, 0)) AS duration,
+           array_agg(sell_rated) AS sell_rated, array_agg(buy_rated) AS buy_rated,
+           array_agg(sell_cost) AS sell_cost, array_agg(buy_cost) AS buy_cost
     FROM grouped
 ), ev AS (
     SELECT source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM (
@@ -75,9 +88,11 @@ WITH ins AS (
     FROM ev
 ), sums AS (
     INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix,
-                             attempts, effective, billsec, duration, ev_source, ev_second, ev_delta, ev_ends_on)
+                             attempts, effective, billsec, duration, ev_source, ev_second, ev_delta, ev_ends_on,
+                             sell_rated, buy_rated, sell_cost, buy_cost)
     SELECT $1, p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix,
-           p.attempts, p.effective, p.billsec, p.duration, e.source, e.second, e.delta, e.ends_on
+           p.attempts, p.effective, p.billsec, p.duration, e.source, e.second, e.delta, e.ends_on,
+           p.sell_rated, p.buy_rated, p.sell_cost, p.buy_cost
     FROM packed p, ev_packed e WHERE p.n > 0
 )
 SELECT count(*) AS inserted FROM ins
@@ -102,11 +117,12 @@ pub struct StoreOutcome {
 pub struct CdrStore {
     db: DatabaseConnection,
     months: partitions::KnownMonths,
+    catalogue: crate::rating::CatalogueCache,
 }
 
 impl CdrStore {
     pub fn new(db: DatabaseConnection) -> Self {
-        CdrStore { db, months: partitions::KnownMonths::default() }
+        CdrStore { db, months: partitions::KnownMonths::default(), catalogue: Default::default() }
     }
 
     /// Stores an ingest job's records in one transaction, exactly once per job.
@@ -114,8 +130,11 @@ impl CdrStore {
         if let Some(done) = self.committed(job_id).await? {
             return Ok(done);
         }
-        let mut rows = String::with_capacity(cdrs.len() * 256);
-        copy_rows::encode(cdrs, &mut rows);
+        // Numbers normalised and calls priced by the plans and decks of this moment.
+        let catalogue = self.catalogue.current(&self.db).await?;
+        let derived: Vec<_> = cdrs.iter().map(|c| catalogue.derive(c)).collect();
+        let mut rows = String::with_capacity(cdrs.len() * 320);
+        copy_rows::encode(cdrs, &derived, &mut rows);
         self.months.ensure_for(&self.db, cdrs.iter().map(|c| c.start_time)).await?;
         let mut txn = self.db.get_postgres_connection_pool().begin().await.map_err(exec_err)?;
         let inserted = match insert(&mut txn, job_id, &rows).await {
@@ -178,7 +197,8 @@ async fn insert(
     let mut copy = txn.copy_in_raw(&format!("COPY cdr_stage ({}) FROM STDIN", copy_rows::COLUMNS)).await?;
     copy.send(rows.as_bytes()).await?;
     copy.finish().await?;
-    let inserted: i64 = sqlx::query_scalar(INSERT_FROM_STAGE).bind(job_id).fetch_one(&mut **txn).await?;
+    let inserted: i64 =
+        sqlx::query_scalar(INSERT_FROM_STAGE.as_str()).bind(job_id).fetch_one(&mut **txn).await?;
     Ok(u64::try_from(inserted).unwrap_or(0))
 }
 

@@ -254,9 +254,12 @@ impl TestApp {
     /// total is the row count.
     pub async fn assert_rollups_match_rows(&self) {
         let raw = format!("SELECT {} FROM cdrs GROUP BY 1, 2, 3, 4, 5, 6", jobs::rollups::SUMS_OF_ROWS);
-        let sums =
-            "sum(attempts)::numeric, sum(effective)::numeric, sum(billsec)::numeric, sum(duration)::numeric";
-        let columns = "attempts, effective, billsec, duration";
+        let sums = jobs::rollups::SUM_COLUMNS
+            .iter()
+            .map(|c| format!("coalesce(sum({c}), 0)::numeric"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let columns = jobs::rollups::SUM_COLUMNS.join(", ");
         for cuboid in &jobs::rollups::CUBOIDS {
             let (key, truncated, table) =
                 (cuboid.key().join(", "), cuboid.key_from_minutes().join(", "), cuboid.table);

@@ -14,6 +14,7 @@ mod layouts;
 mod lifecycle;
 mod metrics;
 mod partitions;
+mod pricing;
 mod real_files;
 mod rejects;
 mod resilience;

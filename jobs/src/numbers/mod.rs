@@ -1,0 +1,182 @@
+//! Numbers as the world dials them: the E.164 form of a party the switch wrote, the
+//! destination's country and type, from libphonenumber's metadata and the source's own
+//! dialling rules.
+//!
+//! Nothing is guessed. A value becomes E.164 only when it is written internationally (`+`,
+//! or an international prefix), or nationally by a source whose home country is known, and
+//! libphonenumber finds it a valid number. Everything else keeps no E.164 and a type that
+//! says why: `extension`, `sip_user`, `invalid`, `unresolved` (national digits from a source
+//! without a home country) or `empty`.
+
+mod plan;
+pub mod plans;
+
+pub use plan::{DiallingPlan, DiallingPlanSpec, PlanError};
+
+use phonenumber::{Mode, PhoneNumber, Type};
+
+/// Digits at most that are an extension or a service code rather than a number: no
+/// national number anywhere is shorter than 7 digits with its area code, short codes aside.
+const MAX_EXTENSION_DIGITS: usize = 6;
+
+/// What was derived from one party.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalised {
+    /// `+` and digits, when the value is a valid dialable number.
+    pub e164: Option<String>,
+    /// ISO 3166-1 alpha-2 of the number's country; `None` for non-geographic numbers and
+    /// values without an E.164 form.
+    pub country: Option<String>,
+    /// The number's type (`mobile`, `fixed_line`, `toll_free`, `premium_rate`, …), or, with no
+    /// E.164 form, why not (`extension`, `sip_user`, `invalid`, `unresolved`, `empty`).
+    pub kind: &'static str,
+}
+
+impl Normalised {
+    fn none(kind: &'static str) -> Self {
+        Normalised { e164: None, country: None, kind }
+    }
+}
+
+/// Every type a destination can have, for documentation and validation of filters.
+pub const KINDS: [&str; 22] = [
+    "fixed_line",
+    "mobile",
+    "fixed_line_or_mobile",
+    "toll_free",
+    "premium_rate",
+    "shared_cost",
+    "personal_number",
+    "voip",
+    "pager",
+    "uan",
+    "emergency",
+    "voicemail",
+    "short_code",
+    "standard_rate",
+    "carrier",
+    "no_international",
+    "unknown",
+    "extension",
+    "sip_user",
+    "invalid",
+    "unresolved",
+    "empty",
+];
+
+/// The party as a digit string: scheme, host and parameters of a URI removed, visual
+/// separators dropped. `Err` names why the value is no number.
+fn dialled(raw: &str) -> Result<String, &'static str> {
+    let mut s = raw.trim();
+    for scheme in ["sip:", "sips:", "tel:"] {
+        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            s = &s[scheme.len()..];
+        }
+    }
+    let s = s.split(['@', ';']).next().unwrap_or_default();
+    let digits: String = s.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    if digits.is_empty() {
+        return Err("empty");
+    }
+    let (plus, rest) = match digits.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, digits.as_str()),
+    };
+    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(if rest.chars().any(char::is_alphabetic) { "sip_user" } else { "invalid" });
+    }
+    Ok(if plus { digits } else { rest.to_string() })
+}
+
+impl DiallingPlan {
+    /// The E.164 form, country and type of a party as this source wrote it.
+    pub fn normalise(&self, raw: &str) -> Normalised {
+        let digits = match dialled(raw) {
+            Ok(d) => d,
+            Err(kind) => return Normalised::none(kind),
+        };
+        if let Some(international) = digits.strip_prefix('+') {
+            return international_number(international);
+        }
+        let digits = self.without_tech_prefix(&digits);
+        if digits.len() <= MAX_EXTENSION_DIGITS {
+            return Normalised::none("extension");
+        }
+        if let Some(rest) = self.international_prefixes.iter().find_map(|p| digits.strip_prefix(p.as_str())) {
+            return international_number(rest);
+        }
+        if let Some(country) = self.home {
+            if let Some(rest) = without_home_idd(country, digits) {
+                return international_number(rest);
+            }
+            let national = match &self.national_prefix {
+                Some(p) => digits.strip_prefix(p.as_str()).unwrap_or(digits),
+                None => digits,
+            };
+            // libphonenumber strips the country's own trunk and international prefixes.
+            return classify(phonenumber::parse(Some(country), national).ok());
+        }
+        if self.digits_are_e164 {
+            return international_number(digits);
+        }
+        Normalised::none("unresolved")
+    }
+
+    fn without_tech_prefix<'a>(&self, digits: &'a str) -> &'a str {
+        // Longest first (sorted when the plan was built), so `1010` wins over `10`.
+        self.strip_prefixes.iter().find_map(|p| digits.strip_prefix(p.as_str())).unwrap_or(digits)
+    }
+}
+
+/// The digits after the home country's own international prefix (`011` in the US, `00` in
+/// most of Europe), when they start with one followed by a country code (never `0`).
+/// Done here rather than left to libphonenumber's parser, which misses some (`011 33 …`
+/// from the US).
+fn without_home_idd(country: phonenumber::country::Id, digits: &str) -> Option<&str> {
+    let meta = phonenumber::metadata::DATABASE.by_id(country.as_ref())?;
+    let idd = meta.international_prefix()?.find(digits)?;
+    let rest = &digits[idd.end()..];
+    (idd.start() == 0 && !rest.is_empty() && !rest.starts_with('0')).then_some(rest)
+}
+
+fn international_number(digits: &str) -> Normalised {
+    if digits.len() < 7 || digits.len() > 15 {
+        return Normalised::none("invalid");
+    }
+    classify(phonenumber::parse(None, format!("+{digits}")).ok())
+}
+
+fn classify(number: Option<PhoneNumber>) -> Normalised {
+    let Some(number) = number.filter(PhoneNumber::is_valid) else {
+        return Normalised::none("invalid");
+    };
+    let e164 = number.format().mode(Mode::E164).to_string();
+    let country = number.country().id().map(|id| id.as_ref().to_string());
+    let kind = type_name(number.number_type(&phonenumber::metadata::DATABASE));
+    Normalised { e164: Some(e164), country, kind }
+}
+
+fn type_name(t: Type) -> &'static str {
+    match t {
+        Type::FixedLine => "fixed_line",
+        Type::Mobile => "mobile",
+        Type::FixedLineOrMobile => "fixed_line_or_mobile",
+        Type::TollFree => "toll_free",
+        Type::PremiumRate => "premium_rate",
+        Type::SharedCost => "shared_cost",
+        Type::PersonalNumber => "personal_number",
+        Type::Voip => "voip",
+        Type::Pager => "pager",
+        Type::Uan => "uan",
+        Type::Emergency => "emergency",
+        Type::Voicemail => "voicemail",
+        Type::ShortCode => "short_code",
+        Type::StandardRate => "standard_rate",
+        Type::Carrier => "carrier",
+        Type::NoInternational => "no_international",
+        Type::Unknown => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests;

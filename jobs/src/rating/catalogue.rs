@@ -1,0 +1,85 @@
+//! The reference data ingest derives with (every source's dialling plan and every rate
+//! deck), cached per process and reloaded when an operator changes it.
+
+use super::book::{RateBook, Rating, Side};
+use crate::cdr::Cdr;
+use crate::numbers::Normalised;
+use crate::numbers::plans::{self, PlanBook};
+use sea_orm::{DatabaseConnection, DbErr};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// What the system works out from one CDR, stored beside what the switch wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    pub src: Normalised,
+    pub dest: Normalised,
+    pub sell: Rating,
+    pub buy: Rating,
+}
+
+/// Dialling plans and rate decks as of one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    pub plans: PlanBook,
+    pub rates: RateBook,
+}
+
+impl Catalogue {
+    /// The caller's and callee's numbers by the source's plan, and the price of the call on
+    /// both sides.
+    pub fn derive(&self, cdr: &Cdr) -> Derived {
+        let plan = self.plans.for_source(&cdr.source);
+        let src = plan.normalise(&cdr.src_number);
+        let dest = plan.normalise(&cdr.dest_number);
+        let rate = |side| {
+            self.rates.rate(
+                side,
+                cdr.account_code.as_deref(),
+                &cdr.source,
+                dest.e164.as_deref(),
+                cdr.start_time,
+                cdr.billsec,
+            )
+        };
+        Derived { sell: rate(Side::Sell), buy: rate(Side::Buy), src, dest }
+    }
+}
+
+/// Changes whenever a plan is saved or deleted or a deck added.
+const VERSION_SQL: &str = "SELECT (SELECT count(*) FROM dialling_plans)::int8, \
+     (SELECT coalesce((extract(epoch FROM max(updated_at)) * 1000000)::int8, 0) FROM dialling_plans), \
+     (SELECT coalesce(max(id), 0) FROM rate_decks)::int8";
+
+type Version = (i64, i64, i64);
+
+/// The catalogue last loaded, with the version it was loaded at.
+type Loaded = Option<(Version, Arc<Catalogue>)>;
+
+/// The current [`Catalogue`], checked against the database once per use (one cheap query)
+/// and reloaded only when it changed.
+#[derive(Clone, Default)]
+pub struct CatalogueCache {
+    loaded: Arc<Mutex<Loaded>>,
+}
+
+impl CatalogueCache {
+    pub async fn current(&self, db: &DatabaseConnection) -> Result<Arc<Catalogue>, DbErr> {
+        let pool = db.get_postgres_connection_pool();
+        let version: Version = sqlx::query_as(VERSION_SQL)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| DbErr::Custom(format!("catalogue version: {e}")))?;
+        let mut loaded = self.loaded.lock().await;
+        if let Some((v, catalogue)) = loaded.as_ref()
+            && *v == version
+        {
+            return Ok(catalogue.clone());
+        }
+        let catalogue =
+            Arc::new(Catalogue { plans: plans::load(db).await?, rates: super::store::load_book(db).await? });
+        tracing::info!(plans = version.0, latest_deck = version.2, "dialling plans and rate decks loaded");
+        *loaded = Some((version, catalogue.clone()));
+        Ok(catalogue)
+    }
+}

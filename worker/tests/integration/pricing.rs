@@ -1,0 +1,262 @@
+//! Numbers and money end to end: dialling plans, rate decks, derived fields in PostgreSQL and
+//! the index, search filters and `/stats` money from both the rollups and the index.
+
+use crate::common::{TestApp, eventually};
+use poem::http::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const DECK_HEADER: &str =
+    "prefix,destination,rate_per_minute,connect_fee,min_seconds,increment_seconds,currency\n";
+
+async fn put_plan(app: &TestApp, source: &str, plan: Value) -> (StatusCode, Value) {
+    let resp = app
+        .client
+        .put(format!("/dialling-plans/{source}"))
+        .content_type("application/json")
+        .body(plan.to_string())
+        .send()
+        .await;
+    let status = resp.0.status();
+    (status, resp.json().await.value().deserialize::<Value>())
+}
+
+async fn post_deck(app: &TestApp, query: &str, rows: &str) -> (StatusCode, Value) {
+    let resp = app
+        .client
+        .post(format!("/rate-decks?{query}"))
+        .content_type("text/csv")
+        .body(format!("{DECK_HEADER}{rows}"))
+        .send()
+        .await;
+    let status = resp.0.status();
+    (status, resp.json().await.value().deserialize::<Value>())
+}
+
+async fn get(app: &TestApp, path: &str) -> Value {
+    let resp = app.client.get(path).send().await;
+    let status = resp.0.status();
+    let body = resp.json().await.value().deserialize::<Value>();
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+/// A call given by its start, billed seconds and disposition.
+fn call(id: &str, source: &str, account: Option<&str>, dest: &str, start: &str, billsec: u32) -> Value {
+    json!({
+        "call_id": id,
+        "source": source,
+        "src_number": "02079460000",
+        "dest_number": dest,
+        "start_time": start,
+        "duration": billsec + 5,
+        "billsec": billsec,
+        "disposition": if billsec > 0 { "ANSWERED" } else { "BUSY" },
+        "account_code": account,
+    })
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["call_id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn numbers_are_normalised_calls_priced_and_money_summed_alike_by_both_paths() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+
+    // How each switch writes numbers.
+    assert_eq!(put_plan(&app, "pbx-gb", json!({ "home_country": "GB" })).await.0, StatusCode::OK);
+    assert_eq!(
+        put_plan(&app, "trunk-us", json!({ "home_country": "us", "strip_prefixes": ["9"] })).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = put_plan(&app, "pbx-x", json!({ "home_country": "XX" })).await;
+    assert_eq!(
+        (status, body["details"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("home_country")),
+        "{body}"
+    );
+    assert_eq!(get(&app, "/dialling-plans").await["items"].as_array().map(Vec::len), Some(2));
+
+    // acme's price list, changed at noon on 1 March; the carriers' cost for every call.
+    let sell = "name=acme&side=sell&applies_to=account:acme&effective_from=2026-01-01T00:00:00Z";
+    let (status, v1) = post_deck(
+        &app,
+        sell,
+        "44,UK,0.012,0,60,60,EUR\n447,UK mobile,0.10,0.05,30,6,EUR\n33,France,0.60,0,1,1,EUR\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v1}");
+    assert_eq!(v1["prefixes"], 3);
+    let noon = "name=acme-2&side=sell&applies_to=account:acme&effective_from=2026-03-01T12:00:00Z";
+    let (status, v2) = post_deck(
+        &app,
+        noon,
+        "44,UK,0.024,0,60,60,EUR\n447,UK mobile,0.10,0.05,30,6,EUR\n33,France,0.60,0,1,1,EUR\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    let (status, buy) = post_deck(
+        &app,
+        "name=carrier&side=buy&applies_to=all&effective_from=2026-01-01T00:00:00Z",
+        "44,UK,0.006,0,1,1,EUR\n447,UK mobile,0.05,0,1,1,EUR\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{buy}");
+    // Versions are never replaced; a bad row is named; currencies never mix.
+    assert_eq!(post_deck(&app, noon, "44,UK,0.03,0,60,60,EUR\n").await.0, StatusCode::CONFLICT);
+    let (status, body) = post_deck(
+        &app,
+        "name=x&side=sell&applies_to=all&effective_from=2026-01-01T00:00:00Z",
+        "44,UK,0.03,0,60,60,EUR\n45,DK,cheap,0,60,60,EUR\n",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        (body["details"]["line"].as_u64(), body["details"]["field"].as_str()),
+        (Some(3), Some("rate_per_minute")),
+        "{body}"
+    );
+    let (status, body) = post_deck(
+        &app,
+        "name=x&side=sell&applies_to=all&effective_from=2026-01-01T00:00:00Z",
+        "44,UK,0.03,0,60,60,USD\n",
+    )
+    .await;
+    assert_eq!(
+        (status, body["details"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("currency")),
+        "{body}"
+    );
+    let (status, body) = post_deck(
+        &app,
+        "name=x&side=both&applies_to=all&effective_from=2026-01-01T00:00:00Z",
+        "44,UK,0.03,0,60,60,EUR\n",
+    )
+    .await;
+    assert_eq!(
+        (status, body["details"]["parameter"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("side")),
+        "{body}"
+    );
+    assert_eq!(get(&app, "/rate-decks").await["items"].as_array().map(Vec::len), Some(3));
+
+    let calls = json!([
+        // UK mobile, national: v1 30/6 with a fee: 0.05 + 0.10 × 96/60 = 0.21; buy 0.05 × 95/60.
+        call("a", "pbx-gb", Some("acme"), "07400 123456", "2026-03-01T10:00:00Z", 95),
+        // UK fixed after noon: v2 60/60, 0.024 × 3 = 0.072; buy 0.006 × 125/60 = 0.0125.
+        call("b", "pbx-gb", Some("acme"), "0121 234 5678", "2026-03-01T13:00:00Z", 125),
+        // From the US switch, outside line 9 and 011: France, 1/1: 0.60 × 37/60 = 0.37; buy unmatched.
+        call("c", "trunk-us", Some("acme"), "9011 33 1 42 68 53 00", "2026-03-01T10:01:00Z", 37),
+        // An extension: no number, nothing guessed.
+        call("d", "pbx-gb", Some("acme"), "1001", "2026-03-01T10:02:00Z", 20),
+        // Busy: priced at nothing, the connect fee included.
+        call("e", "pbx-gb", Some("acme"), "+447400123457", "2026-03-01T10:03:00Z", 0),
+        // No deck for this account: counted unrated, never zero.
+        call("f", "pbx-gb", Some("other"), "+33142685300", "2026-03-01T10:04:00Z", 60),
+    ]);
+    let accepted = app.ingest(&calls).await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("job id")).await;
+    app.wait_in_sync(Duration::from_secs(60)).await;
+
+    let a = &get(&app, "/search?call_id=a").await["items"][0];
+    assert_eq!(a["dest_number"], "07400 123456", "the switch's value stays as written");
+    assert_eq!(
+        (a["dest_e164"].as_str(), a["dest_country"].as_str(), a["dest_type"].as_str()),
+        (Some("+447400123456"), Some("GB"), Some("mobile"))
+    );
+    assert_eq!(a["src_e164"], "+442079460000");
+    assert_eq!(
+        (a["sell_cost"].as_str(), a["sell_prefix"].as_str(), a["sell_deck"].as_i64()),
+        (Some("0.210000"), Some("447"), v1["id"].as_i64())
+    );
+    assert_eq!((a["buy_cost"].as_str(), a["sell_currency"].as_str()), (Some("0.079167"), Some("EUR")));
+    let b = &get(&app, "/search?call_id=b").await["items"][0];
+    assert_eq!(
+        (b["sell_cost"].as_str(), b["sell_deck"].as_i64()),
+        (Some("0.072000"), v2["id"].as_i64()),
+        "the version in force at the start"
+    );
+    assert_eq!(b["buy_cost"], "0.012500");
+    let c = &get(&app, "/search?call_id=c").await["items"][0];
+    assert_eq!((c["dest_e164"].as_str(), c["dest_country"].as_str()), (Some("+33142685300"), Some("FR")));
+    assert_eq!(
+        (c["sell_cost"].as_str(), c["buy_rating"].as_str(), c["buy_cost"].as_str()),
+        (Some("0.370000"), Some("unmatched"), None)
+    );
+    let d = &get(&app, "/search?call_id=d").await["items"][0];
+    assert_eq!(
+        (d["dest_e164"].as_str(), d["dest_type"].as_str(), d["sell_rating"].as_str()),
+        (None, Some("extension"), Some("no_number"))
+    );
+    let e = &get(&app, "/search?call_id=e").await["items"][0];
+    assert_eq!((e["sell_rating"].as_str(), e["sell_cost"].as_str()), (Some("rated"), Some("0.000000")));
+    let f = &get(&app, "/search?call_id=f").await["items"][0];
+    assert_eq!((f["sell_rating"].as_str(), f["sell_cost"].as_str()), (Some("no_deck"), None));
+    // PostgreSQL holds the same as the index.
+    assert_eq!(
+        app.count("SELECT count(*) FROM cdrs WHERE sell_cost = 0.21 AND dest_e164 = '+447400123456'").await,
+        1
+    );
+
+    // Filters on the derived fields.
+    assert_eq!(ids(&get(&app, "/search?dest_country=GB").await), ["a", "b", "e"]);
+    assert_eq!(ids(&get(&app, "/search?dest_country=fr,gb&dest_type=mobile").await), ["a", "e"]);
+    assert_eq!(ids(&get(&app, "/search?dest_e164=%2B4474*").await), ["a", "e"]);
+    assert_eq!(ids(&get(&app, "/search?dest_e164=%2B33142685300").await), ["c", "f"]);
+    let resp = app.client.get("/search?dest_type=landline").send().await;
+    resp.assert_status(StatusCode::BAD_REQUEST);
+
+    // Money in /stats, the same from the rollups and from the index.
+    let window = "from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z";
+    let rollups = eventually(Duration::from_secs(30), "stats from the rollups", || async {
+        let s = get(&app, &format!("/stats?{window}")).await;
+        if s["answered_by"] == "rollups" && s["total_calls"] == 6 { Ok(s) } else { Err(s.to_string()) }
+    })
+    .await;
+    let index = get(&app, &format!("/stats?{window}&breakdown=dest_country,dest_type")).await;
+    assert_eq!(index["answered_by"], "index", "{index}");
+    for s in [&rollups, &index] {
+        assert_eq!(
+            (s["revenue"].as_str(), s["cost"].as_str(), s["margin"].as_str()),
+            (Some("0.652000"), Some("0.091667"), Some("0.560333")),
+            "{s}"
+        );
+        assert_eq!(s["rated_calls"], json!({ "sell": 4, "buy": 3 }), "{s}");
+        assert_eq!(s["unrated_calls"], json!({ "sell": 2, "buy": 3 }), "{s}");
+    }
+    let by_country = index["by_dest_country"].as_array().cloned().unwrap_or_default();
+    let row = |key: &str| by_country.iter().find(|r| r["key"] == key).cloned().unwrap_or(Value::Null);
+    assert_eq!(
+        (row("GB")["calls"].as_u64(), row("GB")["revenue"].as_str()),
+        (Some(3), Some("0.282000")),
+        "{index}"
+    );
+    assert_eq!(
+        (row("FR")["calls"].as_u64(), row("FR")["revenue"].as_str(), row("FR")["cost"].as_str()),
+        (Some(2), Some("0.370000"), Some("0.000000"))
+    );
+    assert_eq!(row("")["calls"], 1, "the extension has no country");
+    let by_type = index["by_dest_type"].as_array().cloned().unwrap_or_default();
+    assert!(by_type.iter().any(|r| r["key"] == "mobile" && r["calls"] == 2), "{index}");
+    let top = get(&app, &format!("/stats?{window}&breakdown=dest_country&top=1")).await;
+    assert_eq!(top["by_dest_country"].as_array().map(Vec::len), Some(1));
+    assert_eq!(top["by_dest_country"][0]["key"], "GB");
+    // One account's money from its own rollups.
+    let acme = get(&app, &format!("/stats?{window}&account_code=acme")).await;
+    assert_eq!(
+        (acme["answered_by"].as_str(), acme["revenue"].as_str()),
+        (Some("rollups"), Some("0.652000")),
+        "{acme}"
+    );
+    app.assert_rollups_match_rows().await;
+    app.cleanup().await;
+}
