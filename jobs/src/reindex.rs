@@ -30,14 +30,14 @@ const LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
 const CATCH_UP_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 const CHUNK_RETRIES: u32 = 8;
 
-/// A rebuild of what is derived from the rows in PostgreSQL; both kinds travel on the
-/// rebuild queue.
+/// A rebuild of what is derived from the rows in PostgreSQL (the search index, the KPI
+/// rollups, the calls' numbers and prices); every kind travels on the rebuild queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReindexJob {
     pub job_id: String,
     pub enqueued_at: DateTime<Utc>,
     /// What is rebuilt: the search index (messages without the field, from earlier
-    /// versions, are index rebuilds) or the KPI rollups of a window.
+    /// versions, are index rebuilds), the KPI rollups of a window, or the prices of calls.
     #[serde(default)]
     pub target: RebuildTarget,
     /// For an index rebuild: only this month's index (its first day); all months when absent.
@@ -45,13 +45,18 @@ pub struct ReindexJob {
     pub month: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RebuildTarget {
     #[default]
     Index,
     Rollups(crate::rollups::rebuild::RebuildWindow),
+    /// A re-rate of the calls in scope ([`crate::rating::rerate`]).
+    Rerate(crate::rating::rerate::RerateScope),
 }
+
+/// Only one re-rate runs at a time; this lease names it.
+pub const RERATE_LEASE: &str = "rerate";
 
 /// Only one rollup rebuild runs at a time; this lease names it.
 pub const ROLLUP_LEASE: &str = "rollup-rebuild";
@@ -76,10 +81,16 @@ impl ReindexJob {
         ReindexJob { target: RebuildTarget::Rollups(window), ..Self::new() }
     }
 
+    /// A re-rate of the calls in `scope`.
+    pub fn rerate(scope: crate::rating::rerate::RerateScope) -> Self {
+        ReindexJob { target: RebuildTarget::Rerate(scope), ..Self::new() }
+    }
+
     pub fn kind(&self) -> JobKind {
         match self.target {
             RebuildTarget::Index => JobKind::Reindex,
             RebuildTarget::Rollups(_) => JobKind::RollupRebuild,
+            RebuildTarget::Rerate(_) => JobKind::Rerate,
         }
     }
 
@@ -88,6 +99,7 @@ impl ReindexJob {
         match self.target {
             RebuildTarget::Index => LEASE,
             RebuildTarget::Rollups(_) => ROLLUP_LEASE,
+            RebuildTarget::Rerate(_) => RERATE_LEASE,
         }
     }
 
@@ -130,6 +142,8 @@ pub struct ReindexRunner {
     /// Where a message that is not a rebuild job is parked for inspection.
     pub publisher: crate::queue::Publisher,
     pub chunk: u64,
+    /// The dialling plans and rate decks re-rates price by.
+    pub catalogue: crate::rating::CatalogueCache,
 }
 
 /// What a rebuild wrote.
@@ -145,8 +159,10 @@ impl ReindexRunner {
     /// redelivered job picks up where its earlier delivery stopped: if the alias already
     /// moved, it only finishes the clean-up.
     pub async fn run(&self, job: &ReindexJob) -> Result<Rebuilt, ReindexError> {
-        if let RebuildTarget::Rollups(window) = job.target {
-            return self.rebuild_rollups(job, &window).await;
+        match &job.target {
+            RebuildTarget::Rollups(window) => return self.rebuild_rollups(job, window).await,
+            RebuildTarget::Rerate(scope) => return self.rerate(job, scope).await,
+            RebuildTarget::Index => {}
         }
         let known = self.jobs.get(&job.job_id).await?;
         if let Some(state) = &known
@@ -214,6 +230,56 @@ impl ReindexRunner {
         }
         if let Err(e) = self.jobs.release_lease(ROLLUP_LEASE, &job.job_id).await {
             warn!(error = %e, "could not release the rollup rebuild lease");
+        }
+        result.map(|_| Rebuilt::default())
+    }
+
+    /// A re-rate: chunks committed one by one with their progress, so a redelivery resumes
+    /// after the last; the batches whose calls changed are queued for indexing as it goes
+    /// (and found by the sweeper if that fails).
+    async fn rerate(
+        &self,
+        job: &ReindexJob,
+        scope: &crate::rating::rerate::RerateScope,
+    ) -> Result<Rebuilt, ReindexError> {
+        let known = self.jobs.get(&job.job_id).await?;
+        let result = match known.filter(|s| s.status == crate::state::JobStatus::Succeeded) {
+            Some(_) => Ok(None),
+            None => {
+                self.jobs.start_attempt(&job.initial_state()).await?;
+                let on_chunk = |progress: crate::rating::rerate::RerateProgress, batches: Vec<String>| async move {
+                    if let Err(e) = self.jobs.set_rerate(&job.job_id, &progress).await {
+                        warn!(job_id = %job.job_id, error = %e, "could not record re-rate progress");
+                    }
+                    for batch in batches {
+                        if let Err(e) = crate::indexing::enqueue(&self.publisher, &self.jobs, &batch).await {
+                            warn!(batch = %batch, error = %e, "could not queue indexing of re-rated calls; the sweeper will");
+                        }
+                    }
+                };
+                crate::rating::rerate::rerate(&self.db, &self.catalogue, &job.job_id, scope, on_chunk)
+                    .await
+                    .map(Some)
+                    .map_err(ReindexError::from)
+            }
+        };
+        match &result {
+            Ok(Some(done)) => {
+                let counts = JobCounts { received: done.scanned, ..JobCounts::default() };
+                self.jobs.set_rerate(&job.job_id, done).await?;
+                self.jobs.mark_succeeded(&job.job_id, &counts).await?;
+                crate::metrics::count_job("rerate", "succeeded");
+                info!(job_id = %job.job_id, scanned = done.scanned, changed = done.changed, "re-rate done");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.jobs.mark_failed(&job.job_id, e.code(), &e.to_string()).await?;
+                crate::metrics::count_job("rerate", "failed");
+                warn!(job_id = %job.job_id, error = %e, "re-rate failed");
+            }
+        }
+        if let Err(e) = self.jobs.release_lease(RERATE_LEASE, &job.job_id).await {
+            warn!(error = %e, "could not release the re-rate lease");
         }
         result.map(|_| Rebuilt::default())
     }

@@ -27,6 +27,8 @@ pub enum JobKind {
     RollupRebuild,
     /// Dropping what retention expired (or, dry, listing it).
     Retention,
+    /// Pricing stored calls again after a rate deck or dialling plan changed.
+    Rerate,
 }
 
 impl JobKind {
@@ -37,11 +39,12 @@ impl JobKind {
             JobKind::Reindex => "reindex",
             JobKind::RollupRebuild => "rollup_rebuild",
             JobKind::Retention => "retention",
+            JobKind::Rerate => "rerate",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::Ingest, Self::Index, Self::Reindex, Self::RollupRebuild, Self::Retention]
+        [Self::Ingest, Self::Index, Self::Reindex, Self::RollupRebuild, Self::Retention, Self::Rerate]
             .into_iter()
             .find(|k| k.as_str() == s)
     }
@@ -135,6 +138,10 @@ pub struct JobState {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<crate::retention::RetentionReport>,
+    /// For a re-rate: calls read and changed so far.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerate: Option<crate::rating::rerate::RerateProgress>,
 }
 
 impl JobState {
@@ -153,6 +160,7 @@ impl JobState {
             error_code: None,
             index_job_id: None,
             retention: None,
+            rerate: None,
         }
     }
 }
@@ -546,6 +554,15 @@ impl JobStore {
         self.write(id, &[("retention", serde_json::to_string(report).unwrap_or_default())]).await
     }
 
+    /// Keeps a re-rate's progress with its state.
+    pub async fn set_rerate(
+        &self,
+        id: &str,
+        progress: &crate::rating::rerate::RerateProgress,
+    ) -> redis::RedisResult<()> {
+        self.write(id, &[("rerate", serde_json::to_string(progress).unwrap_or_default())]).await
+    }
+
     /// Links an ingest job to the index job that follows it.
     pub async fn set_index_job(&self, id: &str, index_job_id: &str) -> redis::RedisResult<()> {
         self.write(id, &[("index_job_id", index_job_id.to_string())]).await
@@ -711,5 +728,6 @@ fn from_hash(id: &str, map: &HashMap<String, String>) -> Option<JobState> {
         error_code: map.get("error_code").and_then(|s| ErrorCode::parse(s)),
         index_job_id: map.get("index_job_id").filter(|s| !s.is_empty()).cloned(),
         retention: map.get("retention").and_then(|s| serde_json::from_str(s).ok()),
+        rerate: map.get("rerate").and_then(|s| serde_json::from_str(s).ok()),
     })
 }

@@ -81,6 +81,7 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
             search,
             publisher: publisher.clone(),
             chunk: cli.index_chunk,
+            catalogue: Default::default(),
         }),
         folder: jobs::rollups::fold::Folder::new(db.clone(), job_store.clone()),
         sweeper: Sweeper::new(db, job_store, publisher, Duration::from_secs(cli.sweep_grace_secs)),

@@ -161,7 +161,7 @@ impl JobsApi {
         let queue = match job.kind {
             JobKind::Ingest => &topology.ingest,
             JobKind::Index => &topology.index,
-            JobKind::Reindex | JobKind::RollupRebuild => &topology.reindex,
+            JobKind::Reindex | JobKind::RollupRebuild | JobKind::Rerate => &topology.reindex,
             JobKind::Retention => &topology.maintenance,
         };
         let found = state

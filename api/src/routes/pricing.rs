@@ -15,6 +15,11 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 
+use super::sync::{ReindexResponse, start_rebuild};
+use jobs::rating::rerate::RerateScope;
+use jobs::reindex::ReindexJob;
+use jobs::search::{ParamError, parse_filters};
+
 pub struct PricingApi;
 
 /// Most bytes a rate deck may have (a 50,000-prefix deck is about 3 MB).
@@ -222,5 +227,44 @@ impl PricingApi {
             )),
             Err(SaveError::Database(e)) => Err(ApiError::unavailable("postgresql", e)),
         }
+    }
+
+    /// Re-rate stored calls
+    ///
+    /// Prices the calls starting in `[from, to)` again (of one account or source when given)
+    /// by the dialling plans and rate decks of now, after a deck or plan changed: their
+    /// numbers and prices are updated where they changed, the previous price kept in
+    /// `rating_history`, the KPI rollups and the search index follow. A job on the rebuild
+    /// queue (`kind: "rerate"`): progress (`rerate.scanned`, `rerate.changed`) in
+    /// `/jobs/{id}`; committed chunk by chunk, so a killed re-rate resumes where it stopped
+    /// and never counts a call twice. 409 while another re-rate runs.
+    #[allow(unused_variables)]
+    #[oai(path = "/rerate", method = "post")]
+    async fn rerate(
+        &self,
+        state: Data<&AppState>,
+        req: &poem::Request,
+        /// Earliest `start_time` (inclusive): RFC 3339 or `YYYY-MM-DD`.
+        from: Query<Option<String>>,
+        /// Latest `start_time` (exclusive): RFC 3339 or `YYYY-MM-DD` (that whole day).
+        to: Query<Option<String>>,
+        account_code: Query<Option<String>>,
+        source: Query<Option<String>>,
+    ) -> Result<ReindexResponse, ApiError> {
+        let pairs = ApiError::query_pairs(req)?;
+        let known = ["from", "to", "account_code", "source"];
+        if let Some((name, _)) = pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            return Err(ApiError::parameter(ParamError::new(
+                name,
+                format!("unknown parameter; known: {}", known.join(", ")),
+            )));
+        }
+        let filters = parse_filters(&pairs, &[]).map_err(ApiError::parameter)?;
+        let (Some(from), Some(to)) = (filters.from, filters.to) else {
+            let missing = if filters.from.is_none() { "from" } else { "to" };
+            return Err(invalid_parameter(missing, "required: a re-rate covers a bounded window"));
+        };
+        let scope = RerateScope { from, to, account_code: filters.account_code, source: filters.source };
+        start_rebuild(&state, ReindexJob::rerate(scope)).await
     }
 }

@@ -24,7 +24,7 @@ pub enum SyncResponse {
 }
 
 #[derive(ApiResponse)]
-pub enum ReindexResponse {
+pub(crate) enum ReindexResponse {
     /// The rebuild is queued; follow it at the Location.
     #[oai(status = 202)]
     Accepted(Json<JobAccepted>, #[oai(header = "Location")] String),
@@ -122,7 +122,7 @@ impl SyncApi {
 }
 
 /// Records, claims and publishes a rebuild job; 409 while one of its kind runs.
-async fn start_rebuild(state: &AppState, job: ReindexJob) -> Result<ReindexResponse, ApiError> {
+pub(crate) async fn start_rebuild(state: &AppState, job: ReindexJob) -> Result<ReindexResponse, ApiError> {
     state.jobs.create(&job.initial_state()).await.map_err(|e| ApiError::unavailable("redis", e))?;
     if let Err(e) = claim(&state.jobs, &job).await {
         let _ = state.jobs.delete(&job.job_id).await;

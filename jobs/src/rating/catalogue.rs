@@ -29,21 +29,37 @@ impl Catalogue {
     /// The caller's and callee's numbers by the source's plan, and the price of the call on
     /// both sides.
     pub fn derive(&self, cdr: &Cdr) -> Derived {
-        let plan = self.plans.for_source(&cdr.source);
-        let src = plan.normalise(&cdr.src_number);
-        let dest = plan.normalise(&cdr.dest_number);
+        self.derive_from(&Parties {
+            source: &cdr.source,
+            account_code: cdr.account_code.as_deref(),
+            src_number: &cdr.src_number,
+            dest_number: &cdr.dest_number,
+            start_time: cdr.start_time,
+            billsec: cdr.billsec,
+        })
+    }
+
+    /// [`Catalogue::derive`] from the fields it reads, as a stored row has them.
+    pub fn derive_from(&self, p: &Parties<'_>) -> Derived {
+        let plan = self.plans.for_source(p.source);
+        let src = plan.normalise(p.src_number);
+        let dest = plan.normalise(p.dest_number);
         let rate = |side| {
-            self.rates.rate(
-                side,
-                cdr.account_code.as_deref(),
-                &cdr.source,
-                dest.e164.as_deref(),
-                cdr.start_time,
-                cdr.billsec,
-            )
+            self.rates.rate(side, p.account_code, p.source, dest.e164.as_deref(), p.start_time, p.billsec)
         };
         Derived { sell: rate(Side::Sell), buy: rate(Side::Buy), src, dest }
     }
+}
+
+/// What deriving reads from a CDR.
+#[derive(Debug, Clone, Copy)]
+pub struct Parties<'a> {
+    pub source: &'a str,
+    pub account_code: Option<&'a str>,
+    pub src_number: &'a str,
+    pub dest_number: &'a str,
+    pub start_time: chrono::DateTime<chrono::Utc>,
+    pub billsec: i32,
 }
 
 /// Changes whenever a plan is saved or deleted or a deck added.

@@ -172,7 +172,13 @@ impl TestApp {
     /// Starts a worker that aborts the moment it reaches crash point `point` (see
     /// `jobs::crash`), as a `kill -9` at exactly that step would.
     pub async fn start_crashing_worker(&mut self, point: &str) {
-        self.worker_env.push(("FAILPOINTS".into(), format!("{point}=return")));
+        self.start_worker_with_failpoints(&format!("{point}=return")).await;
+    }
+
+    /// Starts a worker with a whole `FAILPOINTS` setting, e.g. `point=2*off->return` to
+    /// abort at the third time `point` is reached.
+    pub async fn start_worker_with_failpoints(&mut self, spec: &str) {
+        self.worker_env.push(("FAILPOINTS".into(), spec.to_string()));
         self.start_worker().await;
         self.worker_env.pop();
     }

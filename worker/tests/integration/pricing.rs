@@ -260,3 +260,91 @@ async fn numbers_are_normalised_calls_priced_and_money_summed_alike_by_both_path
     app.assert_rollups_match_rows().await;
     app.cleanup().await;
 }
+
+/// Revenue over March 1st, as `/stats` answers it from the rollups (pending sums included).
+async fn revenue(app: &TestApp) -> String {
+    let s = get(app, "/stats?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z").await;
+    assert_eq!(s["answered_by"], "rollups", "{s}");
+    s["revenue"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_rerate_killed_half_way_resumes_and_counts_every_call_once() {
+    let mut app = TestApp::new().await;
+    app.start_worker().await;
+    let deck = "name=flat&side=sell&applies_to=all&effective_from=2026-01-01T00:00:00Z";
+    assert_eq!(post_deck(&app, deck, "44,UK,0.01,0,60,60,EUR\n").await.0, StatusCode::CREATED);
+    // 5,000 one-minute calls: 2½ re-rate chunks.
+    let calls: Vec<Value> = (0..5_000)
+        .map(|n| {
+            let start = format!("2026-03-01T{:02}:{:02}:{:02}Z", n / 3600 % 24, n / 60 % 60, n % 60);
+            call(&format!("r{n}"), "pbx", Some("acme"), &format!("+4420794{n:05}"), &start, 60)
+        })
+        .collect();
+    let accepted = app.ingest(&Value::Array(calls)).await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("job id")).await;
+    assert_eq!(revenue(&app).await, "50.000000");
+
+    // The price doubles, back-dated; calls already stored keep theirs until a re-rate.
+    let change = "name=flat-2&side=sell&applies_to=all&effective_from=2026-02-01T00:00:00Z";
+    let (status, v2) = post_deck(&app, change, "44,UK,0.02,0,60,60,EUR\n").await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    assert_eq!(revenue(&app).await, "50.000000");
+
+    // Killed before its second chunk commits: the first stays, the second rolls back.
+    app.stop_worker().await;
+    app.start_worker_with_failpoints("rerate-before-commit=1*off->return").await;
+    let resp = app.client.post("/rerate?from=2026-03-01&to=2026-03-01&account_code=acme").send().await;
+    resp.assert_status(StatusCode::ACCEPTED);
+    let job = resp.json().await.value().deserialize::<Value>();
+    let job_id = job["job_id"].as_str().expect("job id").to_string();
+    let died = app.wait_worker_died(Duration::from_secs(60)).await;
+    assert!(!died.success(), "{died:?}");
+    let chunk = jobs::rating::rerate::CHUNK;
+    assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE sell_cost = 0.02").await, chunk);
+    assert_eq!(app.count("SELECT count(*) FROM rating_history").await, chunk);
+    assert_eq!(revenue(&app).await, format!("{:.6}", 50.0 + 0.01 * chunk as f64), "one chunk's change");
+    // A second re-rate waits for this one.
+    let resp = app.client.post("/rerate?from=2026-03-01&to=2026-03-02").send().await;
+    resp.assert_status(StatusCode::CONFLICT);
+
+    app.start_worker().await;
+    let done = app.wait_succeeded(&job_id).await;
+    assert_eq!(done["kind"], "rerate");
+    assert_eq!(done["rerate"]["scanned"], 5_000, "{done}");
+    assert_eq!(done["rerate"]["changed"], 5_000, "{done}");
+    assert_eq!(revenue(&app).await, "100.000000");
+    assert_eq!(
+        app.count("SELECT count(*) FROM rating_history WHERE sell_cost = 0.01").await,
+        5_000,
+        "previous prices kept"
+    );
+    assert_eq!(app.count(&format!("SELECT count(*) FROM cdrs WHERE sell_deck = {}", v2["id"])).await, 5_000);
+    app.assert_rollups_match_rows().await;
+    // The index follows: every call's new price, and the index's sum equals the rollups'.
+    app.wait_in_sync(Duration::from_secs(90)).await;
+    let r1 = &get(&app, "/search?call_id=r1").await["items"][0];
+    assert_eq!((r1["sell_cost"].as_str(), r1["sell_deck"].as_i64()), (Some("0.020000"), v2["id"].as_i64()));
+    let index = eventually(Duration::from_secs(60), "the index's revenue follows", || async {
+        let s = get(&app, "/stats?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&breakdown=dest_country")
+            .await;
+        if s["revenue"] == "100.000000" { Ok(s) } else { Err(s.to_string()) }
+    })
+    .await;
+    assert_eq!(index["answered_by"], "index");
+
+    // Run again, it finds nothing to change and counts nothing twice.
+    let resp = app.client.post("/rerate?from=2026-03-01&to=2026-03-02").send().await;
+    resp.assert_status(StatusCode::ACCEPTED);
+    let again = resp.json().await.value().deserialize::<Value>();
+    let again = app.wait_succeeded(again["job_id"].as_str().expect("job id")).await;
+    assert_eq!(
+        (again["rerate"]["scanned"].as_u64(), again["rerate"]["changed"].as_u64()),
+        (Some(5_000), Some(0))
+    );
+    assert_eq!(revenue(&app).await, "100.000000");
+    // A window is required.
+    let resp = app.client.post("/rerate?from=2026-03-01").send().await;
+    resp.assert_status(StatusCode::BAD_REQUEST);
+    app.cleanup().await;
+}
