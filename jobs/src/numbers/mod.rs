@@ -3,10 +3,11 @@
 //! dialling rules.
 //!
 //! Nothing is guessed. A value becomes E.164 only when it is written internationally (`+`,
-//! or an international prefix), or nationally by a source whose home country is known, and
-//! libphonenumber finds it a valid number. Everything else keeps no E.164 and a type that
-//! says why: `extension`, `sip_user`, `invalid`, `unresolved` (national digits from a source
-//! without a home country) or `empty`.
+//! or an international prefix) with a known country calling code, or nationally by a source
+//! whose home country is known and libphonenumber finds it a valid number. Everything else keeps no E.164 and a type that
+//! says why: `extension` (a short number, a feature code such as `*1001`, or a one-letter
+//! dialplan extension such as `s`), `sip_user`, `invalid`, `unresolved` (national digits from a
+//! source without a home country) or `empty`.
 
 mod plan;
 pub mod plans;
@@ -83,7 +84,17 @@ fn dialled(raw: &str) -> Result<String, &'static str> {
         None => (false, digits.as_str()),
     };
     if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(if rest.chars().any(char::is_alphabetic) { "sip_user" } else { "invalid" });
+        // Feature and service codes (`*1001`, `*99#`) and Asterisk's one-letter dialplan
+        // extensions (`s`, `t`, `h`, `i`) are extensions; other words are SIP users.
+        let code = !plus && rest.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#');
+        let letter = !plus && rest.len() == 1 && rest.bytes().all(|b| b.is_ascii_alphabetic());
+        return Err(if code || letter {
+            "extension"
+        } else if !plus && rest.chars().any(char::is_alphabetic) {
+            "sip_user"
+        } else {
+            "invalid"
+        });
     }
     Ok(if plus { digits } else { rest.to_string() })
 }
@@ -139,11 +150,27 @@ fn without_home_idd(country: phonenumber::country::Id, digits: &str) -> Option<&
     (idd.start() == 0 && !rest.is_empty() && !rest.starts_with('0')).then_some(rest)
 }
 
+/// A number written internationally. One libphonenumber does not find valid (a range newer
+/// than its metadata, a test or reserved range) keeps its E.164 form — the switch dialled
+/// it so — with type `unknown`, and the country only when its calling code is one
+/// country's alone (`+34` is Spain; `+1` or `+44` could be several).
 fn international_number(digits: &str) -> Normalised {
     if digits.len() < 7 || digits.len() > 15 {
         return Normalised::none("invalid");
     }
-    classify(phonenumber::parse(None, format!("+{digits}")).ok())
+    let Ok(number) = phonenumber::parse(None, format!("+{digits}")) else {
+        return Normalised::none("invalid");
+    };
+    if number.is_valid() {
+        return classify(Some(number));
+    }
+    let code = number.code().value();
+    let regions = phonenumber::metadata::DATABASE.region(&code).unwrap_or_default();
+    let country = match regions.as_slice() {
+        [only] if *only != "001" => Some(only.to_string()),
+        _ => None,
+    };
+    Normalised { e164: Some(number.format().mode(Mode::E164).to_string()), country, kind: "unknown" }
 }
 
 fn classify(number: Option<PhoneNumber>) -> Normalised {

@@ -78,7 +78,13 @@ fn extensions_sip_users_and_unresolvable_values_stay_unnormalised() {
         ("alice", "sip_user"),
         ("sip:alice@pbx.example.com", "sip_user"),
         ("anonymous", "sip_user"),
-        ("*99#", "invalid"),
+        ("*99#", "extension"),
+        ("*1003", "extension"),
+        ("s", "extension"),
+        ("t", "extension"),
+        ("test", "sip_user"),
+        ("+44 abc", "invalid"),
+        ("12-34-5a", "sip_user"),
         ("", "empty"),
         ("   ", "empty"),
         ("0123", "extension"),
@@ -136,4 +142,21 @@ fn the_home_countrys_own_international_prefix_after_a_stripped_tech_prefix() {
     assert_eq!(e164(&home("US"), "011 33 1 42 68 53 00").1, some("FR"));
     assert_eq!(e164(&home("FR"), "00 1 201 555 0123").0, some("+12015550123"));
     assert_eq!(e164(&home("FR"), "01 42 68 53 00").0, some("+33142685300"), "a national 01 is no prefix");
+}
+
+#[test]
+fn international_numbers_outside_the_metadatas_ranges_keep_their_e164_form() {
+    // CDR-Stats' sample dials +34 79…, a range libphonenumber does not list.
+    let n = DiallingPlan::default().normalise("+34798400122");
+    assert_eq!(
+        (n.e164.as_deref(), n.country.as_deref(), n.kind),
+        (Some("+34798400122"), Some("ES"), "unknown")
+    );
+    // +44 is shared by GB, GG, JE and IM: no country is picked for an unlisted range.
+    let n = DiallingPlan::default().normalise("+44 1111 111111");
+    assert_eq!((n.e164.as_deref(), n.country), (Some("+441111111111"), None));
+    // An unknown calling code is no number.
+    assert_eq!(DiallingPlan::default().normalise("+999 1234 5678").kind, "invalid");
+    // National values are still only taken when valid.
+    assert_eq!(home("GB").normalise("0111 111 1111").kind, "invalid");
 }

@@ -20,6 +20,10 @@ pub const COLUMNS: [&str; 7] = [
     "currency",
 ];
 
+/// The largest rate per minute or connect fee: far above any real tariff, and low enough that
+/// the longest call's cost fits the stored precision and the index's sums in millionths.
+pub const MAX_AMOUNT: u32 = 10_000;
+
 /// Most digits a prefix may have: a whole E.164 number.
 const MAX_PREFIX_DIGITS: usize = 15;
 
@@ -93,6 +97,9 @@ pub fn read_deck(body: &[u8]) -> Result<DeckRates, DeckError> {
             if v.scale() > super::price::COST_SCALE {
                 return Err(fault(line, COLUMNS[k], "more than 6 decimal places"));
             }
+            if v > Decimal::from(MAX_AMOUNT) {
+                return Err(fault(line, COLUMNS[k], format!("more than {MAX_AMOUNT}")));
+            }
             Ok(v)
         };
         let seconds = |k: usize, least: u32| -> Result<u32, DeckError> {
@@ -165,6 +172,7 @@ mod tests {
             ("44,UK,0.1,0,60,60,EUR\n33,FR,0.1,0,60,60,USD\n", 3, "currency"),
             ("44,UK,0.1,0,60,60,EUR\n44,UK,0.2,0,60,60,EUR\n", 3, "prefix"),
             ("44,UK,0.1234567,0,60,60,EUR\n", 2, "rate_per_minute"),
+            ("44,UK,0.1,10000.01,60,60,EUR\n", 2, "connect_fee"),
             ("44,UK,0.1,0,60,60\n", 2, "row"),
         ] {
             let err = read_deck(format!("{HEADER}{rows}").as_bytes()).unwrap_err();

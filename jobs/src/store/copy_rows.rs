@@ -167,7 +167,7 @@ mod tests {
             out,
             "pbx\\\\1\ta\\tb\tseq:1\t+4420\t*99#\t2026-11-27T04:46:52.929609Z\t\\N\t2026-11-27T04:46:57.929609Z\t\
              5\t0\tNO ANSWER\tNO ANSWER\tf\tline\\nbreak\\r\t\\N\t\\N\t\\N\tf\t{\"note\":\"quote \\\\\" and \\\\\\\\ slash\"}\t\
-             \\N\t\\N\t\\N\tinvalid\tno_deck\t\\N\t\\N\t\\N\t\\N\tno_deck\t\\N\t\\N\t\\N\t\\N\n"
+             \\N\t\\N\t\\N\textension\tno_deck\t\\N\t\\N\t\\N\t\\N\tno_deck\t\\N\t\\N\t\\N\t\\N\n"
         );
         assert_eq!(out.matches('\t').count(), COLUMNS.split(',').count() - 1);
     }

@@ -81,6 +81,21 @@ async fn the_real_files_keep_what_the_switch_wrote() {
     assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE dest_number = 't'").await, 7);
     assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE src_number = '' AND caller_withheld").await, 5);
     assert_eq!(app.count("SELECT count(*) FROM cdrs WHERE disposition_raw = 'NO ANSWER'").await, 7);
+    // Dialplan extensions get no E.164 form and are counted as extensions, never guessed.
+    assert_eq!(
+        app.count("SELECT count(*) FROM cdrs WHERE dest_number IN ('s', 't') AND dest_type = 'extension' AND dest_e164 IS NULL").await,
+        15
+    );
+
+    // CDR-Stats dials Spain in E.164: every call's country is found, the ranges libphonenumber
+    // lists typed (650… mobile), the others kept as dialled with type unknown; its callers are
+    // national digits with no plan for the source, so they stay unresolved.
+    import(&app, "/cdrs?source=cdrstats", "text/csv", real_file("cdr-stats-CDRImport-2015-10-26.csv")).await;
+    let cdrstats = |what: &str| format!("SELECT count(*) FROM cdrs WHERE source = 'cdrstats' AND {what}");
+    assert_eq!(app.count(&cdrstats("dest_country = 'ES' AND dest_e164 = dest_number")).await, 5);
+    assert_eq!(app.count(&cdrstats("dest_type = 'mobile'")).await, 2);
+    assert_eq!(app.count(&cdrstats("dest_type = 'unknown'")).await, 3);
+    assert_eq!(app.count(&cdrstats("src_e164 IS NULL")).await, 5);
 
     // Asterisk's own test file: five different rows under one uniqueid are five records,
     // each with the switch's billsec (7 > the 5 s duration included) and disposition.
