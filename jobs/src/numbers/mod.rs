@@ -99,9 +99,27 @@ fn dialled(raw: &str) -> Result<String, &'static str> {
     Ok(if plus { digits } else { rest.to_string() })
 }
 
+/// Compiled patterns libphonenumber's metadata may keep at once. The crate keeps them in one
+/// LRU of 100, fewer than the patterns of even a few countries' numbers, so every call
+/// recompiled patterns evicted by the one before (~70 µs a number); a cache that holds every
+/// pattern in use makes a number cost a few microseconds. Patterns are compiled only when
+/// used: traffic to a handful of countries compiles a few hundred.
+const PATTERNS_KEPT: usize = 20_000;
+
+static PATTERN_CACHE: std::sync::Once = std::sync::Once::new();
+
+fn keep_patterns() {
+    PATTERN_CACHE.call_once(|| {
+        let cache = phonenumber::metadata::DATABASE.cache();
+        let mut kept = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *kept = regex_cache::RegexCache::new(PATTERNS_KEPT);
+    });
+}
+
 impl DiallingPlan {
     /// The E.164 form, country and type of a party as this source wrote it.
     pub fn normalise(&self, raw: &str) -> Normalised {
+        keep_patterns();
         let digits = match dialled(raw) {
             Ok(d) => d,
             Err(kind) => return Normalised::none(kind),

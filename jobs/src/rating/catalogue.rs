@@ -6,6 +6,7 @@ use crate::cdr::Cdr;
 use crate::numbers::Normalised;
 use crate::numbers::plans::{self, PlanBook};
 use sea_orm::{DatabaseConnection, DbErr};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -23,6 +24,40 @@ pub struct Derived {
 pub struct Catalogue {
     pub plans: PlanBook,
     pub rates: RateBook,
+    /// Numbers already normalised under these plans, by source and value as written.
+    memo: Memo,
+}
+
+/// Normalisation costs tens of microseconds (libphonenumber's patterns), and calls repeat
+/// their numbers: a PBX's callers, a carrier's busiest destinations. Bounded: emptied when
+/// full; a new catalogue (a plan changed) starts empty.
+#[derive(Debug, Clone, Default)]
+struct Memo(Arc<std::sync::Mutex<HashMap<(String, String), Normalised>>>);
+
+/// Numbers the memo keeps at most (about 15 MiB).
+const MEMO_ENTRIES: usize = 100_000;
+
+impl Memo {
+    fn get_or(&self, source: &str, raw: &str, compute: impl FnOnce() -> Normalised) -> Normalised {
+        let key = (source.to_string(), raw.to_string());
+        let lock = || self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = lock().get(&key) {
+            return known.clone();
+        }
+        let n = compute();
+        let mut memo = lock();
+        if memo.len() >= MEMO_ENTRIES {
+            memo.clear();
+        }
+        memo.insert(key, n.clone());
+        n
+    }
+}
+
+impl Catalogue {
+    pub fn new(plans: PlanBook, rates: RateBook) -> Self {
+        Catalogue { plans, rates, memo: Memo::default() }
+    }
 }
 
 impl Catalogue {
@@ -42,8 +77,8 @@ impl Catalogue {
     /// [`Catalogue::derive`] from the fields it reads, as a stored row has them.
     pub fn derive_from(&self, p: &Parties<'_>) -> Derived {
         let plan = self.plans.for_source(p.source);
-        let src = plan.normalise(p.src_number);
-        let dest = plan.normalise(p.dest_number);
+        let src = self.memo.get_or(p.source, p.src_number, || plan.normalise(p.src_number));
+        let dest = self.memo.get_or(p.source, p.dest_number, || plan.normalise(p.dest_number));
         let rate = |side| {
             self.rates.rate(side, p.account_code, p.source, dest.e164.as_deref(), p.start_time, p.billsec)
         };
@@ -92,8 +127,7 @@ impl CatalogueCache {
         {
             return Ok(catalogue.clone());
         }
-        let catalogue =
-            Arc::new(Catalogue { plans: plans::load(db).await?, rates: super::store::load_book(db).await? });
+        let catalogue = Arc::new(Catalogue::new(plans::load(db).await?, super::store::load_book(db).await?));
         tracing::info!(plans = version.0, latest_deck = version.2, "dialling plans and rate decks loaded");
         *loaded = Some((version, catalogue.clone()));
         Ok(catalogue)
