@@ -6,7 +6,8 @@
 //! rewritten. Rows stored before this version have no derived values until a re-rate
 //! covers them.
 //!
-//! The KPI rollups gain the sums money needs (cost on each side and the calls rated on it):
+//! The KPI rollups gain the sums money needs (cost on each side in millionths, exact and
+//! summed as integers, and the calls rated on each side):
 //! new columns with a constant default, again catalogue-only; pending rows written before
 //! have no such arrays and count as zero.
 //!
@@ -40,21 +41,21 @@ ALTER TABLE cdrs
 ALTER TABLE kpi_pending
     ADD COLUMN sell_rated BIGINT[],
     ADD COLUMN buy_rated BIGINT[],
-    ADD COLUMN sell_cost NUMERIC[],
-    ADD COLUMN buy_cost NUMERIC[];
+    ADD COLUMN sell_micros BIGINT[],
+    ADD COLUMN buy_micros BIGINT[];
 
 ALTER TABLE kpi_minute
     ADD COLUMN sell_rated BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_rated BIGINT NOT NULL DEFAULT 0,
-    ADD COLUMN sell_cost NUMERIC NOT NULL DEFAULT 0, ADD COLUMN buy_cost NUMERIC NOT NULL DEFAULT 0;
+    ADD COLUMN sell_micros BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_micros BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE kpi_hour
     ADD COLUMN sell_rated BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_rated BIGINT NOT NULL DEFAULT 0,
-    ADD COLUMN sell_cost NUMERIC NOT NULL DEFAULT 0, ADD COLUMN buy_cost NUMERIC NOT NULL DEFAULT 0;
+    ADD COLUMN sell_micros BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_micros BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE kpi_day
     ADD COLUMN sell_rated BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_rated BIGINT NOT NULL DEFAULT 0,
-    ADD COLUMN sell_cost NUMERIC NOT NULL DEFAULT 0, ADD COLUMN buy_cost NUMERIC NOT NULL DEFAULT 0;
+    ADD COLUMN sell_micros BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_micros BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE kpi_account_hour
     ADD COLUMN sell_rated BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_rated BIGINT NOT NULL DEFAULT 0,
-    ADD COLUMN sell_cost NUMERIC NOT NULL DEFAULT 0, ADD COLUMN buy_cost NUMERIC NOT NULL DEFAULT 0;
+    ADD COLUMN sell_micros BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_micros BIGINT NOT NULL DEFAULT 0;
 
 CREATE TABLE dialling_plans (
     source                 TEXT PRIMARY KEY,
@@ -122,11 +123,11 @@ DROP TABLE rating_history;
 DROP TABLE rate_deck_rates;
 DROP TABLE rate_decks;
 DROP TABLE dialling_plans;
-ALTER TABLE kpi_pending DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_cost, DROP COLUMN buy_cost;
-ALTER TABLE kpi_minute DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_cost, DROP COLUMN buy_cost;
-ALTER TABLE kpi_hour DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_cost, DROP COLUMN buy_cost;
-ALTER TABLE kpi_day DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_cost, DROP COLUMN buy_cost;
-ALTER TABLE kpi_account_hour DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_cost, DROP COLUMN buy_cost;
+ALTER TABLE kpi_pending DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;
+ALTER TABLE kpi_minute DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;
+ALTER TABLE kpi_hour DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;
+ALTER TABLE kpi_day DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;
+ALTER TABLE kpi_account_hour DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;
 ALTER TABLE cdrs
     DROP COLUMN src_e164, DROP COLUMN dest_e164, DROP COLUMN dest_country, DROP COLUMN dest_type,
     DROP COLUMN sell_rating, DROP COLUMN sell_cost, DROP COLUMN sell_currency, DROP COLUMN sell_prefix,

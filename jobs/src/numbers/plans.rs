@@ -25,6 +25,15 @@ impl PlanBook {
     pub fn for_source(&self, source: &str) -> &DiallingPlan {
         self.by_source.get(source).unwrap_or(&self.fallback)
     }
+
+    /// The plan of `source` with the name it is saved under: the source's own, or
+    /// [`DEFAULT_SOURCE`] for every source without one (so they share what they derive).
+    pub fn named_for<'a>(&'a self, source: &'a str) -> (&'a str, &'a DiallingPlan) {
+        match self.by_source.get(source) {
+            Some(plan) => (source, plan),
+            None => (DEFAULT_SOURCE, &self.fallback),
+        }
+    }
 }
 
 type PlanRow = (String, Option<String>, Vec<String>, Option<String>, Vec<String>, bool);

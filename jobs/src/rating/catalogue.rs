@@ -24,7 +24,7 @@ pub struct Derived {
 pub struct Catalogue {
     pub plans: PlanBook,
     pub rates: RateBook,
-    /// Numbers already normalised under these plans, by source and value as written.
+    /// Numbers already normalised under these plans, by plan and value as written.
     memo: Memo,
 }
 
@@ -38,8 +38,8 @@ struct Memo(Arc<std::sync::Mutex<HashMap<(String, String), Normalised>>>);
 const MEMO_ENTRIES: usize = 100_000;
 
 impl Memo {
-    fn get_or(&self, source: &str, raw: &str, compute: impl FnOnce() -> Normalised) -> Normalised {
-        let key = (source.to_string(), raw.to_string());
+    fn get_or(&self, plan: &str, raw: &str, compute: impl FnOnce() -> Normalised) -> Normalised {
+        let key = (plan.to_string(), raw.to_string());
         let lock = || self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(known) = lock().get(&key) {
             return known.clone();
@@ -76,9 +76,9 @@ impl Catalogue {
 
     /// [`Catalogue::derive`] from the fields it reads, as a stored row has them.
     pub fn derive_from(&self, p: &Parties<'_>) -> Derived {
-        let plan = self.plans.for_source(p.source);
-        let src = self.memo.get_or(p.source, p.src_number, || plan.normalise(p.src_number));
-        let dest = self.memo.get_or(p.source, p.dest_number, || plan.normalise(p.dest_number));
+        let (plan_name, plan) = self.plans.named_for(p.source);
+        let src = self.memo.get_or(plan_name, p.src_number, || plan.normalise(p.src_number));
+        let dest = self.memo.get_or(plan_name, p.dest_number, || plan.normalise(p.dest_number));
         let rate = |side| {
             self.rates.rate(side, p.account_code, p.source, dest.e164.as_deref(), p.start_time, p.billsec)
         };

@@ -99,21 +99,21 @@ WITH n AS (
            coalesce(substring(regexp_replace(left(o.dest_number, 5), '^(\+|00)', '') from '^[0-9]{1,3}'), '') AS dest_prefix,
            sum((n.sell_rating = 'rated')::int::int8 - coalesce((o.sell_rating = 'rated')::int, 0)) AS sell_rated,
            sum((n.buy_rating = 'rated')::int::int8 - coalesce((o.buy_rating = 'rated')::int, 0)) AS buy_rated,
-           sum(coalesce(n.sell_cost, 0) - coalesce(o.sell_cost, 0)) AS sell_cost,
-           sum(coalesce(n.buy_cost, 0) - coalesce(o.buy_cost, 0)) AS buy_cost
+           sum(((coalesce(n.sell_cost, 0) - coalesce(o.sell_cost, 0)) * 1000000)::int8) AS sell_micros,
+           sum(((coalesce(n.buy_cost, 0) - coalesce(o.buy_cost, 0)) * 1000000)::int8) AS buy_micros
     FROM o JOIN n USING (id, start_time) GROUP BY 1, 2, 3, 4, 5, 6
 ), packed AS (
     SELECT count(*) AS k, array_agg(bucket) AS bucket, array_agg(source) AS source, array_agg(direction) AS direction,
            array_agg(disposition) AS disposition, array_agg(account_code) AS account_code,
            array_agg(dest_prefix) AS dest_prefix, array_agg(0::int8) AS zero,
            array_agg(sell_rated) AS sell_rated, array_agg(buy_rated) AS buy_rated,
-           array_agg(sell_cost) AS sell_cost, array_agg(buy_cost) AS buy_cost
+           array_agg(sell_micros) AS sell_micros, array_agg(buy_micros) AS buy_micros
     FROM delta
 )
 INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix,
-                         attempts, effective, billsec, duration, sell_rated, buy_rated, sell_cost, buy_cost)
+                         attempts, effective, billsec, duration, sell_rated, buy_rated, sell_micros, buy_micros)
 SELECT $1, bucket, source, direction, disposition, account_code, dest_prefix, zero, zero, zero, zero,
-       sell_rated, buy_rated, sell_cost, buy_cost
+       sell_rated, buy_rated, sell_micros, buy_micros
 FROM packed WHERE k > 0
 "#;
 

@@ -51,14 +51,14 @@ static FOLD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 WITH moved AS (
     DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1))
     RETURNING bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration,
-              sell_rated, buy_rated, sell_cost, buy_cost, ev_source, ev_second, ev_delta, ev_ends_on
+              sell_rated, buy_rated, sell_micros, buy_micros, ev_source, ev_second, ev_delta, ev_ends_on
 ), sums AS MATERIALIZED (
     SELECT u.account_code, u.bucket, u.source, u.direction, u.disposition, {summed}
     FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code,
                          m.attempts, m.effective, m.billsec, m.duration,
-                         m.sell_rated, m.buy_rated, m.sell_cost, m.buy_cost)
+                         m.sell_rated, m.buy_rated, m.sell_micros, m.buy_micros)
         AS u(bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration,
-             sell_rated, buy_rated, sell_cost, buy_cost)
+             sell_rated, buy_rated, sell_micros, buy_micros)
     WHERE u.bucket IS NOT NULL
     GROUP BY 1, 2, 3, 4, 5
 ), ev_sources AS MATERIALIZED (

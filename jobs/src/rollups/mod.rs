@@ -98,12 +98,14 @@ impl Cuboid {
 }
 
 /// The sums every cuboid keeps.
-/// Calls priced and their prices on each side come last: money sums are `NUMERIC`.
+/// Calls priced and their prices on each side come last. Prices are summed in millionths
+/// (costs are kept to six places): exact, and integer sums cost the fold far less than
+/// `NUMERIC` ones.
 pub const SUM_COLUMNS: [&str; 8] =
-    ["attempts", "effective", "billsec", "duration", "sell_rated", "buy_rated", "sell_cost", "buy_cost"];
+    ["attempts", "effective", "billsec", "duration", "sell_rated", "buy_rated", "sell_micros", "buy_micros"];
 
-/// The sums of [`SUM_COLUMNS`] that are money (exact decimals), the others being counts.
-pub const MONEY_COLUMNS: [&str; 2] = ["sell_cost", "buy_cost"];
+/// The sums of [`SUM_COLUMNS`] that are money, in millionths.
+pub const MONEY_COLUMNS: [&str; 2] = ["sell_micros", "buy_micros"];
 
 /// The rollup dimensions and sums of a set of CDR rows named `rows`, grouped by the first
 /// six output columns: minute, source, direction, disposition, account code, destination
@@ -115,18 +117,18 @@ pub const SUMS_OF_ROWS: &str = "date_trunc('minute', start_time, 'UTC') AS bucke
      count(*) AS attempts, count(*) FILTER (WHERE disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED') AS effective, \
      coalesce(sum(billsec), 0) AS billsec, coalesce(sum(duration), 0) AS duration, \
      count(*) FILTER (WHERE sell_rating = 'rated') AS sell_rated, count(*) FILTER (WHERE buy_rating = 'rated') AS buy_rated, \
-     coalesce(sum(sell_cost), 0) AS sell_cost, coalesce(sum(buy_cost), 0) AS buy_cost";
+     coalesce(sum((sell_cost * 1000000)::int8), 0) AS sell_micros, coalesce(sum((buy_cost * 1000000)::int8), 0) AS buy_micros";
 
 /// Pending sums as rows (each pending row holds one batch's sums as parallel arrays). Rows
 /// appended before money was summed have no money arrays: their sums read as zero.
 pub const PENDING_ROWS: &str = "SELECT u.job_id, u.bucket, u.source, u.direction, u.disposition, u.account_code, \
      u.dest_prefix, u.attempts, u.effective, u.billsec, u.duration, coalesce(u.sell_rated, 0) AS sell_rated, \
-     coalesce(u.buy_rated, 0) AS buy_rated, coalesce(u.sell_cost, 0) AS sell_cost, coalesce(u.buy_cost, 0) AS buy_cost \
+     coalesce(u.buy_rated, 0) AS buy_rated, coalesce(u.sell_micros, 0) AS sell_micros, coalesce(u.buy_micros, 0) AS buy_micros \
      FROM (SELECT p.job_id, u.* FROM kpi_pending p, \
      unnest(p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix, \
-            p.attempts, p.effective, p.billsec, p.duration, p.sell_rated, p.buy_rated, p.sell_cost, p.buy_cost) \
+            p.attempts, p.effective, p.billsec, p.duration, p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros) \
      AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration, \
-          sell_rated, buy_rated, sell_cost, buy_cost)) u";
+          sell_rated, buy_rated, sell_micros, buy_micros)) u";
 
 /// The per-second call counts of the CDRs in `cdrs` matching `{where}` (see [`events_of_rows`]).
 const EVENTS_TEMPLATE: &str = "SELECT scope AS source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM ( \

@@ -85,13 +85,8 @@ fn statement(request: &StatsRequest, plan: &Plan) -> (String, Vec<Value>) {
     let mut conds = dims;
     conds.extend(sql.range(f.from, f.to));
     arms.push(format!("SELECT {columns} FROM ({PENDING_ROWS}) p{}", where_clause(&conds)));
-    let summed: Vec<String> = SUM_COLUMNS
-        .iter()
-        .map(|c| match MONEY_COLUMNS.contains(c) {
-            true => format!("coalesce(sum({c}), 0)::numeric AS {c}"),
-            false => format!("coalesce(sum({c}), 0)::int8 AS {c}"),
-        })
-        .collect();
+    let summed: Vec<String> =
+        SUM_COLUMNS.iter().map(|c| format!("coalesce(sum({c}), 0)::int8 AS {c}")).collect();
     let text = format!(
         "SELECT date_trunc('{}', bucket, 'UTC') AS start, disposition, {} FROM ({}) x GROUP BY 1, 2",
         request.interval.name(),
@@ -138,8 +133,9 @@ impl RollupStats {
             duration += whole(row.try_get("", "duration")?);
             totals.sell_rated += whole(row.try_get("", "sell_rated")?);
             totals.buy_rated += whole(row.try_get("", "buy_rated")?);
-            totals.sell_cost += row.try_get::<rust_decimal::Decimal>("", "sell_cost")?;
-            totals.buy_cost += row.try_get::<rust_decimal::Decimal>("", "buy_cost")?;
+            let [sell, buy] = MONEY_COLUMNS;
+            totals.sell_cost += rust_decimal::Decimal::new(row.try_get("", sell)?, 6);
+            totals.buy_cost += rust_decimal::Decimal::new(row.try_get("", buy)?, 6);
             let answered = disposition == answered_name;
             totals.calls += attempts;
             totals.effective += effective;

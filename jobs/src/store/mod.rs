@@ -62,7 +62,8 @@ WITH ins AS (
            sum(billsec) AS billsec, sum(duration) AS duration,
            count(*) FILTER (WHERE sell_rating = 'rated') AS sell_rated,
            count(*) FILTER (WHERE buy_rating = 'rated') AS buy_rated,
-           coalesce(sum(sell_cost), 0) AS sell_cost, coalesce(sum(buy_cost), 0) AS buy_cost
+           coalesce(sum((sell_cost * 1000000)::int8), 0) AS sell_micros,
+           coalesce(sum((buy_cost * 1000000)::int8), 0) AS buy_micros
     FROM ins GROUP BY 1, 2, 3, 4, 5, 6
 ), packed AS (
     SELECT count(*) AS n, array_agg(bucket) AS bucket, array_agg(source) AS source,
@@ -72,7 +73,7 @@ WITH ins AS (
            array_agg(attempts) AS attempts, array_agg(effective) AS effective,
            array_agg(coalesce(billsec, 0)) AS billsec, array_agg(coalesce(duration, 0)) AS duration,
            array_agg(sell_rated) AS sell_rated, array_agg(buy_rated) AS buy_rated,
-           array_agg(sell_cost) AS sell_cost, array_agg(buy_cost) AS buy_cost
+           array_agg(sell_micros) AS sell_micros, array_agg(buy_micros) AS buy_micros
     FROM grouped
 ), ev AS (
     SELECT source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM (
@@ -89,10 +90,10 @@ WITH ins AS (
 ), sums AS (
     INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix,
                              attempts, effective, billsec, duration, ev_source, ev_second, ev_delta, ev_ends_on,
-                             sell_rated, buy_rated, sell_cost, buy_cost)
+                             sell_rated, buy_rated, sell_micros, buy_micros)
     SELECT $1, p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix,
            p.attempts, p.effective, p.billsec, p.duration, e.source, e.second, e.delta, e.ends_on,
-           p.sell_rated, p.buy_rated, p.sell_cost, p.buy_cost
+           p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros
     FROM packed p, ev_packed e WHERE p.n > 0
 )
 SELECT count(*) AS inserted FROM ins
