@@ -56,6 +56,8 @@ pub struct Model {
     pub buy_currency: Option<String>,
     pub buy_prefix: Option<String>,
     pub buy_deck: Option<i64>,
+    /// When a re-rate last rewrote the derived values; `None`: as ingested.
+    pub derived_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,9 @@ pub struct Model {
     pub indexed_at: Option<DateTimeUtc>,
     /// When the sync sweeper last queued the batch for indexing; NULL if it never had to.
     pub swept_at: Option<DateTimeUtc>,
+    /// Re-rates that changed rows of the batch: an index job marks the batch indexed only if
+    /// none did since it began.
+    pub revision: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

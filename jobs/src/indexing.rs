@@ -209,7 +209,8 @@ impl IndexRunner {
         indexed: &mut u64,
         refused: &mut Vec<(i64, String)>,
     ) -> Result<(), IndexError> {
-        if batch_indexed(&self.db, &job.ingest_job_id).await? {
+        let (done, revision) = batch_indexed(&self.db, &job.ingest_job_id).await?;
+        if done {
             return Ok(());
         }
         if let Err(e) = self.jobs.reset_indexed(&job.job_id).await {
@@ -261,7 +262,9 @@ impl IndexRunner {
             }
             refused.extend(outcome.rejected);
         }
-        mark_batch_indexed(&self.db, &job.ingest_job_id).await?;
+        if !mark_batch_indexed(&self.db, &job.ingest_job_id, revision).await? {
+            info!(job_id = %job.job_id, batch = %job.ingest_job_id, "batch re-rated while indexed; left due for its next index job");
+        }
         crate::crash::point("index-after-mark");
         if let Err(e) = self.jobs.touch_last_indexed().await {
             warn!(error = %e, "could not record when rows last reached the index");
@@ -283,10 +286,11 @@ impl IndexRunner {
     }
 }
 
-/// Whether every row of an ingest batch is in the index already.
-async fn batch_indexed(db: &DatabaseConnection, ingest_job_id: &str) -> Result<bool, DbErr> {
+/// Whether every row of an ingest batch is in the index already, and the batch's revision
+/// (the re-rates that changed it) as of now.
+async fn batch_indexed(db: &DatabaseConnection, ingest_job_id: &str) -> Result<(bool, i32), DbErr> {
     let batch = ingest_batches::Entity::find_by_id(ingest_job_id.to_string()).one(db).await?;
-    Ok(batch.is_some_and(|b| b.indexed_at.is_some()))
+    Ok(batch.map_or((false, 0), |b| (b.indexed_at.is_some(), b.revision)))
 }
 
 /// Makes every batch due for indexing again (after the alias had to be re-created empty).
@@ -328,14 +332,21 @@ pub async fn clear_failures(db: &impl sea_orm::ConnectionTrait, ids: &[i64]) -> 
         .map(|_| ())
 }
 
-/// Marks an ingest batch as present in the index.
-pub async fn mark_batch_indexed(db: &DatabaseConnection, ingest_job_id: &str) -> Result<(), DbErr> {
+/// Marks an ingest batch as present in the index, unless a re-rate changed its rows since
+/// the rows were read at `revision`: then it stays due, for the index job the re-rate queued
+/// (or the sweeper). Returns whether it was marked.
+pub async fn mark_batch_indexed(
+    db: &DatabaseConnection,
+    ingest_job_id: &str,
+    revision: i32,
+) -> Result<bool, DbErr> {
     ingest_batches::Entity::update_many()
         .col_expr(ingest_batches::Column::IndexedAt, Expr::current_timestamp())
         .filter(ingest_batches::Column::JobId.eq(ingest_job_id))
+        .filter(ingest_batches::Column::Revision.eq(revision))
         .exec(db)
         .await
-        .map(|_| ())
+        .map(|done| done.rows_affected > 0)
 }
 
 /// Records a row the index refused for good (kept until the row indexes or a rebuild runs).

@@ -206,32 +206,13 @@ impl ReindexRunner {
         job: &ReindexJob,
         window: &crate::rollups::rebuild::RebuildWindow,
     ) -> Result<Rebuilt, ReindexError> {
-        let known = self.jobs.get(&job.job_id).await?;
-        let result = match known.filter(|s| s.status == crate::state::JobStatus::Succeeded) {
-            Some(_) => Ok(None),
-            None => {
-                self.jobs.start_attempt(&job.initial_state()).await?;
-                crate::rollups::rebuild::rebuild(&self.db, window).await.map(Some).map_err(ReindexError::from)
-            }
+        let work = async {
+            let done = crate::rollups::rebuild::rebuild(&self.db, window).await?;
+            info!(job_id = %job.job_id, rows = done.rows, corrected = done.corrected, "rollups rebuilt");
+            Ok(done)
         };
-        match &result {
-            Ok(Some(done)) => {
-                let counts = JobCounts { received: done.rows, ..JobCounts::default() };
-                self.jobs.mark_succeeded(&job.job_id, &counts).await?;
-                crate::metrics::count_job("rollup_rebuild", "succeeded");
-                info!(job_id = %job.job_id, rows = done.rows, corrected = done.corrected, "rollups rebuilt");
-            }
-            Ok(None) => {}
-            Err(e) => {
-                self.jobs.mark_failed(&job.job_id, e.code(), &e.to_string()).await?;
-                crate::metrics::count_job("rollup_rebuild", "failed");
-                warn!(job_id = %job.job_id, error = %e, "rollup rebuild failed");
-            }
-        }
-        if let Err(e) = self.jobs.release_lease(ROLLUP_LEASE, &job.job_id).await {
-            warn!(error = %e, "could not release the rollup rebuild lease");
-        }
-        result.map(|_| Rebuilt::default())
+        self.run_once(job, work, |done| JobCounts { received: done.rows, ..JobCounts::default() }).await?;
+        Ok(Rebuilt::default())
     }
 
     /// A re-rate: chunks committed one by one with their progress, so a redelivery resumes
@@ -242,46 +223,62 @@ impl ReindexRunner {
         job: &ReindexJob,
         scope: &crate::rating::rerate::RerateScope,
     ) -> Result<Rebuilt, ReindexError> {
-        let known = self.jobs.get(&job.job_id).await?;
-        let result = match known.filter(|s| s.status == crate::state::JobStatus::Succeeded) {
-            Some(_) => Ok(None),
-            None => {
-                self.jobs.start_attempt(&job.initial_state()).await?;
-                let on_chunk = |progress: crate::rating::rerate::RerateProgress, batches: Vec<String>| async move {
-                    if let Err(e) = self.jobs.set_rerate(&job.job_id, &progress).await {
-                        warn!(job_id = %job.job_id, error = %e, "could not record re-rate progress");
-                    }
-                    for batch in batches {
-                        if let Err(e) = crate::indexing::enqueue(&self.publisher, &self.jobs, &batch).await {
-                            warn!(batch = %batch, error = %e, "could not queue indexing of re-rated calls; the sweeper will");
-                        }
-                    }
-                };
-                crate::rating::rerate::rerate(&self.db, &self.catalogue, &job.job_id, scope, on_chunk)
-                    .await
-                    .map(Some)
-                    .map_err(ReindexError::from)
+        let on_chunk = |progress: crate::rating::rerate::RerateProgress, batches: Vec<String>| async move {
+            if let Err(e) = self.jobs.set_rerate(&job.job_id, &progress).await {
+                warn!(job_id = %job.job_id, error = %e, "could not record re-rate progress");
             }
+            for batch in batches {
+                if let Err(e) = crate::indexing::enqueue(&self.publisher, &self.jobs, &batch).await {
+                    warn!(batch = %batch, error = %e, "could not queue indexing of re-rated calls; the sweeper will");
+                }
+            }
+        };
+        let work = async {
+            let done = crate::rating::rerate::rerate(&self.db, &self.catalogue, &job.job_id, scope, on_chunk)
+                .await?;
+            if let Err(e) = self.jobs.set_rerate(&job.job_id, &done).await {
+                warn!(job_id = %job.job_id, error = %e, "could not record re-rate progress");
+            }
+            info!(job_id = %job.job_id, scanned = done.scanned, changed = done.changed, "re-rate done");
+            Ok(done)
+        };
+        self.run_once(job, work, |done| JobCounts { received: done.scanned, ..JobCounts::default() }).await?;
+        Ok(Rebuilt::default())
+    }
+
+    /// Runs `work`, a rebuild that commits as it goes, unless an earlier delivery of `job`
+    /// finished it; records the attempt and the outcome (counts from `counts`), counts it in
+    /// the metrics and releases the job's lease. `Ok(None)` when there was nothing to do.
+    async fn run_once<T>(
+        &self,
+        job: &ReindexJob,
+        work: impl std::future::Future<Output = Result<T, ReindexError>>,
+        counts: impl FnOnce(&T) -> JobCounts,
+    ) -> Result<Option<T>, ReindexError> {
+        let kind = job.kind().as_str();
+        let known = self.jobs.get(&job.job_id).await?;
+        let result = if known.is_some_and(|s| s.status == crate::state::JobStatus::Succeeded) {
+            Ok(None)
+        } else {
+            self.jobs.start_attempt(&job.initial_state()).await?;
+            work.await.map(Some)
         };
         match &result {
             Ok(Some(done)) => {
-                let counts = JobCounts { received: done.scanned, ..JobCounts::default() };
-                self.jobs.set_rerate(&job.job_id, done).await?;
-                self.jobs.mark_succeeded(&job.job_id, &counts).await?;
-                crate::metrics::count_job("rerate", "succeeded");
-                info!(job_id = %job.job_id, scanned = done.scanned, changed = done.changed, "re-rate done");
+                self.jobs.mark_succeeded(&job.job_id, &counts(done)).await?;
+                crate::metrics::count_job(kind, "succeeded");
             }
             Ok(None) => {}
             Err(e) => {
                 self.jobs.mark_failed(&job.job_id, e.code(), &e.to_string()).await?;
-                crate::metrics::count_job("rerate", "failed");
-                warn!(job_id = %job.job_id, error = %e, "re-rate failed");
+                crate::metrics::count_job(kind, "failed");
+                warn!(job_id = %job.job_id, kind, error = %e, "rebuild failed");
             }
         }
-        if let Err(e) = self.jobs.release_lease(RERATE_LEASE, &job.job_id).await {
-            warn!(error = %e, "could not release the re-rate lease");
+        if let Err(e) = self.jobs.release_lease(job.lease(), &job.job_id).await {
+            warn!(job_id = %job.job_id, kind, error = %e, "could not release the rebuild lease");
         }
-        result.map(|_| Rebuilt::default())
+        result
     }
 
     async fn rebuild(&self, job: &ReindexJob, started: DateTime<Utc>) -> Result<Rebuilt, ReindexError> {

@@ -11,6 +11,11 @@
 //! new columns with a constant default, again catalogue-only; pending rows written before
 //! have no such arrays and count as zero.
 //!
+//! `cdrs.derived_at` says when a re-rate last rewrote a row's derived values (NULL: as
+//! ingested); it versions the row's search document, so a write of older values never
+//! replaces newer ones. `ingest_batches.revision` counts the re-rates that touched a batch, so
+//! an index job that read it before one does not mark it indexed.
+//!
 //! `dialling_plans` holds how each source writes numbers; `rate_decks` and
 //! `rate_deck_rates` hold price lists, one version per (side, applies to, effective from),
 //! never edited in place. `rating_history` keeps a record's previous price whenever a
@@ -36,7 +41,10 @@ ALTER TABLE cdrs
     ADD COLUMN buy_cost NUMERIC(24, 6),
     ADD COLUMN buy_currency TEXT,
     ADD COLUMN buy_prefix TEXT,
-    ADD COLUMN buy_deck BIGINT;
+    ADD COLUMN buy_deck BIGINT,
+    ADD COLUMN derived_at TIMESTAMPTZ;
+
+ALTER TABLE ingest_batches ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
 
 ALTER TABLE kpi_pending
     ADD COLUMN sell_rated BIGINT[],
@@ -132,7 +140,8 @@ ALTER TABLE cdrs
     DROP COLUMN src_e164, DROP COLUMN dest_e164, DROP COLUMN dest_country, DROP COLUMN dest_type,
     DROP COLUMN sell_rating, DROP COLUMN sell_cost, DROP COLUMN sell_currency, DROP COLUMN sell_prefix,
     DROP COLUMN sell_deck, DROP COLUMN buy_rating, DROP COLUMN buy_cost, DROP COLUMN buy_currency,
-    DROP COLUMN buy_prefix, DROP COLUMN buy_deck;
+    DROP COLUMN buy_prefix, DROP COLUMN buy_deck, DROP COLUMN derived_at;
+ALTER TABLE ingest_batches DROP COLUMN revision;
 "#;
 
 sql_migration!(UP, DOWN);

@@ -89,10 +89,11 @@ WITH n AS (
         dest_type = n.dest_type, sell_rating = n.sell_rating, sell_cost = n.sell_cost,
         sell_currency = n.sell_currency, sell_prefix = n.sell_prefix, sell_deck = n.sell_deck,
         buy_rating = n.buy_rating, buy_cost = n.buy_cost, buy_currency = n.buy_currency,
-        buy_prefix = n.buy_prefix, buy_deck = n.buy_deck
+        buy_prefix = n.buy_prefix, buy_deck = n.buy_deck, derived_at = clock_timestamp()
     FROM n WHERE c.id = n.id AND c.start_time = n.start_time
 ), reindex AS (
-    UPDATE ingest_batches b SET indexed_at = NULL WHERE b.job_id IN (SELECT DISTINCT job_id FROM o)
+    UPDATE ingest_batches b SET indexed_at = NULL, revision = b.revision + 1
+    WHERE b.job_id IN (SELECT DISTINCT job_id FROM o)
 ), delta AS (
     SELECT date_trunc('minute', o.start_time, 'UTC') AS bucket, o.source, coalesce(o.direction, '') AS direction,
            o.disposition, coalesce(o.account_code, '') AS account_code,

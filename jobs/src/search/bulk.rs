@@ -1,7 +1,7 @@
 //! Bulk writes read item by item: a 200 can still carry failed items.
 
 use super::months::{Layout, by_month};
-use super::{SearchError, SearchIndex, document, document_id};
+use super::{SearchError, SearchIndex, document, document_id, document_version};
 use crate::store::partitions::month_of;
 use chrono::NaiveDate;
 use elasticsearch::http::Method;
@@ -105,9 +105,14 @@ impl SearchIndex {
     ) -> Result<BulkOutcome, SearchError> {
         let mut body = String::with_capacity(rows.len() * 600);
         for (i, row) in rows.iter().enumerate() {
+            let version = document_version(row);
             let action = match targets {
-                Some(t) => json!({ "index": { "_index": t[i], "_id": document_id(row) } }),
-                None => json!({ "index": { "_id": document_id(row) } }),
+                Some(t) => json!({ "index": {
+                    "_index": t[i], "_id": document_id(row), "version": version, "version_type": "external_gte"
+                } }),
+                None => {
+                    json!({ "index": { "_id": document_id(row), "version": version, "version_type": "external_gte" } })
+                }
             };
             body.push_str(&action.to_string());
             body.push('\n');
@@ -146,6 +151,8 @@ fn read_items(rows: &[cdrs::Model], response: &Value) -> BulkOutcome {
         let reason = item["error"]["reason"].as_str().unwrap_or_default();
         match status {
             200 | 201 => outcome.indexed.push(row.id),
+            // The index holds a newer version of the row (written after a re-rate): done.
+            409 => outcome.indexed.push(row.id),
             404 => outcome.retryable.push((row.id, item_error(item))),
             400 if reason.contains("no write index") || reason.contains("require_alias") => {
                 outcome.retryable.push((row.id, item_error(item)));

@@ -9,6 +9,14 @@ pub fn document_id(row: &cdrs::Model) -> String {
     row.id.to_string()
 }
 
+/// The document's external version: when the row's derived values were last written, in
+/// microseconds. A re-rate makes it larger, so writes of a row's older values (an index job
+/// that read it before the re-rate committed) are refused by the engine instead of replacing
+/// newer ones. Far above the small internal versions documents of earlier versions carry.
+pub fn document_version(row: &cdrs::Model) -> i64 {
+    row.derived_at.unwrap_or(row.ingested_at).timestamp_micros()
+}
+
 pub fn document(row: &cdrs::Model) -> Value {
     json!({
         "id": row.id,

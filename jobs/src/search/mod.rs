@@ -16,7 +16,7 @@ mod stats;
 
 pub use bulk::{BulkOutcome, WriteTo};
 pub use concurrency::PeakConcurrency;
-pub use document::{document, document_id};
+pub use document::{document, document_id, document_version};
 pub use filters::{Filters, NumberMatch, ParamError, SHARED_PARAMETERS, parse_filters, parse_flag};
 pub use query::{
     CdrDocument, DEFAULT_LIMIT, MAX_LIMIT, SearchPage, SearchRequest, Sort, SortField, encode_cursor,

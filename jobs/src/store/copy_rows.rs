@@ -78,20 +78,20 @@ fn rating(out: &mut String, r: &Rating) {
     tab(out);
     text(out, r.status.as_str());
     tab(out);
-    match r.cost {
-        Some(c) => {
-            let _ = write!(out, "{c}");
-        }
-        None => out.push_str("\\N"),
-    }
+    optional_number(out, r.cost);
     tab(out);
     optional_text(out, r.currency.as_deref());
     tab(out);
     optional_text(out, r.prefix.as_deref());
     tab(out);
-    match r.deck {
-        Some(id) => {
-            let _ = write!(out, "{id}");
+    optional_number(out, r.deck);
+}
+
+/// A number (digits, sign and point only: nothing to escape), or NULL.
+fn optional_number(out: &mut String, value: Option<impl std::fmt::Display>) {
+    match value {
+        Some(v) => {
+            let _ = write!(out, "{v}");
         }
         None => out.push_str("\\N"),
     }
