@@ -11,6 +11,10 @@
 //! new columns with a constant default, again catalogue-only; pending rows written before
 //! have no such arrays and count as zero.
 //!
+//! `kpi_country_hour` sums calls per hour by destination country and number type (and
+//! source, direction, disposition); rows stored before have no country and are summed under
+//! `''` once rebuilt.
+//!
 //! `cdrs.derived_at` says when a re-rate last rewrote a row's derived values (NULL: as
 //! ingested); it versions the row's search document, so a write of older values never
 //! replaces newer ones. `ingest_batches.revision` counts the re-rates that touched a batch, so
@@ -47,6 +51,8 @@ ALTER TABLE cdrs
 ALTER TABLE ingest_batches ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
 
 ALTER TABLE kpi_pending
+    ADD COLUMN dest_country TEXT[],
+    ADD COLUMN dest_type TEXT[],
     ADD COLUMN sell_rated BIGINT[],
     ADD COLUMN buy_rated BIGINT[],
     ADD COLUMN sell_micros BIGINT[],
@@ -64,6 +70,15 @@ ALTER TABLE kpi_day
 ALTER TABLE kpi_account_hour
     ADD COLUMN sell_rated BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_rated BIGINT NOT NULL DEFAULT 0,
     ADD COLUMN sell_micros BIGINT NOT NULL DEFAULT 0, ADD COLUMN buy_micros BIGINT NOT NULL DEFAULT 0;
+
+CREATE TABLE kpi_country_hour (
+    dest_country TEXT NOT NULL, dest_type TEXT NOT NULL, bucket TIMESTAMPTZ NOT NULL, source TEXT NOT NULL,
+    direction TEXT NOT NULL, disposition TEXT NOT NULL,
+    attempts BIGINT NOT NULL, effective BIGINT NOT NULL, billsec BIGINT NOT NULL, duration BIGINT NOT NULL,
+    sell_rated BIGINT NOT NULL DEFAULT 0, buy_rated BIGINT NOT NULL DEFAULT 0,
+    sell_micros BIGINT NOT NULL DEFAULT 0, buy_micros BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (dest_country, dest_type, bucket, source, direction, disposition)
+);
 
 CREATE TABLE dialling_plans (
     source                 TEXT PRIMARY KEY,
@@ -131,7 +146,8 @@ DROP TABLE rating_history;
 DROP TABLE rate_deck_rates;
 DROP TABLE rate_decks;
 DROP TABLE dialling_plans;
-ALTER TABLE kpi_pending DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;
+DROP TABLE kpi_country_hour;
+ALTER TABLE kpi_pending DROP COLUMN dest_country, DROP COLUMN dest_type, DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;
 ALTER TABLE kpi_minute DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;
 ALTER TABLE kpi_hour DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;
 ALTER TABLE kpi_day DROP COLUMN sell_rated, DROP COLUMN buy_rated, DROP COLUMN sell_micros, DROP COLUMN buy_micros;

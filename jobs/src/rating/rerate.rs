@@ -65,7 +65,8 @@ const CHUNK_SQL: &str = "SELECT id, start_time, source, account_code, src_number
      ORDER BY start_time, id LIMIT $7 FOR UPDATE";
 
 /// Writes the new derived values of the changed calls, keeps their previous price, appends
-/// the change of each rollup sum to the pending sums (by the same dimensions ingest uses),
+/// the change of each rollup sum to the pending sums (by the same dimensions ingest uses:
+/// a call whose destination's country or type changed moves between buckets whole),
 /// and marks their batches for indexing again; one statement, one snapshot.
 const APPLY_SQL: &str = r#"
 WITH n AS (
@@ -77,6 +78,7 @@ WITH n AS (
              buy_rating, buy_cost, buy_currency, buy_prefix, buy_deck)
 ), o AS MATERIALIZED (
     SELECT c.id, c.start_time, c.source, c.direction, c.disposition, c.account_code, c.dest_number, c.job_id,
+           c.billsec, c.duration, c.hangup_cause, c.dest_country, c.dest_type,
            c.sell_rating, c.sell_cost, c.sell_currency, c.sell_deck, c.buy_rating, c.buy_cost, c.buy_currency, c.buy_deck
     FROM cdrs c JOIN n USING (id, start_time)
 ), kept AS (
@@ -94,27 +96,42 @@ WITH n AS (
 ), reindex AS (
     UPDATE ingest_batches b SET indexed_at = NULL, revision = b.revision + 1
     WHERE b.job_id IN (SELECT DISTINCT job_id FROM o)
+), versions AS (
+    -- Each changed call counted in again as it is now, and out as it was: its sums move when
+    -- its price changed, and the whole call moves when its destination's country or type did.
+    SELECT o.start_time, o.source, o.direction, o.disposition, o.account_code, o.dest_number, o.billsec, o.duration,
+           o.hangup_cause, n.dest_country, n.dest_type, 1 AS sign, n.sell_rating, n.sell_cost, n.buy_rating, n.buy_cost
+    FROM o JOIN n USING (id, start_time)
+    UNION ALL
+    SELECT o.start_time, o.source, o.direction, o.disposition, o.account_code, o.dest_number, o.billsec, o.duration,
+           o.hangup_cause, o.dest_country, o.dest_type, -1, o.sell_rating, o.sell_cost, o.buy_rating, o.buy_cost
+    FROM o
 ), delta AS (
-    SELECT date_trunc('minute', o.start_time, 'UTC') AS bucket, o.source, coalesce(o.direction, '') AS direction,
-           o.disposition, coalesce(o.account_code, '') AS account_code,
-           coalesce(substring(regexp_replace(left(o.dest_number, 5), '^(\+|00)', '') from '^[0-9]{1,3}'), '') AS dest_prefix,
-           sum((n.sell_rating = 'rated')::int::int8 - coalesce((o.sell_rating = 'rated')::int, 0)) AS sell_rated,
-           sum((n.buy_rating = 'rated')::int::int8 - coalesce((o.buy_rating = 'rated')::int, 0)) AS buy_rated,
-           sum(((coalesce(n.sell_cost, 0) - coalesce(o.sell_cost, 0)) * 1000000)::int8) AS sell_micros,
-           sum(((coalesce(n.buy_cost, 0) - coalesce(o.buy_cost, 0)) * 1000000)::int8) AS buy_micros
-    FROM o JOIN n USING (id, start_time) GROUP BY 1, 2, 3, 4, 5, 6
+    SELECT date_trunc('minute', start_time, 'UTC') AS bucket, source, coalesce(direction, '') AS direction, disposition,
+           coalesce(account_code, '') AS account_code,
+           coalesce(substring(regexp_replace(left(dest_number, 5), '^(\+|00)', '') from '^[0-9]{1,3}'), '') AS dest_prefix,
+           coalesce(dest_country, '') AS dest_country, coalesce(dest_type, '') AS dest_type,
+           sum(sign)::int8 AS attempts,
+           coalesce(sum(sign * (disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED')::int), 0)::int8 AS effective,
+           sum(sign * coalesce(billsec, 0))::int8 AS billsec, sum(sign * coalesce(duration, 0))::int8 AS duration,
+           sum(sign * coalesce((sell_rating = 'rated')::int, 0))::int8 AS sell_rated,
+           sum(sign * coalesce((buy_rating = 'rated')::int, 0))::int8 AS buy_rated,
+           sum(sign * coalesce((sell_cost * 1000000)::int8, 0))::int8 AS sell_micros,
+           sum(sign * coalesce((buy_cost * 1000000)::int8, 0))::int8 AS buy_micros
+    FROM versions GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ), packed AS (
     SELECT count(*) AS k, array_agg(bucket) AS bucket, array_agg(source) AS source, array_agg(direction) AS direction,
            array_agg(disposition) AS disposition, array_agg(account_code) AS account_code,
-           array_agg(dest_prefix) AS dest_prefix, array_agg(0::int8) AS zero,
-           array_agg(sell_rated) AS sell_rated, array_agg(buy_rated) AS buy_rated,
+           array_agg(dest_prefix) AS dest_prefix, array_agg(dest_country) AS dest_country, array_agg(dest_type) AS dest_type,
+           array_agg(attempts) AS attempts, array_agg(effective) AS effective, array_agg(billsec) AS billsec,
+           array_agg(duration) AS duration, array_agg(sell_rated) AS sell_rated, array_agg(buy_rated) AS buy_rated,
            array_agg(sell_micros) AS sell_micros, array_agg(buy_micros) AS buy_micros
     FROM delta
 )
-INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix,
+INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix, dest_country, dest_type,
                          attempts, effective, billsec, duration, sell_rated, buy_rated, sell_micros, buy_micros)
-SELECT $1, bucket, source, direction, disposition, account_code, dest_prefix, zero, zero, zero, zero,
-       sell_rated, buy_rated, sell_micros, buy_micros
+SELECT $1, bucket, source, direction, disposition, account_code, dest_prefix, dest_country, dest_type,
+       attempts, effective, billsec, duration, sell_rated, buy_rated, sell_micros, buy_micros
 FROM packed WHERE k > 0
 "#;
 

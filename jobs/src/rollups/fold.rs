@@ -51,16 +51,17 @@ static FOLD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 WITH moved AS (
     DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1))
     RETURNING bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration,
-              sell_rated, buy_rated, sell_micros, buy_micros, ev_source, ev_second, ev_delta, ev_ends_on
+              sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type, ev_source, ev_second, ev_delta, ev_ends_on
 ), sums AS MATERIALIZED (
-    SELECT u.account_code, u.bucket, u.source, u.direction, u.disposition, {summed}
+    SELECT u.account_code, u.bucket, u.source, u.direction, u.disposition,
+           coalesce(u.dest_country, '') AS dest_country, coalesce(u.dest_type, '') AS dest_type, {summed}
     FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code,
                          m.attempts, m.effective, m.billsec, m.duration,
-                         m.sell_rated, m.buy_rated, m.sell_micros, m.buy_micros)
+                         m.sell_rated, m.buy_rated, m.sell_micros, m.buy_micros, m.dest_country, m.dest_type)
         AS u(bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration,
-             sell_rated, buy_rated, sell_micros, buy_micros)
+             sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type)
     WHERE u.bucket IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
 ), ev_sources AS MATERIALIZED (
     SELECT u.source, u.second, sum(u.delta)::int AS delta, sum(u.ends_on)::int AS ends_on
     FROM moved m, unnest(m.ev_source, m.ev_second, m.ev_delta, m.ev_ends_on) AS u(source, second, delta, ends_on)
@@ -201,6 +202,7 @@ mod tests {
         assert_eq!(from("kpi_hour"), "kpi_minute_sums");
         assert_eq!(from("kpi_day"), "kpi_hour_sums");
         assert_eq!(from("kpi_account_hour"), "sums");
+        assert_eq!(from("kpi_country_hour"), "sums");
         for c in super::super::CUBOIDS {
             let group = format!("{}_sums AS MATERIALIZED", c.table);
             let insert = format!("INSERT INTO {} (", c.table);

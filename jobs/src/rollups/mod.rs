@@ -67,11 +67,17 @@ const CALL_DIMS: &[&str] = &["source", "direction", "disposition"];
 
 /// Every rollup table the fold fills. Queries without an account code read the first three
 /// (tens of rows a bucket); queries for one account read its own hours.
-pub const CUBOIDS: [Cuboid; 4] = [
+pub const CUBOIDS: [Cuboid; 5] = [
     Cuboid { table: "kpi_minute", level: Level::Minute, lead: &[], rest: CALL_DIMS },
     Cuboid { table: "kpi_hour", level: Level::Hour, lead: &[], rest: CALL_DIMS },
     Cuboid { table: "kpi_day", level: Level::Day, lead: &[], rest: CALL_DIMS },
     Cuboid { table: "kpi_account_hour", level: Level::Hour, lead: &["account_code"], rest: CALL_DIMS },
+    Cuboid {
+        table: "kpi_country_hour",
+        level: Level::Hour,
+        lead: &["dest_country", "dest_type"],
+        rest: CALL_DIMS,
+    },
 ];
 
 impl Cuboid {
@@ -108,12 +114,13 @@ pub const SUM_COLUMNS: [&str; 8] =
 pub const MONEY_COLUMNS: [&str; 2] = ["sell_micros", "buy_micros"];
 
 /// The rollup dimensions and sums of a set of CDR rows named `rows`, grouped by the first
-/// six output columns: minute, source, direction, disposition, account code, destination
-/// prefix. The derivation the ingest statement applies, written row by row (for checks
+/// eight output columns ([`DIMENSIONS`]): minute, source, direction, disposition, account
+/// code, destination prefix, destination country and number type. The derivation the ingest statement applies, written row by row (for checks
 /// and rebuilds from `cdrs`).
 pub const SUMS_OF_ROWS: &str = "date_trunc('minute', start_time, 'UTC') AS bucket, source, coalesce(direction, '') AS direction, \
      disposition, coalesce(account_code, '') AS account_code, \
      coalesce(substring(regexp_replace(dest_number, '^(\\+|00)', '') from '^[0-9]{1,3}'), '') AS dest_prefix, \
+     coalesce(dest_country, '') AS dest_country, coalesce(dest_type, '') AS dest_type, \
      count(*) AS attempts, count(*) FILTER (WHERE disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED') AS effective, \
      coalesce(sum(billsec), 0) AS billsec, coalesce(sum(duration), 0) AS duration, \
      count(*) FILTER (WHERE sell_rating = 'rated') AS sell_rated, count(*) FILTER (WHERE buy_rating = 'rated') AS buy_rated, \
@@ -122,13 +129,17 @@ pub const SUMS_OF_ROWS: &str = "date_trunc('minute', start_time, 'UTC') AS bucke
 /// Pending sums as rows (each pending row holds one batch's sums as parallel arrays). Rows
 /// appended before money was summed have no money arrays: their sums read as zero.
 pub const PENDING_ROWS: &str = "SELECT u.job_id, u.bucket, u.source, u.direction, u.disposition, u.account_code, \
-     u.dest_prefix, u.attempts, u.effective, u.billsec, u.duration, coalesce(u.sell_rated, 0) AS sell_rated, \
+     u.dest_prefix, coalesce(u.dest_country, '') AS dest_country, coalesce(u.dest_type, '') AS dest_type, u.attempts, u.effective, u.billsec, u.duration, coalesce(u.sell_rated, 0) AS sell_rated, \
      coalesce(u.buy_rated, 0) AS buy_rated, coalesce(u.sell_micros, 0) AS sell_micros, coalesce(u.buy_micros, 0) AS buy_micros \
      FROM (SELECT p.job_id, u.* FROM kpi_pending p, \
      unnest(p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix, \
-            p.attempts, p.effective, p.billsec, p.duration, p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros) \
+            p.attempts, p.effective, p.billsec, p.duration, p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros, \
+            p.dest_country, p.dest_type) \
      AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration, \
-          sell_rated, buy_rated, sell_micros, buy_micros)) u";
+          sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type)) u";
+
+/// `GROUP BY` positions of the dimensions [`SUMS_OF_ROWS`] derives.
+pub const DIMENSIONS: &str = "1, 2, 3, 4, 5, 6, 7, 8";
 
 /// The per-second call counts of the CDRs in `cdrs` matching `{where}` (see [`events_of_rows`]).
 const EVENTS_TEMPLATE: &str = "SELECT scope AS source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM ( \

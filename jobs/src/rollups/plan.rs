@@ -17,26 +17,33 @@ pub enum Family {
     Calls,
     /// One account code's own rows.
     Account(String),
+    /// By destination country and number type: requests filtering on them or broken down by
+    /// them.
+    Destination,
 }
 
 impl Family {
     fn finest(&self) -> Level {
         match self {
             Family::Calls => Level::Minute,
-            Family::Account(_) => Level::Hour,
+            Family::Account(_) | Family::Destination => Level::Hour,
         }
     }
 
     fn coarsest(&self) -> Level {
         match self {
             Family::Calls => Level::Day,
-            Family::Account(_) => Level::Hour,
+            Family::Account(_) | Family::Destination => Level::Hour,
         }
     }
 
     fn cuboid(&self, level: Level) -> Option<&'static Cuboid> {
-        let accounts = matches!(self, Family::Account(_));
-        CUBOIDS.iter().find(|c| c.level == level && c.lead.contains(&"account_code") == accounts)
+        let lead: &[&str] = match self {
+            Family::Calls => &[],
+            Family::Account(_) => &["account_code"],
+            Family::Destination => &["dest_country", "dest_type"],
+        };
+        CUBOIDS.iter().find(|c| c.level == level && c.lead == lead)
     }
 }
 
@@ -63,24 +70,30 @@ pub fn plan(request: &StatsRequest) -> Result<Plan, Fallback> {
     if request.top > 0 {
         return Err("per-number rankings (top) are computed from the CDRs themselves".into());
     }
-    if !request.breakdowns.is_empty() {
-        return Err("breakdowns by destination are computed from the CDRs themselves".into());
-    }
     let f = &request.filters;
-    if request.peak && (f.direction.is_some() || !f.dispositions.is_empty() || f.account_code.is_some()) {
+    let by_destination =
+        !request.breakdowns.is_empty() || !f.dest_countries.is_empty() || !f.dest_types.is_empty();
+    if request.peak
+        && (f.direction.is_some() || !f.dispositions.is_empty() || f.account_code.is_some() || by_destination)
+    {
         return Err("peak concurrency is kept per source only".into());
+    }
+    if by_destination && f.account_code.is_some() {
+        return Err("an account's rollups are not kept by destination".into());
     }
     if let Some(name) = unrolled_filter(f) {
         return Err(format!("{name} is not a rollup dimension"));
     }
     let family = match &f.account_code {
         Some(code) => Family::Account(code.clone()),
+        None if by_destination => Family::Destination,
         None => Family::Calls,
     };
     let finest = family.finest();
     if finest > level_of(request.interval) {
+        let whose = if by_destination { "destination" } else { "an account's" };
         return Err(format!(
-            "an account's rollups are hourly, finer than the {} buckets asked",
+            "{whose} rollups are hourly, finer than the {} buckets asked",
             request.interval.name()
         ));
     }
@@ -116,8 +129,8 @@ fn unrolled_filter(f: &Filters) -> Option<&'static str> {
         linked_id,
         caller_withheld,
         dest_e164,
-        dest_countries,
-        dest_types,
+        dest_countries: _,
+        dest_types: _,
     } = f;
     [
         ("src_number", src_number.is_some()),
@@ -130,8 +143,6 @@ fn unrolled_filter(f: &Filters) -> Option<&'static str> {
         ("linked_id", linked_id.is_some()),
         ("caller_withheld", caller_withheld.is_some()),
         ("dest_e164", dest_e164.is_some()),
-        ("dest_country", !dest_countries.is_empty()),
-        ("dest_type", !dest_types.is_empty()),
     ]
     .into_iter()
     .find_map(|(name, set)| set.then_some(name))

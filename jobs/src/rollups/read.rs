@@ -4,7 +4,7 @@
 
 use super::plan::{Family, Plan};
 use super::{MONEY_COLUMNS, PENDING_ROWS, SUM_COLUMNS};
-use crate::search::{AnsweredBy, HistogramBucket, ParamError, Stats, StatsRequest, Totals};
+use crate::search::{AnsweredBy, Breakdown, HistogramBucket, ParamError, Stats, StatsRequest, Totals, money};
 use chrono::{DateTime, Duration, Utc};
 use poem_openapi::types::MaybeUndefined;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
@@ -57,8 +57,8 @@ fn where_clause(conds: &[String]) -> String {
 }
 
 /// The query for a plan: every piece and the pending sums inside the window, summed per
-/// histogram bucket and disposition.
-fn statement(request: &StatsRequest, plan: &Plan) -> (String, Vec<Value>) {
+/// histogram bucket (or, with `key`, per value of that dimension) and disposition.
+fn statement(request: &StatsRequest, plan: &Plan, key: Option<&str>) -> (String, Vec<Value>) {
     let f = &request.filters;
     let mut sql = Sql::default();
     let mut dims = Vec::new();
@@ -75,7 +75,13 @@ fn statement(request: &StatsRequest, plan: &Plan) -> (String, Vec<Value>) {
     if let Family::Account(code) = &plan.family {
         dims.push(format!("account_code = {}", sql.bind(code.clone())));
     }
-    let columns = format!("bucket, disposition, {}", SUM_COLUMNS.join(", "));
+    for (column, values) in [("dest_country", &f.dest_countries), ("dest_type", &f.dest_types)] {
+        if !values.is_empty() {
+            let names: Vec<String> = values.iter().map(|v| sql.bind(v.clone())).collect();
+            dims.push(format!("{column} IN ({})", names.join(", ")));
+        }
+    }
+    let columns = format!("{}, disposition, {}", key.unwrap_or("bucket"), SUM_COLUMNS.join(", "));
     let mut arms = Vec::new();
     for piece in &plan.pieces {
         let mut conds = dims.clone();
@@ -87,9 +93,12 @@ fn statement(request: &StatsRequest, plan: &Plan) -> (String, Vec<Value>) {
     arms.push(format!("SELECT {columns} FROM ({PENDING_ROWS}) p{}", where_clause(&conds)));
     let summed: Vec<String> =
         SUM_COLUMNS.iter().map(|c| format!("coalesce(sum({c}), 0)::int8 AS {c}")).collect();
+    let group = match key {
+        Some(k) => format!("{k} AS key"),
+        None => format!("date_trunc('{}', bucket, 'UTC') AS start", request.interval.name()),
+    };
     let text = format!(
-        "SELECT date_trunc('{}', bucket, 'UTC') AS start, disposition, {} FROM ({}) x GROUP BY 1, 2",
-        request.interval.name(),
+        "SELECT {group}, disposition, {} FROM ({}) x GROUP BY 1, 2",
         summed.join(", "),
         arms.join(" UNION ALL ")
     );
@@ -116,7 +125,7 @@ impl RollupStats {
 
     /// The answer to `request` by `plan`, as the search index would give it.
     pub async fn stats(&self, request: &StatsRequest, plan: &Plan) -> Result<Stats, RollupError> {
-        let (text, values) = statement(request, plan);
+        let (text, values) = statement(request, plan, None);
         let backend = self.db.get_database_backend();
         let rows = self.db.query_all_raw(Statement::from_sql_and_values(backend, text, values)).await?;
         let answered_name = crate::cdr::Disposition::Answered.as_str();
@@ -155,6 +164,13 @@ impl RollupStats {
         let histogram = histogram(request, &buckets)?;
         let mut stats =
             Stats::from_totals(totals, request.interval, histogram, by_disposition, AnsweredBy::Rollups);
+        for dimension in &request.breakdowns {
+            let rows = self.breakdown(request, plan, dimension).await?;
+            match dimension.as_str() {
+                "dest_country" => stats.by_dest_country = Some(rows),
+                _ => stats.by_dest_type = Some(rows),
+            }
+        }
         if request.peak {
             let f = &request.filters;
             let scope = f.source.as_deref().unwrap_or("");
@@ -162,6 +178,55 @@ impl RollupStats {
                 MaybeUndefined::from_opt_null(super::peak::peak(&self.db, scope, f.from, f.to).await?);
         }
         Ok(stats)
+    }
+}
+
+impl RollupStats {
+    /// Every value of `dimension` in the window with its calls and money, most calls first
+    /// (ties by value), as the index's terms aggregation orders them.
+    async fn breakdown(
+        &self,
+        request: &StatsRequest,
+        plan: &Plan,
+        dimension: &str,
+    ) -> Result<Vec<Breakdown>, RollupError> {
+        let (text, values) = statement(request, plan, Some(dimension));
+        let backend = self.db.get_database_backend();
+        let rows = self.db.query_all_raw(Statement::from_sql_and_values(backend, text, values)).await?;
+        let answered_name = crate::cdr::Disposition::Answered.as_str();
+        let [sell_column, buy_column] = MONEY_COLUMNS;
+        let mut by_key: BTreeMap<String, (u64, u64, u64, i64, i64)> = BTreeMap::new();
+        for row in rows {
+            let key: String = row.try_get("", "key")?;
+            let disposition: String = row.try_get("", "disposition")?;
+            let attempts = whole(row.try_get("", "attempts")?);
+            let e = by_key.entry(key).or_default();
+            e.0 += attempts;
+            if disposition == answered_name {
+                e.1 += attempts;
+            }
+            e.2 += whole(row.try_get("", "billsec")?);
+            e.3 += row.try_get::<i64>("", sell_column)?;
+            e.4 += row.try_get::<i64>("", buy_column)?;
+        }
+        let mut out: Vec<Breakdown> = by_key
+            .into_iter()
+            .filter(|(_, v)| v.0 > 0)
+            .map(|(key, (calls, answered, billsec, sell, buy))| {
+                let (sell, buy) = (rust_decimal::Decimal::new(sell, 6), rust_decimal::Decimal::new(buy, 6));
+                Breakdown {
+                    key,
+                    calls,
+                    answered,
+                    total_billsec: billsec,
+                    revenue: money(sell),
+                    cost: money(buy),
+                    margin: money(sell - buy),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.key.cmp(&b.key)));
+        Ok(out)
     }
 }
 

@@ -137,7 +137,7 @@ pub async fn rebuild(db: &DatabaseConnection, window: &RebuildWindow) -> Result<
     let sums = super::SUM_COLUMNS;
     let summed: Vec<String> = sums.iter().map(|s| format!("sum({s})")).collect();
     let mut sql =
-        format!("WITH rows AS (SELECT {SUMS_OF_ROWS} FROM cdrs WHERE {cond} GROUP BY 1, 2, 3, 4, 5, 6)");
+        format!("WITH rows AS (SELECT {SUMS_OF_ROWS} FROM cdrs WHERE {cond} GROUP BY {})", super::DIMENSIONS);
     for cuboid in &CUBOIDS {
         sql.push_str(&format!(
             ", {table} AS (INSERT INTO {table} ({key}, {cols}) SELECT {select}, {summed} FROM rows GROUP BY {pos})",

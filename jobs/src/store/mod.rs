@@ -54,17 +54,18 @@ WITH ins AS (
     FROM cdr_stage
     ON CONFLICT (source, call_id, record_key, start_time) DO NOTHING
     RETURNING start_time, end_time, source, direction, disposition, account_code, dest_number, billsec, duration, hangup_cause,
-              sell_rating, sell_cost, buy_rating, buy_cost
+              sell_rating, sell_cost, buy_rating, buy_cost, dest_country, dest_type
 ), grouped AS (
     SELECT date_trunc('minute', start_time) AS bucket, source, direction, disposition, account_code,
-           left(dest_number, 5) AS head, count(*) AS attempts,
+           left(dest_number, 5) AS head, coalesce(dest_country, '') AS dest_country,
+           coalesce(dest_type, '') AS dest_type, count(*) AS attempts,
            count(*) FILTER (WHERE disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED') AS effective,
            sum(billsec) AS billsec, sum(duration) AS duration,
            count(*) FILTER (WHERE sell_rating = 'rated') AS sell_rated,
            count(*) FILTER (WHERE buy_rating = 'rated') AS buy_rated,
            coalesce(sum((sell_cost * 1000000)::int8), 0) AS sell_micros,
            coalesce(sum((buy_cost * 1000000)::int8), 0) AS buy_micros
-    FROM ins GROUP BY 1, 2, 3, 4, 5, 6
+    FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ), packed AS (
     SELECT count(*) AS n, array_agg(bucket) AS bucket, array_agg(source) AS source,
            array_agg(coalesce(direction, '')) AS direction, array_agg(disposition) AS disposition,
@@ -73,7 +74,8 @@ WITH ins AS (
            array_agg(attempts) AS attempts, array_agg(effective) AS effective,
            array_agg(coalesce(billsec, 0)) AS billsec, array_agg(coalesce(duration, 0)) AS duration,
            array_agg(sell_rated) AS sell_rated, array_agg(buy_rated) AS buy_rated,
-           array_agg(sell_micros) AS sell_micros, array_agg(buy_micros) AS buy_micros
+           array_agg(sell_micros) AS sell_micros, array_agg(buy_micros) AS buy_micros,
+           array_agg(dest_country) AS dest_country, array_agg(dest_type) AS dest_type
     FROM grouped
 ), ev AS (
     SELECT source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM (
@@ -90,10 +92,10 @@ WITH ins AS (
 ), sums AS (
     INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix,
                              attempts, effective, billsec, duration, ev_source, ev_second, ev_delta, ev_ends_on,
-                             sell_rated, buy_rated, sell_micros, buy_micros)
+                             sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type)
     SELECT $1, p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix,
            p.attempts, p.effective, p.billsec, p.duration, e.source, e.second, e.delta, e.ends_on,
-           p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros
+           p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros, p.dest_country, p.dest_type
     FROM packed p, ev_packed e WHERE p.n > 0
 )
 SELECT count(*) AS inserted FROM ins

@@ -222,9 +222,15 @@ async fn numbers_are_normalised_calls_priced_and_money_summed_alike_by_both_path
         if s["answered_by"] == "rollups" && s["total_calls"] == 6 { Ok(s) } else { Err(s.to_string()) }
     })
     .await;
-    let index = get(&app, &format!("/stats?{window}&breakdown=dest_country,dest_type")).await;
+    // Broken down by destination: from the destination rollups, and (a filter they do not
+    // keep) from the index; the same rows.
+    let by_destination = get(&app, &format!("/stats?{window}&breakdown=dest_country,dest_type")).await;
+    assert_eq!(by_destination["answered_by"], "rollups", "{by_destination}");
+    let index = get(&app, &format!("/stats?{window}&breakdown=dest_country,dest_type&min_duration=0")).await;
     assert_eq!(index["answered_by"], "index", "{index}");
-    for s in [&rollups, &index] {
+    assert_eq!(by_destination["by_dest_country"], index["by_dest_country"]);
+    assert_eq!(by_destination["by_dest_type"], index["by_dest_type"]);
+    for s in [&rollups, &by_destination, &index] {
         assert_eq!(
             (s["revenue"].as_str(), s["cost"].as_str(), s["margin"].as_str()),
             (Some("0.652000"), Some("0.091667"), Some("0.560333")),
@@ -250,6 +256,23 @@ async fn numbers_are_normalised_calls_priced_and_money_summed_alike_by_both_path
     let top = get(&app, &format!("/stats?{window}&breakdown=dest_country&top=1")).await;
     assert_eq!(top["by_dest_country"].as_array().map(Vec::len), Some(1));
     assert_eq!(top["by_dest_country"][0]["key"], "GB");
+    // A country's calls and money from the destination rollups, as the index counts them.
+    let gb = get(&app, &format!("/stats?{window}&dest_country=GB&dest_type=mobile,fixed_line")).await;
+    let gb_index =
+        get(&app, &format!("/stats?{window}&dest_country=GB&dest_type=mobile,fixed_line&min_duration=0"))
+            .await;
+    assert_eq!(
+        (gb["answered_by"].as_str(), gb_index["answered_by"].as_str()),
+        (Some("rollups"), Some("index"))
+    );
+    for s in [&gb, &gb_index] {
+        assert_eq!(
+            (s["total_calls"].as_u64(), s["revenue"].as_str(), s["cost"].as_str()),
+            (Some(3), Some("0.282000"), Some("0.091667")),
+            "{s}"
+        );
+    }
+    assert_eq!(gb["histogram"], gb_index["histogram"]);
     // One account's money from its own rollups.
     let acme = get(&app, &format!("/stats?{window}&account_code=acme")).await;
     assert_eq!(
@@ -258,6 +281,46 @@ async fn numbers_are_normalised_calls_priced_and_money_summed_alike_by_both_path
         "{acme}"
     );
     app.assert_rollups_match_rows().await;
+
+    // A switch whose plan is given only later: its national number has no country until a
+    // re-rate, which moves the call between the destination rollups' countries.
+    let late = app
+        .ingest(&json!([call("g", "pbx-de", Some("other"), "030 123456", "2026-03-01T11:00:00Z", 30)]))
+        .await;
+    app.wait_succeeded(late["job_id"].as_str().expect("job id")).await;
+    let countries = |s: &Value| -> Vec<(String, u64)> {
+        let rows = s["by_dest_country"].as_array().cloned().unwrap_or_default();
+        rows.iter()
+            .map(|r| (r["key"].as_str().unwrap_or("?").to_string(), r["calls"].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    let before = get(&app, &format!("/stats?{window}&breakdown=dest_country")).await;
+    assert!(countries(&before).contains(&(String::new(), 2)), "{before}");
+    assert_eq!(put_plan(&app, "pbx-de", json!({ "home_country": "DE" })).await.0, StatusCode::OK);
+    let resp = app.client.post("/rerate?from=2026-03-01&to=2026-03-01&source=pbx-de").send().await;
+    resp.assert_status(StatusCode::ACCEPTED);
+    let rerate = resp.json().await.value().deserialize::<Value>();
+    let done = app.wait_succeeded(rerate["job_id"].as_str().expect("job id")).await;
+    assert_eq!(
+        (done["rerate"]["scanned"].as_u64(), done["rerate"]["changed"].as_u64()),
+        (Some(1), Some(1)),
+        "{done}"
+    );
+    let after = get(&app, &format!("/stats?{window}&breakdown=dest_country")).await;
+    assert_eq!(after["answered_by"], "rollups");
+    assert!(
+        countries(&after).contains(&("DE".to_string(), 1)) && countries(&after).contains(&(String::new(), 1)),
+        "{after}"
+    );
+    assert_eq!(after["total_calls"], 7);
+    app.assert_rollups_match_rows().await;
+    app.wait_in_sync(Duration::from_secs(60)).await;
+    let g = &get(&app, "/search?call_id=g").await["items"][0];
+    assert_eq!(
+        (g["dest_e164"].as_str(), g["dest_country"].as_str()),
+        (Some("+4930123456"), Some("DE")),
+        "{g}"
+    );
     app.cleanup().await;
 }
 
@@ -326,8 +389,11 @@ async fn a_rerate_killed_half_way_resumes_and_counts_every_call_once() {
     let r1 = &get(&app, "/search?call_id=r1").await["items"][0];
     assert_eq!((r1["sell_cost"].as_str(), r1["sell_deck"].as_i64()), (Some("0.020000"), v2["id"].as_i64()));
     let index = eventually(Duration::from_secs(60), "the index's revenue follows", || async {
-        let s = get(&app, "/stats?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&breakdown=dest_country")
-            .await;
+        let s = get(
+            &app,
+            "/stats?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z&breakdown=dest_country&min_duration=0",
+        )
+        .await;
         if s["revenue"] == "100.000000" { Ok(s) } else { Err(s.to_string()) }
     })
     .await;
