@@ -12,8 +12,8 @@
 //! have no such arrays and count as zero.
 //!
 //! `kpi_country_hour` sums calls per hour by destination country and number type (and
-//! source, direction, disposition); rows stored before have no country and are summed under
-//! `''` once rebuilt.
+//! source, direction, disposition); calls stored before have neither, so it starts as the
+//! hourly sums under `''`.
 //!
 //! `cdrs.derived_at` says when a re-rate last rewrote a row's derived values (NULL: as
 //! ingested); it versions the row's search document, so a write of older values never
@@ -79,6 +79,10 @@ CREATE TABLE kpi_country_hour (
     sell_micros BIGINT NOT NULL DEFAULT 0, buy_micros BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (dest_country, dest_type, bucket, source, direction, disposition)
 );
+-- Every call stored so far has no destination country or type yet: its hourly sums, as they are.
+INSERT INTO kpi_country_hour (dest_country, dest_type, bucket, source, direction, disposition,
+                              attempts, effective, billsec, duration)
+SELECT '', '', bucket, source, direction, disposition, attempts, effective, billsec, duration FROM kpi_hour;
 
 CREATE TABLE dialling_plans (
     source                 TEXT PRIMARY KEY,
