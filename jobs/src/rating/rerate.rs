@@ -67,8 +67,21 @@ const CHUNK_SQL: &str = "SELECT id, start_time, source, account_code, src_number
 /// Writes the new derived values of the changed calls, keeps their previous price, appends
 /// the change of each rollup sum to the pending sums (by the same dimensions ingest uses:
 /// a call whose destination's country or type changed moves between buckets whole),
-/// and marks their batches for indexing again; one statement, one snapshot.
-const APPLY_SQL: &str = r#"
+/// and marks their batches for indexing again; one statement, one snapshot. Answers the
+/// batches (ingest job ids) the calls belong to.
+static APPLY_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let sums = crate::rollups::SUM_COLUMNS;
+    APPLY_TEMPLATE
+        .replace(
+            "{summed}",
+            &sums.iter().map(|c| format!("sum({c})::int8 AS {c}")).collect::<Vec<_>>().join(", "),
+        )
+        .replace("{negated}", &sums.iter().map(|c| format!("-{c} AS {c}")).collect::<Vec<_>>().join(", "))
+        .replace("{{SUMS_OF_ROWS}}", crate::rollups::SUMS_OF_ROWS)
+        .replace("{{DIMENSIONS}}", crate::rollups::DIMENSIONS)
+});
+
+const APPLY_TEMPLATE: &str = r#"
 WITH n AS (
     SELECT * FROM unnest($2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
                          $8::text[], $9::text[]::numeric[], $10::text[], $11::text[], $12::int8[],
@@ -96,29 +109,20 @@ WITH n AS (
 ), reindex AS (
     UPDATE ingest_batches b SET indexed_at = NULL, revision = b.revision + 1
     WHERE b.job_id IN (SELECT DISTINCT job_id FROM o)
-), versions AS (
-    -- Each changed call counted in again as it is now, and out as it was: its sums move when
-    -- its price changed, and the whole call moves when its destination's country or type did.
-    SELECT o.start_time, o.source, o.direction, o.disposition, o.account_code, o.dest_number, o.billsec, o.duration,
-           o.hangup_cause, n.dest_country, n.dest_type, 1 AS sign, n.sell_rating, n.sell_cost, n.buy_rating, n.buy_cost
+), now_rows AS (
+    SELECT o.start_time, o.source, o.direction, o.disposition, o.account_code, o.dest_number, o.hangup_cause,
+           o.billsec, o.duration, n.dest_country, n.dest_type, n.sell_rating, n.sell_cost, n.buy_rating, n.buy_cost
     FROM o JOIN n USING (id, start_time)
-    UNION ALL
-    SELECT o.start_time, o.source, o.direction, o.disposition, o.account_code, o.dest_number, o.billsec, o.duration,
-           o.hangup_cause, o.dest_country, o.dest_type, -1, o.sell_rating, o.sell_cost, o.buy_rating, o.buy_cost
-    FROM o
 ), delta AS (
-    SELECT date_trunc('minute', start_time, 'UTC') AS bucket, source, coalesce(direction, '') AS direction, disposition,
-           coalesce(account_code, '') AS account_code,
-           coalesce(substring(regexp_replace(left(dest_number, 5), '^(\+|00)', '') from '^[0-9]{1,3}'), '') AS dest_prefix,
-           coalesce(dest_country, '') AS dest_country, coalesce(dest_type, '') AS dest_type,
-           sum(sign)::int8 AS attempts,
-           coalesce(sum(sign * (disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED')::int), 0)::int8 AS effective,
-           sum(sign * coalesce(billsec, 0))::int8 AS billsec, sum(sign * coalesce(duration, 0))::int8 AS duration,
-           sum(sign * coalesce((sell_rating = 'rated')::int, 0))::int8 AS sell_rated,
-           sum(sign * coalesce((buy_rating = 'rated')::int, 0))::int8 AS buy_rated,
-           sum(sign * coalesce((sell_cost * 1000000)::int8, 0))::int8 AS sell_micros,
-           sum(sign * coalesce((buy_cost * 1000000)::int8, 0))::int8 AS buy_micros
-    FROM versions GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+    -- Each changed call counted in again as it is now, and out as it was, by the derivation
+    -- ingest and the checks use: its sums move when its price changed, and the whole call
+    -- moves when its destination's country or type did.
+    SELECT bucket, source, direction, disposition, account_code, dest_prefix, dest_country, dest_type, {summed}
+    FROM (SELECT {{SUMS_OF_ROWS}} FROM now_rows GROUP BY {{DIMENSIONS}}
+          UNION ALL
+          SELECT bucket, source, direction, disposition, account_code, dest_prefix, dest_country, dest_type, {negated}
+          FROM (SELECT {{SUMS_OF_ROWS}} FROM o GROUP BY {{DIMENSIONS}}) was) moved
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ), packed AS (
     SELECT count(*) AS k, array_agg(bucket) AS bucket, array_agg(source) AS source, array_agg(direction) AS direction,
            array_agg(disposition) AS disposition, array_agg(account_code) AS account_code,
@@ -127,21 +131,19 @@ WITH n AS (
            array_agg(duration) AS duration, array_agg(sell_rated) AS sell_rated, array_agg(buy_rated) AS buy_rated,
            array_agg(sell_micros) AS sell_micros, array_agg(buy_micros) AS buy_micros
     FROM delta
+), pending AS (
+    INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix, dest_country,
+                             dest_type, attempts, effective, billsec, duration, sell_rated, buy_rated, sell_micros, buy_micros)
+    SELECT $1, bucket, source, direction, disposition, account_code, dest_prefix, dest_country, dest_type,
+           attempts, effective, billsec, duration, sell_rated, buy_rated, sell_micros, buy_micros
+    FROM packed WHERE k > 0
 )
-INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix, dest_country, dest_type,
-                         attempts, effective, billsec, duration, sell_rated, buy_rated, sell_micros, buy_micros)
-SELECT $1, bucket, source, direction, disposition, account_code, dest_prefix, dest_country, dest_type,
-       attempts, effective, billsec, duration, sell_rated, buy_rated, sell_micros, buy_micros
-FROM packed WHERE k > 0
+SELECT DISTINCT job_id FROM o
 "#;
 
 const SAVE_PROGRESS: &str = "INSERT INTO rerate_progress (job_id, after_start, after_id, scanned, changed, done, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, now()) ON CONFLICT (job_id) DO UPDATE SET after_start = $2, after_id = $3, \
      scanned = $4, changed = $5, done = $6, updated_at = now()";
-
-/// The batches (ingest job ids) whose calls a chunk changed, to be indexed again.
-const CHANGED_BATCHES: &str = "SELECT DISTINCT job_id FROM cdrs WHERE (id, start_time) IN \
-     (SELECT * FROM unnest($1::int8[], $2::timestamptz[]))";
 
 /// A stored call: what deriving reads and what it wrote before.
 struct StoredCall {
@@ -255,13 +257,14 @@ impl Changes {
     }
 }
 
+/// Applies the changes; answers the batches they touched.
 async fn apply(
     txn: &mut Transaction<'static, Postgres>,
     job_id: &str,
     c: &Changes,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<String>, sqlx::Error> {
     let t = &c.text;
-    sqlx::query(APPLY_SQL)
+    sqlx::query_scalar(APPLY_SQL.as_str())
         .bind(job_id)
         .bind(&c.id)
         .bind(&c.start)
@@ -279,9 +282,8 @@ async fn apply(
         .bind(&t[10])
         .bind(&t[11])
         .bind(&c.buy_deck)
-        .execute(&mut **txn)
-        .await?;
-    Ok(())
+        .fetch_all(&mut **txn)
+        .await
 }
 
 /// Prices the calls of `scope` again, a chunk per transaction, from where an earlier
@@ -335,9 +337,10 @@ where
                 changes.push(call.id, call.start_time, &d);
             }
         }
-        if !changes.id.is_empty() {
-            apply(&mut txn, job_id, &changes).await.map_err(db_err)?;
-        }
+        let batches = match changes.id.is_empty() {
+            true => Vec::new(),
+            false => apply(&mut txn, job_id, &changes).await.map_err(db_err)?,
+        };
         if let Some(last) = rows.last() {
             (after_start, after_id) = (Some(last.start_time), Some(last.id));
         }
@@ -356,16 +359,6 @@ where
             .await
             .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
-        let batches: Vec<String> = if changes.id.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(CHANGED_BATCHES)
-                .bind(&changes.id)
-                .bind(&changes.start)
-                .fetch_all(pool)
-                .await
-                .map_err(db_err)?
-        };
         on_chunk(progress, batches).await;
     }
     Ok(progress)

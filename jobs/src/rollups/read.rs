@@ -179,9 +179,7 @@ impl RollupStats {
         }
         Ok(stats)
     }
-}
 
-impl RollupStats {
     /// Every value of `dimension` in the window with its calls and money, most calls first
     /// (ties by value), as the index's terms aggregation orders them.
     async fn breakdown(
