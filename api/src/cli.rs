@@ -69,6 +69,9 @@ pub struct Limits {
 
     #[command(flatten)]
     pub retention: jobs::retention::RetentionPolicy,
+
+    #[command(flatten)]
+    pub exports: jobs::export::ExportSettings,
 }
 
 impl ApiCli {
@@ -101,6 +104,7 @@ impl Default for Limits {
             batch_in_flight: 2,
             default_source: "default".into(),
             retention: jobs::retention::RetentionPolicy::default(),
+            exports: jobs::export::ExportSettings::default(),
         }
     }
 }

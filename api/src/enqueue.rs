@@ -22,7 +22,7 @@ pub struct Enqueuer {
 impl Enqueuer {
     /// Refuses with 429 while more ingest jobs wait than the limit allows.
     pub async fn check_backlog(&self) -> Result<(), ApiError> {
-        let ingest_queue = &self.publisher.topology().ingest;
+        let ingest_queue = &jobs::job::queue_of::<jobs::ingest::IngestJob>(&self.publisher);
         let waiting = self
             .publisher
             .queue_depth(ingest_queue)
@@ -52,7 +52,7 @@ impl Enqueuer {
         let published = self
             .publisher
             .publish(Outgoing {
-                queue: &self.publisher.topology().ingest,
+                queue: &jobs::job::queue_of::<jobs::ingest::IngestJob>(&self.publisher),
                 message_id: &job.job_id,
                 body: &payload,
                 headers: Default::default(),

@@ -66,12 +66,18 @@ pub enum ApiError {
     /// The request conflicts with work in progress.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// What was asked for existed once and is gone (an expired export).
+    #[oai(status = 410)]
+    Gone(Json<ErrorBody>),
     /// The batch is over the record or byte limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
     /// The request is well-formed but nothing in it can be accepted.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// The `Range` asked for lies outside the file.
+    #[oai(status = 416)]
+    RangeNotSatisfiable(Json<ErrorBody>),
     /// Too much work is waiting; nothing was accepted. Retry after the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),

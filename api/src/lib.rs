@@ -32,6 +32,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             routes::sync::SyncApi,
             routes::retention::RetentionApi,
             routes::pricing::PricingApi,
+            routes::exports::ExportsApi,
             routes::health::HealthApi,
         ),
         "CDR pipeline",

@@ -39,7 +39,8 @@ pub async fn connect(settings: &ServiceSettings) -> Result<Connections, ConnectE
     crate::db::migrate(&db).await.map_err(ConnectError::Migrations)?;
     let jobs = JobStore::connect(&settings.redis_url, &settings.namespace, settings.job_ttl()).await?;
     let publisher = Publisher::new(&settings.amqp_url, Topology::new(&settings.namespace));
-    if let Err(e) = publisher.queue_depth(&publisher.topology().ingest).await {
+    if let Err(e) = publisher.queue_depth(&crate::job::queue_of::<crate::ingest::IngestJob>(&publisher)).await
+    {
         tracing::warn!(error = %e, "RabbitMQ unreachable at start-up");
     }
     let search = SearchIndex::new(&settings.elasticsearch_url, &settings.index_alias)?;

@@ -109,6 +109,14 @@ error_codes! {
     TooManyRecords = "too_many_records", 413, false;
     /// The content type is not one the route takes.
     UnsupportedMediaType = "unsupported_media_type", 415, false;
+    /// The export is not finished (or failed): `/jobs/{id}` says how far it is.
+    ExportNotReady = "export_not_ready", 409, false;
+    /// The export's file was deleted after `CDR_EXPORT_TTL_HOURS`.
+    ExportExpired = "export_expired", 410, false;
+    /// The `Range` asked for lies outside the file.
+    RangeNotSatisfiable = "range_not_satisfiable", 416, false;
+    /// A file could not be written or read (the export directory is missing, full or not writable).
+    StorageUnavailable = "storage_unavailable", 503, true;
     /// A credential is missing or wrong.
     Unauthorized = "unauthorized", 401, false;
     /// The credential's role may not do this.

@@ -7,12 +7,11 @@
 
 use crate::error_code::ErrorCode;
 use crate::metrics;
-use crate::queue::{Outgoing, PublishError, Publisher};
+use crate::queue::{PublishError, Publisher};
 use crate::search::{SearchError, SearchIndex, WriteTo};
 use crate::state::{JobCounts, JobKind, JobState, JobStore, Settled};
 use chrono::{DateTime, Utc};
 use entities::{cdrs, index_failures, ingest_batches};
-use lapin::types::FieldTable;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -20,6 +19,9 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
+
+/// The kind an index job's state shows.
+pub const KIND: &str = "index";
 
 /// The message body of an index job: the rows one ingest job stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,7 +41,7 @@ impl IndexJob {
     }
 
     pub fn initial_state(&self) -> JobState {
-        JobState::enqueued(self.job_id.clone(), JobKind::Index, JobCounts::default(), self.enqueued_at)
+        JobState::enqueued(self.job_id.clone(), JobKind::new(KIND), JobCounts::default(), self.enqueued_at)
     }
 }
 #[derive(Debug, thiserror::Error)]
@@ -99,17 +101,7 @@ pub async fn enqueue(
 
 /// Publishes an index job's message (again, for the sweeper: same id, same state).
 pub async fn publish(publisher: &Publisher, job: &IndexJob) -> Result<(), IndexError> {
-    let body = serde_json::to_vec(job)
-        .map_err(|e| PublishError::NotConfirmed(format!("unserialisable index job: {e}")))?;
-    publisher
-        .publish(Outgoing {
-            queue: &publisher.topology().index,
-            message_id: &job.job_id,
-            body: &body,
-            headers: FieldTable::default(),
-        })
-        .await
-        .map_err(Into::into)
+    crate::job::publish(publisher, job).await.map_err(Into::into)
 }
 
 #[derive(Clone)]
@@ -277,7 +269,7 @@ impl IndexRunner {
     pub async fn dead_letter(&self, job: &IndexJob, code: ErrorCode, reason: &str) -> Result<(), IndexError> {
         let body = serde_json::to_vec(job)
             .map_err(|e| PublishError::NotConfirmed(format!("unserialisable index job: {e}")))?;
-        let queue = &self.publisher.topology().index;
+        let queue = &crate::job::queue_of::<IndexJob>(&self.publisher);
         self.publisher.dead_letter(queue, &job.job_id, &body, code, reason).await?;
         self.jobs.settle(&job.job_id, Settled::Failed(code, reason.to_string())).await;
         metrics::count_job("index", "failed");
@@ -375,4 +367,40 @@ pub async fn record_failure(
         .exec_without_returning(db)
         .await
         .map(|_| ())
+}
+
+impl crate::job::Job for IndexJob {
+    const QUEUE: &'static str = "index";
+    const KINDS: &'static [&'static str] = &[KIND];
+    const RETRIED: bool = true;
+    type Runner = IndexRunner;
+
+    fn runner(env: &crate::job::WorkerEnv) -> IndexRunner {
+        IndexRunner {
+            db: env.db.clone(),
+            jobs: env.jobs.clone(),
+            search: env.search.clone(),
+            publisher: env.publisher.clone(),
+            max_attempts: env.settings.max_attempts,
+            chunk: env.settings.index_chunk,
+        }
+    }
+
+    fn concurrency(settings: &crate::job::WorkerSettings) -> usize {
+        settings.index_concurrency
+    }
+
+    fn prefetch(settings: &crate::job::WorkerSettings) -> u16 {
+        settings.prefetch
+    }
+
+    fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    async fn run(&self, runner: &IndexRunner, attempt: u32) -> Result<(), crate::job::AttemptError> {
+        runner.run(self, attempt).await.map(|_| ()).map_err(Into::into)
+    }
+    // A crash marks the job failed (the default): its rows stay unindexed and the sync
+    // sweeper offers them again.
 }

@@ -10,6 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
+/// The kind an ingest job's state shows.
+pub const KIND: &str = "ingest";
+
 /// The message body of an ingest job: what the API validated, ready to store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestJob {
@@ -27,7 +30,7 @@ impl IngestJob {
     pub fn initial_state(&self) -> JobState {
         JobState::enqueued(
             self.job_id.clone(),
-            JobKind::Ingest,
+            JobKind::new(KIND),
             JobCounts { received: self.received, rejected: self.rejected, ..JobCounts::default() },
             self.enqueued_at,
         )
@@ -176,12 +179,59 @@ impl IngestRunner {
         let body = serde_json::to_vec(job).map_err(|e| {
             IngestError::DeadLetter(PublishError::NotConfirmed(format!("unserialisable job: {e}")))
         })?;
-        let queue = &self.publisher.topology().ingest;
+        let queue = &crate::job::queue_of::<IngestJob>(&self.publisher);
         self.publisher.dead_letter(queue, &job.job_id, &body, code, reason).await?;
         // The dead-letter queue holds the job now: acknowledge even if Redis is down.
         self.jobs.settle(&job.job_id, Settled::Failed(code, reason.to_string())).await;
         metrics::count_job("ingest", "failed");
         error!(job_id = %job.job_id, attempts, reason, "ingest job failed; dead-lettered");
         Ok(IngestResult::DeadLettered)
+    }
+}
+
+impl crate::job::Job for IngestJob {
+    const QUEUE: &'static str = "ingest";
+    const KINDS: &'static [&'static str] = &[KIND];
+    const RETRIED: bool = true;
+    type Runner = IngestRunner;
+
+    fn runner(env: &crate::job::WorkerEnv) -> IngestRunner {
+        IngestRunner {
+            store: CdrStore::new(env.db.clone()),
+            jobs: env.jobs.clone(),
+            publisher: env.publisher.clone(),
+            max_attempts: env.settings.max_attempts,
+        }
+    }
+
+    fn concurrency(settings: &crate::job::WorkerSettings) -> usize {
+        settings.concurrency
+    }
+
+    fn prefetch(settings: &crate::job::WorkerSettings) -> u16 {
+        settings.prefetch
+    }
+
+    fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    async fn run(&self, runner: &IngestRunner, attempt: u32) -> Result<(), crate::job::AttemptError> {
+        runner.run(self, attempt).await.map(|_| ()).map_err(Into::into)
+    }
+
+    /// Kept for inspection in the dead-letter queue.
+    async fn crashed(
+        &self,
+        runner: &IngestRunner,
+        _env: &crate::job::WorkerEnv,
+        reason: &str,
+        attempt: u32,
+    ) -> Result<(), crate::job::AttemptError> {
+        runner
+            .dead_letter(self, ErrorCode::InternalError, reason, attempt)
+            .await
+            .map(|_| ())
+            .map_err(Into::into)
     }
 }

@@ -30,35 +30,28 @@ pub const DELIVERY_LIMIT: i64 = 20;
 /// could be read.
 pub const REDELIVERY_ALLOWANCE: u32 = 5;
 
-/// The names of one deployment's exchanges and queues.
+/// The names of one deployment's exchanges and queues: one queue per registered job type
+/// (see [`crate::job::registry`]), named `<namespace>.<queue>`.
 #[derive(Debug, Clone)]
 pub struct Topology {
-    /// Ingest jobs: one message per accepted `POST /cdrs` batch.
-    pub ingest: String,
-    /// Index jobs: rows to write into the search index.
-    pub index: String,
-    /// Rebuilds of the search index from PostgreSQL.
-    pub reindex: String,
-    /// Retention runs, scheduled or asked for.
-    pub maintenance: String,
+    namespace: String,
     /// Exchange the broker routes rejected messages through.
     pub dead_letter_exchange: String,
 }
 
 impl Topology {
     pub fn new(namespace: &str) -> Self {
-        Topology {
-            ingest: format!("{namespace}.ingest"),
-            index: format!("{namespace}.index"),
-            reindex: format!("{namespace}.reindex"),
-            maintenance: format!("{namespace}.maintenance"),
-            dead_letter_exchange: format!("{namespace}.dlx"),
-        }
+        Topology { namespace: namespace.to_string(), dead_letter_exchange: format!("{namespace}.dlx") }
+    }
+
+    /// The full name of the job queue named `name` within the deployment.
+    pub fn queue(&self, name: &str) -> String {
+        format!("{}.{name}", self.namespace)
     }
 
     /// Every job queue.
-    pub fn queues(&self) -> [&str; 4] {
-        [&self.ingest, &self.index, &self.reindex, &self.maintenance]
+    pub fn queues(&self) -> Vec<String> {
+        crate::job::registry::queues().into_iter().map(|q| self.queue(q)).collect()
     }
 
     /// Where a queue's jobs go when they failed for good, kept for inspection and replay.
@@ -107,6 +100,7 @@ impl Topology {
             )
             .await?;
         for queue in self.queues() {
+            let queue = queue.as_str();
             let dead = Self::dead(queue);
             let mut dead_args = FieldTable::default();
             dead_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));

@@ -24,6 +24,12 @@ use tracing::{info, warn};
 
 /// Only one rebuild runs at a time; this lease names it.
 pub const LEASE: &str = "reindex";
+
+/// The kinds a rebuild's state shows: of the search index, of the KPI rollups, and a
+/// re-rate.
+pub const KIND: &str = "reindex";
+pub const ROLLUP_KIND: &str = "rollup_rebuild";
+pub const RERATE_KIND: &str = "rerate";
 const LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Rows stored or indexed this close before the rebuild started are caught up again:
 /// a transaction can commit a little after the `ingested_at` it stamped.
@@ -87,11 +93,11 @@ impl ReindexJob {
     }
 
     pub fn kind(&self) -> JobKind {
-        match self.target {
-            RebuildTarget::Index => JobKind::Reindex,
-            RebuildTarget::Rollups(_) => JobKind::RollupRebuild,
-            RebuildTarget::Rerate(_) => JobKind::Rerate,
-        }
+        JobKind::new(match self.target {
+            RebuildTarget::Index => KIND,
+            RebuildTarget::Rollups(_) => ROLLUP_KIND,
+            RebuildTarget::Rerate(_) => RERATE_KIND,
+        })
     }
 
     /// The lease that keeps two rebuilds of the same thing from running at once.
@@ -255,7 +261,8 @@ impl ReindexRunner {
         work: impl std::future::Future<Output = Result<T, ReindexError>>,
         counts: impl FnOnce(&T) -> JobCounts,
     ) -> Result<Option<T>, ReindexError> {
-        let kind = job.kind().as_str();
+        let kind = job.kind();
+        let kind = kind.as_str();
         let known = self.jobs.get(&job.job_id).await?;
         let result = if known.is_some_and(|s| s.status == crate::state::JobStatus::Succeeded) {
             Ok(None)
@@ -521,4 +528,34 @@ impl ReindexError {
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200 * 2_u64.pow(attempt.min(7)))
+}
+
+/// A rebuild runs once per delivery; its failure is recorded in its state and it is not
+/// retried by itself (an operator starts another).
+impl crate::job::Job for ReindexJob {
+    const QUEUE: &'static str = "reindex";
+    const KINDS: &'static [&'static str] = &[KIND, ROLLUP_KIND, RERATE_KIND];
+    type Runner = ReindexRunner;
+
+    fn runner(env: &crate::job::WorkerEnv) -> ReindexRunner {
+        ReindexRunner {
+            db: env.db.clone(),
+            jobs: env.jobs.clone(),
+            search: env.search.clone(),
+            publisher: env.publisher.clone(),
+            chunk: env.settings.index_chunk,
+            catalogue: Default::default(),
+        }
+    }
+
+    fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    async fn run(&self, runner: &ReindexRunner, _attempt: u32) -> Result<(), crate::job::AttemptError> {
+        if let Err(e) = runner.run(self).await {
+            warn!(job_id = %self.job_id, error = %e, "rebuild job ended in failure");
+        }
+        Ok(())
+    }
 }

@@ -13,40 +13,30 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Enum)]
-#[serde(rename_all = "snake_case")]
-#[oai(rename_all = "snake_case")]
-pub enum JobKind {
-    /// Validate-and-store of one `POST /cdrs` batch.
-    Ingest,
-    /// Writing stored rows into the search index.
-    Index,
-    /// Rebuilding the search index from PostgreSQL.
-    Reindex,
-    /// Rebuilding the KPI rollups from PostgreSQL.
-    RollupRebuild,
-    /// Dropping what retention expired (or, dry, listing it).
-    Retention,
-    /// Pricing stored calls again after a rate deck or dialling plan changed.
-    Rerate,
-}
+/// A job's kind, as the module of its job type names it: `ingest`, `index`, `reindex`,
+/// `rollup_rebuild`, `rerate`, `retention`, `export` (every kind registered in
+/// [`crate::job::registry`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, poem_openapi::NewType)]
+#[serde(transparent)]
+pub struct JobKind(pub String);
 
 impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Ingest => "ingest",
-            JobKind::Index => "index",
-            JobKind::Reindex => "reindex",
-            JobKind::RollupRebuild => "rollup_rebuild",
-            JobKind::Retention => "retention",
-            JobKind::Rerate => "rerate",
-        }
+    pub fn new(kind: &str) -> Self {
+        JobKind(kind.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Self::Ingest, Self::Index, Self::Reindex, Self::RollupRebuild, Self::Retention, Self::Rerate]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        Some(JobKind::new(s))
+    }
+}
+
+impl PartialEq<&str> for JobKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 
@@ -142,6 +132,11 @@ pub struct JobState {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerate: Option<crate::rating::rerate::RerateProgress>,
+    /// What the job's own kind reports as it goes (an export's rows, bytes and file), as
+    /// its module writes it.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 impl JobState {
@@ -161,6 +156,7 @@ impl JobState {
             index_job_id: None,
             retention: None,
             rerate: None,
+            detail: None,
         }
     }
 }
@@ -563,6 +559,11 @@ impl JobStore {
         self.write(id, &[("rerate", serde_json::to_string(progress).unwrap_or_default())]).await
     }
 
+    /// Keeps what a job's own kind reports (see [`JobState::detail`]).
+    pub async fn set_detail(&self, id: &str, detail: &impl Serialize) -> redis::RedisResult<()> {
+        self.write(id, &[("detail", serde_json::to_string(detail).unwrap_or_default())]).await
+    }
+
     /// Links an ingest job to the index job that follows it.
     pub async fn set_index_job(&self, id: &str, index_job_id: &str) -> redis::RedisResult<()> {
         self.write(id, &[("index_job_id", index_job_id.to_string())]).await
@@ -698,7 +699,7 @@ fn from_hash(id: &str, map: &HashMap<String, String>) -> Option<JobState> {
     let status = JobStatus::parse(map.get("status")?)?;
     let kind = match map.get("kind") {
         Some(k) => JobKind::parse(k)?,
-        None => JobKind::Ingest,
+        None => JobKind::new(crate::ingest::KIND),
     };
     let time = |k: &str| {
         map.get(k)
@@ -729,5 +730,6 @@ fn from_hash(id: &str, map: &HashMap<String, String>) -> Option<JobState> {
         index_job_id: map.get("index_job_id").filter(|s| !s.is_empty()).cloned(),
         retention: map.get("retention").and_then(|s| serde_json::from_str(s).ok()),
         rerate: map.get("rerate").and_then(|s| serde_json::from_str(s).ok()),
+        detail: map.get("detail").and_then(|s| serde_json::from_str(s).ok()),
     })
 }

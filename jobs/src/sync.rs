@@ -111,7 +111,7 @@ pub async fn sample_gauges(db: &DatabaseConnection, publisher: &Publisher) {
         m.index_backlog.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
     for queue in publisher.topology().queues() {
-        for name in [queue.to_string(), crate::queue::Topology::dead(queue)] {
+        for name in [queue.clone(), crate::queue::Topology::dead(&queue)] {
             if let Ok(Ok(depth)) = tokio::time::timeout(timeout, publisher.queue_depth(&name)).await {
                 m.queue_depth.with_label_values(&[name.as_str()]).set(i64::from(depth));
             }

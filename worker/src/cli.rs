@@ -18,17 +18,11 @@ pub struct WorkerCli {
     #[arg(long, env = "CDR_INDEX_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub index_concurrency: u16,
 
-    /// The job queues this process consumes, comma-separated. Every process takes all of
-    /// them by default; separate pools (e.g. `ingest` on some hosts, `index,reindex` on
-    /// others) let storing and indexing scale apart.
-    #[arg(
-        long,
-        env = "CDR_WORKER_JOBS",
-        value_enum,
-        value_delimiter = ',',
-        default_value = "ingest,index,reindex,maintenance"
-    )]
-    pub jobs: Vec<JobQueue>,
+    /// The job queues this process consumes, comma-separated (`ingest`, `index`, `reindex`,
+    /// `maintenance`, `export`); all of them when unset. Separate pools (e.g. `ingest` on
+    /// some hosts, `index,reindex` on others) let storing and indexing scale apart.
+    #[arg(long, env = "CDR_WORKER_JOBS", value_delimiter = ',', value_parser = job_queue)]
+    pub jobs: Vec<String>,
 
     /// Unacknowledged messages the broker may hand this process ahead of time.
     #[arg(long, env = "CDR_WORKER_PREFETCH", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
@@ -70,6 +64,9 @@ pub struct WorkerCli {
     #[command(flatten)]
     pub retention: jobs::retention::RetentionPolicy,
 
+    #[command(flatten)]
+    pub exports: jobs::export::ExportSettings,
+
     /// When retention runs (and partitions for the coming months are made), as a cron
     /// expression with seconds, in UTC: `sec min hour day-of-month month day-of-week`. Every
     /// worker follows it; each time it fires, one run is queued for the whole deployment.
@@ -88,14 +85,14 @@ pub struct WorkerCli {
     pub log_json: bool,
 }
 
-/// A job queue a worker process can consume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum JobQueue {
-    Ingest,
-    Index,
-    Reindex,
-    /// Retention runs.
-    Maintenance,
+/// A registered job queue's name (see `jobs::job::registry`).
+fn job_queue(name: &str) -> Result<String, String> {
+    let queues = jobs::job::registry::queues();
+    if queues.contains(&name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!("no job queue {name:?}; the queues are {}", queues.join(", ")))
+    }
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -107,8 +104,22 @@ pub enum WorkerCommand {
 }
 
 impl WorkerCli {
-    pub fn consumes(&self, queue: JobQueue) -> bool {
-        self.jobs.contains(&queue)
+    /// Whether this process takes the jobs of `queue` (a registered queue's name).
+    pub fn consumes(&self, queue: &str) -> bool {
+        self.jobs.is_empty() || self.jobs.iter().any(|j| j == queue)
+    }
+
+    /// What the job runners read from these settings.
+    pub fn worker_settings(&self) -> jobs::job::WorkerSettings {
+        jobs::job::WorkerSettings {
+            concurrency: usize::from(self.concurrency),
+            index_concurrency: usize::from(self.index_concurrency),
+            prefetch: self.prefetch,
+            max_attempts: self.max_attempts,
+            index_chunk: self.index_chunk,
+            retention: self.retention,
+            exports: self.exports.clone(),
+        }
     }
 
     /// The retention schedule, checked.

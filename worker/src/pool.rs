@@ -1,7 +1,8 @@
-//! The apalis worker pool on the RabbitMQ backend: ingest, index, reindex and retention
-//! workers, the retention schedule, and the sync sweeper and rollup folder beside them.
+//! The apalis worker pool on the RabbitMQ backend: a worker for every registered job type
+//! this process takes (see `jobs::job::registry`), the retention schedule, and the sync
+//! sweeper and rollup folder beside them.
 
-use crate::cli::{JobQueue, WorkerCli};
+use crate::cli::WorkerCli;
 use crate::lenient::{Delivery, LenientBackend};
 use apalis::layers::retry::HasherRng;
 use apalis::layers::retry::backoff::{ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
@@ -9,14 +10,12 @@ use apalis::prelude::*;
 use apalis_amqp::{AmqpBackend, AmqpTask, Config};
 use futures::FutureExt as _;
 use futures::Sink;
+use futures::future::BoxFuture;
 use jobs::error_code::ErrorCode;
-use jobs::indexing::{IndexJob, IndexRunner};
-use jobs::ingest::{IngestJob, IngestRunner};
+use jobs::job::{Job, WorkerEnv, registry};
 use jobs::queue::{Publisher, Topology, dead_letter_unreadable};
-use jobs::reindex::{ReindexJob, ReindexRunner};
-use jobs::retention::{MaintenanceJob, RetentionRunner};
+use jobs::retention::MaintenanceJob;
 use jobs::state::JobStore;
-use jobs::store::CdrStore;
 use jobs::sync::Sweeper;
 use lapin::options::BasicNackOptions;
 use serde::de::DeserializeOwned;
@@ -33,59 +32,29 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(2);
 /// Everything the workers share.
 #[derive(Clone)]
 pub struct Runners {
-    pub ingest: Arc<IngestRunner>,
-    pub index: Arc<IndexRunner>,
-    pub reindex: Arc<ReindexRunner>,
+    pub env: WorkerEnv,
     pub sweeper: Sweeper,
     pub folder: jobs::rollups::fold::Folder,
-    pub retention: Arc<RetentionRunner>,
-    pub publisher: Publisher,
-    pub topology: Topology,
 }
 
 /// Connects to every service, applying migrations and creating the index if missing.
 pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
     let jobs::connect::Connections { db, jobs: job_store, publisher, search } =
         jobs::connect::connect(&cli.services).await?;
-    let topology = publisher.topology().clone();
     cli.retention.validate().map_err(anyhow::Error::msg)?;
-    let retention = Arc::new(RetentionRunner {
+    let env = WorkerEnv {
         db: db.clone(),
         jobs: job_store.clone(),
-        search: search.clone(),
         publisher: publisher.clone(),
-        policy: cli.retention,
-    });
+        search,
+        settings: cli.worker_settings(),
+    };
     // The coming months' partitions exist from the start, whenever the schedule fires.
-    retention.create_ahead(chrono::Utc::now()).await?;
+    MaintenanceJob::runner(&env).create_ahead(chrono::Utc::now()).await?;
     Ok(Runners {
-        retention,
-        publisher: publisher.clone(),
-        ingest: Arc::new(IngestRunner {
-            store: CdrStore::new(db.clone()),
-            jobs: job_store.clone(),
-            publisher: publisher.clone(),
-            max_attempts: cli.max_attempts,
-        }),
-        index: Arc::new(IndexRunner {
-            db: db.clone(),
-            jobs: job_store.clone(),
-            search: search.clone(),
-            publisher: publisher.clone(),
-            max_attempts: cli.max_attempts,
-            chunk: cli.index_chunk,
-        }),
-        reindex: Arc::new(ReindexRunner {
-            db: db.clone(),
-            jobs: job_store.clone(),
-            search,
-            publisher: publisher.clone(),
-            chunk: cli.index_chunk,
-            catalogue: Default::default(),
-        }),
         folder: jobs::rollups::fold::Folder::new(db.clone(), job_store.clone()),
         sweeper: Sweeper::new(db, job_store, publisher, Duration::from_secs(cli.sweep_grace_secs)),
-        topology,
+        env,
     })
 }
 
@@ -102,9 +71,9 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
     let http = crate::http::serve(&cli.http_addr, runners.sweeper.clone(), shutdown.clone()).await?;
     // Outside the monitor: the monitor is rebuilt whenever the broker goes away, and a
     // schedule that never ends would keep it from noticing.
-    let schedule = if cli.consumes(JobQueue::Maintenance) {
+    let schedule = if cli.consumes(MaintenanceJob::QUEUE) {
         let ticks =
-            Arc::new(Ticks { jobs: runners.retention.jobs.clone(), publisher: runners.publisher.clone() });
+            Arc::new(Ticks { jobs: runners.env.jobs.clone(), publisher: runners.env.publisher.clone() });
         let worker = WorkerBuilder::new("cdr-retention-schedule")
             .backend(apalis_cron::CronScheduler::new(cli.schedule()?))
             .data(ticks)
@@ -183,71 +152,74 @@ async fn backend<T: DeserializeOwned + Send + 'static>(
     Ok(backend)
 }
 
-async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Monitor> {
-    let topology = &runners.topology;
-    // The consumers declare their queues passively: make sure they exist first.
-    runners.ingest.publisher.queue_depth(&topology.ingest).await?;
-    let mut backoff_maker =
-        ExponentialBackoffMaker::new(cli.retry_min(), cli.retry_max(), 0.2, HasherRng::default())?;
-    let backoff: ExponentialBackoff = backoff_maker.make_backoff();
-    let retries = usize::try_from(cli.max_attempts.saturating_sub(1)).unwrap_or(usize::MAX);
-    let (concurrency, index_concurrency) = (usize::from(cli.concurrency), usize::from(cli.index_concurrency));
+/// A worker of one job type added to a monitor.
+type Registration = Box<dyn FnOnce(Monitor) -> Monitor + Send>;
 
-    let mut monitor = Monitor::new();
-    if cli.consumes(JobQueue::Ingest) {
-        let ingest_backend = backend::<IngestJob>(cli, topology, &topology.ingest, cli.prefetch).await?;
-        let ingest = runners.ingest.clone();
-        let backoff = backoff.clone();
-        monitor = monitor.register(move |_restarts| {
-            WorkerBuilder::new("cdr-ingest")
-                .backend(ingest_backend.clone())
-                .data(ingest.clone())
+/// Builds, for every registered job type this process takes, its queue's backend and a
+/// registration of its worker.
+struct Workers<'a> {
+    cli: &'a WorkerCli,
+    env: &'a WorkerEnv,
+    backoff: ExponentialBackoff,
+    retries: usize,
+    pending: Vec<BoxFuture<'a, anyhow::Result<Registration>>>,
+}
+
+impl registry::Visit for Workers<'_> {
+    fn job<J: Job>(&mut self) {
+        if self.cli.consumes(J::QUEUE) {
+            let (env, backoff, retries) = (self.env, self.backoff.clone(), self.retries);
+            self.pending.push(Box::pin(worker::<J>(self.cli, env, backoff, retries)));
+        }
+    }
+}
+
+/// What one job type's handler gets: its runner, the services and its queue's full name.
+struct Context<J: Job> {
+    runner: J::Runner,
+    env: WorkerEnv,
+    queue: String,
+}
+
+async fn worker<J: Job>(
+    cli: &WorkerCli,
+    env: &WorkerEnv,
+    backoff: ExponentialBackoff,
+    retries: usize,
+) -> anyhow::Result<Registration> {
+    let queue = jobs::job::queue_of::<J>(&env.publisher);
+    let backend = backend::<J>(cli, env.publisher.topology(), &queue, J::prefetch(&env.settings)).await?;
+    let context = Arc::new(Context::<J> { runner: J::runner(env), env: env.clone(), queue: queue.clone() });
+    let concurrency = J::concurrency(&env.settings);
+    let retries = if J::RETRIED { retries } else { 0 };
+    let name = format!("cdr-{}", J::QUEUE);
+    Ok(Box::new(move |monitor: Monitor| {
+        monitor.register(move |_restarts| {
+            WorkerBuilder::new(name.as_str())
+                .backend(backend.clone())
+                .data(context.clone())
                 .concurrency(concurrency)
                 .retry(RetryPolicy::retries(retries).with_backoff(backoff.clone()))
                 .enable_tracing()
                 .parallelize(tokio::spawn)
-                .build(handle_ingest)
-        });
-    }
-    if cli.consumes(JobQueue::Index) {
-        let index_backend = backend::<IndexJob>(cli, topology, &topology.index, cli.prefetch).await?;
-        let index = runners.index.clone();
-        monitor = monitor.register(move |_restarts| {
-            WorkerBuilder::new("cdr-index")
-                .backend(index_backend.clone())
-                .data(index.clone())
-                .concurrency(index_concurrency)
-                .retry(RetryPolicy::retries(retries).with_backoff(backoff.clone()))
-                .enable_tracing()
-                .parallelize(tokio::spawn)
-                .build(handle_index)
-        });
-    }
-    if cli.consumes(JobQueue::Reindex) {
-        let reindex_backend = backend::<ReindexJob>(cli, topology, &topology.reindex, 1).await?;
-        let reindex = runners.reindex.clone();
-        monitor = monitor.register(move |_restarts| {
-            WorkerBuilder::new("cdr-reindex")
-                .backend(reindex_backend.clone())
-                .data(reindex.clone())
-                .concurrency(1)
-                .enable_tracing()
-                .parallelize(tokio::spawn)
-                .build(handle_reindex)
-        });
-    }
-    if cli.consumes(JobQueue::Maintenance) {
-        let maintenance_backend = backend::<MaintenanceJob>(cli, topology, &topology.maintenance, 1).await?;
-        let retention = runners.retention.clone();
-        monitor = monitor.register(move |_restarts| {
-            WorkerBuilder::new("cdr-retention")
-                .backend(maintenance_backend.clone())
-                .data(retention.clone())
-                .concurrency(1)
-                .enable_tracing()
-                .parallelize(tokio::spawn)
-                .build(handle_retention)
-        });
+                .build(handle::<J>)
+        })
+    }))
+}
+
+async fn build_monitor(cli: &WorkerCli, runners: &Runners) -> anyhow::Result<Monitor> {
+    let env = &runners.env;
+    // The consumers declare their queues passively: make sure they exist first.
+    env.publisher.queue_depth(&jobs::job::queue_of::<jobs::ingest::IngestJob>(&env.publisher)).await?;
+    let mut backoff_maker =
+        ExponentialBackoffMaker::new(cli.retry_min(), cli.retry_max(), 0.2, HasherRng::default())?;
+    let backoff: ExponentialBackoff = backoff_maker.make_backoff();
+    let retries = usize::try_from(cli.max_attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+    let mut workers = Workers { cli, env, backoff, retries, pending: Vec::new() };
+    registry::each(&mut workers);
+    let mut monitor = Monitor::new();
+    for registration in workers.pending {
+        monitor = registration.await?(monitor);
     }
     let monitor = monitor.shutdown_timeout(Duration::from_secs(cli.shutdown_timeout_secs));
     Ok(monitor)
@@ -288,71 +260,22 @@ async fn readable<T>(
     Ok(None)
 }
 
-/// One attempt at an ingest job. An error sends the job back for a later attempt.
-async fn handle_ingest(
-    delivery: Delivery<IngestJob>,
-    runner: Data<Arc<IngestRunner>>,
+/// One attempt at a job. An error sends the job back for a later attempt; a panic is what
+/// the job type says it becomes.
+async fn handle<J: Job>(
+    delivery: Delivery<J>,
+    context: Data<Arc<Context<J>>>,
     attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    let queue = &runner.publisher.topology().ingest;
-    let Some(job) = readable(delivery, &runner.publisher, &runner.jobs, queue).await? else { return Ok(()) };
+    let env = &context.env;
+    let Some(job) = readable(delivery, &env.publisher, &env.jobs, &context.queue).await? else {
+        return Ok(());
+    };
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
-    match guarded(runner.run(&job, attempt)).await {
-        Ok(result) => result.map(|_| ()).map_err(Into::into),
-        // Kept for inspection in the dead-letter queue.
-        Err(reason) => runner
-            .dead_letter(&job, ErrorCode::InternalError, &reason, attempt)
-            .await
-            .map(|_| ())
-            .map_err(Into::into),
+    match guarded(job.run(&context.runner, attempt)).await {
+        Ok(result) => result,
+        Err(reason) => job.crashed(&context.runner, env, &reason, attempt).await,
     }
-}
-
-/// One attempt at an index job.
-async fn handle_index(
-    delivery: Delivery<IndexJob>,
-    runner: Data<Arc<IndexRunner>>,
-    attempt: Attempt,
-) -> Result<(), BoxDynError> {
-    let queue = &runner.publisher.topology().index;
-    let Some(job) = readable(delivery, &runner.publisher, &runner.jobs, queue).await? else { return Ok(()) };
-    let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX);
-    match guarded(runner.run(&job, attempt)).await {
-        Ok(result) => result.map(|_| ()).map_err(Into::into),
-        // The rows stay unindexed; the sweeper will offer them again.
-        Err(reason) => {
-            runner.jobs.mark_failed(&job.job_id, ErrorCode::InternalError, &reason).await.map_err(Into::into)
-        }
-    }
-}
-
-/// A rebuild runs once per delivery; its failure is recorded in its state and it is not
-/// retried by itself (an operator starts another).
-async fn handle_reindex(
-    delivery: Delivery<ReindexJob>,
-    runner: Data<Arc<ReindexRunner>>,
-) -> Result<(), BoxDynError> {
-    let queue = &runner.publisher.topology().reindex;
-    if let Some(job) = readable(delivery, &runner.publisher, &runner.jobs, queue).await?
-        && let Err(e) = runner.run(&job).await
-    {
-        warn!(job_id = %job.job_id, error = %e, "reindex job ended in failure");
-    }
-    Ok(())
-}
-
-/// A retention run; its failure is in its state. A run that lost to another one in progress
-/// is not retried (the next tick, or an operator, starts another).
-async fn handle_retention(
-    delivery: Delivery<MaintenanceJob>,
-    runner: Data<Arc<RetentionRunner>>,
-) -> Result<(), BoxDynError> {
-    let queue = &runner.publisher.topology().maintenance;
-    let Some(job) = readable(delivery, &runner.publisher, &runner.jobs, queue).await? else { return Ok(()) };
-    if let Err(e) = runner.run(&job).await {
-        warn!(job_id = %job.job_id, error = %e, "retention job ended in failure");
-    }
-    Ok(())
 }
 
 /// What a schedule tick needs to queue its run.

@@ -31,13 +31,11 @@ impl HealthApi {
     /// Readiness: PostgreSQL, Redis and RabbitMQ each answer within 2 s
     #[oai(path = "/readyz", method = "get")]
     async fn readyz(&self, state: Data<&AppState>) -> Result<Ready, ApiError> {
+        let ingest_queue = jobs::job::queue_of::<jobs::ingest::IngestJob>(&state.publisher);
         let (db, redis, amqp) = tokio::join!(
             tokio::time::timeout(CHECK_TIMEOUT, jobs::db::ping(&state.db)),
             tokio::time::timeout(CHECK_TIMEOUT, state.jobs.ping()),
-            tokio::time::timeout(
-                CHECK_TIMEOUT,
-                state.publisher.queue_depth(&state.publisher.topology().ingest)
-            ),
+            tokio::time::timeout(CHECK_TIMEOUT, state.publisher.queue_depth(&ingest_queue)),
         );
         let mut report = BTreeMap::new();
         let mut down = None;

@@ -73,7 +73,12 @@ async fn committed(
     };
     let mut job = match known {
         Some(job) => job.clone(),
-        None => JobState::enqueued(id.to_string(), JobKind::Ingest, JobCounts::default(), chrono::Utc::now()),
+        None => JobState::enqueued(
+            id.to_string(),
+            JobKind::new(jobs::ingest::KIND),
+            JobCounts::default(),
+            chrono::Utc::now(),
+        ),
     };
     job.counts.inserted = outcome.inserted;
     job.counts.duplicates = outcome.duplicates;
@@ -102,7 +107,7 @@ impl JobsApi {
         }
         let job = state.jobs.get(&id.0).await.map_err(|e| ApiError::unavailable("redis", e))?;
         match job {
-            Some(job) if job.status.is_final() || job.kind != JobKind::Ingest || !stale(&job) => {
+            Some(job) if job.status.is_final() || job.kind != jobs::ingest::KIND || !stale(&job) => {
                 Ok(JobResponse::Ok(Json(job)))
             }
             // An ingest job whose state is behind (Redis was down when its batch committed)
@@ -157,16 +162,16 @@ impl JobsApi {
         if job.status != JobStatus::Failed {
             return Err(conflict(format!("job {} is {}, not failed", job.id, job.status.as_str())));
         }
-        let topology = state.publisher.topology();
-        let queue = match job.kind {
-            JobKind::Ingest => &topology.ingest,
-            JobKind::Index => &topology.index,
-            JobKind::Reindex | JobKind::RollupRebuild | JobKind::Rerate => &topology.reindex,
-            JobKind::Retention => &topology.maintenance,
+        let Some(queue) = jobs::job::registry::queue_of_kind(job.kind.as_str()) else {
+            return Err(conflict(format!(
+                "job {} is of no kind this version runs ({})",
+                job.id,
+                job.kind.as_str()
+            )));
         };
         let found = state
             .publisher
-            .replay_dead(queue, &job.id)
+            .replay_dead(&state.publisher.topology().queue(queue), &job.id)
             .await
             .map_err(|e| ApiError::unavailable("rabbitmq", e))?;
         if !found {

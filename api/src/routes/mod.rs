@@ -2,6 +2,7 @@
 
 mod cdr_body;
 pub mod cdrs;
+pub mod exports;
 pub mod freeswitch;
 pub mod health;
 pub mod jobs;
@@ -27,4 +28,6 @@ pub enum Tag {
     Health,
     /// Numbers and money: dialling plans, rate decks and re-rating.
     Pricing,
+    /// Every CDR a query matches, as a file.
+    Exports,
 }

@@ -5,7 +5,6 @@ use super::Tag;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::cdrs::JobAccepted;
 use crate::state::AppState;
-use jobs::queue::Outgoing;
 use jobs::reindex::{ReindexError, ReindexJob, claim};
 use jobs::search::ParamError;
 use jobs::state::JobStatus;
@@ -137,17 +136,7 @@ pub(crate) async fn start_rebuild(state: &AppState, job: ReindexJob) -> Result<R
             other => ApiError::unavailable("redis", other),
         });
     }
-    let body = serde_json::to_vec(&job).map_err(|e| ApiError::unavailable("serialiser", e))?;
-    let topology = state.publisher.topology();
-    let published = state
-        .publisher
-        .publish(Outgoing {
-            queue: &topology.reindex,
-            message_id: &job.job_id,
-            body: &body,
-            headers: Default::default(),
-        })
-        .await;
+    let published = jobs::job::publish(&state.publisher, &job).await;
     if let Err(e) = published {
         let _ = state.jobs.release_lease(job.lease(), &job.job_id).await;
         let _ = state.jobs.delete(&job.job_id).await;

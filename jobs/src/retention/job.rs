@@ -4,6 +4,9 @@ use crate::state::{JobCounts, JobKind, JobState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The kind a retention run's state shows.
+pub const KIND: &str = "retention";
+
 /// Only one retention run works at a time, across every worker; this lease names it.
 pub const LEASE: &str = "retention";
 
@@ -33,6 +36,39 @@ impl MaintenanceJob {
     }
 
     pub fn initial_state(&self) -> JobState {
-        JobState::enqueued(self.job_id.clone(), JobKind::Retention, JobCounts::default(), self.enqueued_at)
+        JobState::enqueued(self.job_id.clone(), JobKind::new(KIND), JobCounts::default(), self.enqueued_at)
+    }
+}
+
+/// A retention run; its failure is in its state. A run that lost to another one in progress
+/// is not retried (the next tick, or an operator, starts another).
+impl crate::job::Job for MaintenanceJob {
+    const QUEUE: &'static str = "maintenance";
+    const KINDS: &'static [&'static str] = &[KIND];
+    type Runner = super::RetentionRunner;
+
+    fn runner(env: &crate::job::WorkerEnv) -> super::RetentionRunner {
+        super::RetentionRunner {
+            db: env.db.clone(),
+            jobs: env.jobs.clone(),
+            search: env.search.clone(),
+            publisher: env.publisher.clone(),
+            policy: env.settings.retention,
+        }
+    }
+
+    fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    async fn run(
+        &self,
+        runner: &super::RetentionRunner,
+        _attempt: u32,
+    ) -> Result<(), crate::job::AttemptError> {
+        if let Err(e) = runner.run(self).await {
+            tracing::warn!(job_id = %self.job_id, error = %e, "retention job ended in failure");
+        }
+        Ok(())
     }
 }

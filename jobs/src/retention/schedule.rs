@@ -6,10 +6,9 @@
 //! any other: a worker killed mid-run leaves it unacknowledged, and another takes it over.
 
 use super::MaintenanceJob;
-use crate::queue::{Outgoing, PublishError, Publisher};
+use crate::queue::{PublishError, Publisher};
 use crate::state::JobStore;
 use chrono::{DateTime, Utc};
-use lapin::types::FieldTable;
 use std::time::Duration;
 
 /// How long a tick's claim is remembered: longer than any clock skew between workers.
@@ -46,16 +45,7 @@ pub async fn queue(
     job: &MaintenanceJob,
 ) -> Result<(), ScheduleError> {
     jobs.create(&job.initial_state()).await?;
-    let body = serde_json::to_vec(job).unwrap_or_default();
-    let queue = publisher.topology().maintenance.clone();
-    publisher
-        .publish(Outgoing {
-            queue: &queue,
-            message_id: &job.job_id,
-            body: &body,
-            headers: FieldTable::default(),
-        })
-        .await?;
+    crate::job::publish(publisher, job).await?;
     tracing::info!(job_id = %job.job_id, dry_run = job.dry_run, "retention job queued");
     Ok(())
 }

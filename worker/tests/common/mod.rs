@@ -83,8 +83,11 @@ impl TestApp {
         Self::build(Limits::default(), api::auth::Auth::from_spec(spec, true).expect("token spec")).await
     }
 
-    pub async fn build(limits: Limits, auth: api::auth::Auth) -> TestApp {
+    pub async fn build(mut limits: Limits, auth: api::auth::Auth) -> TestApp {
         let name = format!("t{}", ulid::Ulid::new().to_string().to_lowercase());
+        // The API serves exports from where this test's workers write them.
+        limits.exports.dir = Self::export_dir_of(&name);
+        let limits_dir = limits.exports.dir.clone();
         let admin = Database::connect(admin_url()).await.expect("PostgreSQL is up (scripts/services up)");
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
         let settings = ServiceSettings {
@@ -116,6 +119,7 @@ impl TestApp {
                 ("CDR_SWEEP_GRACE_SECS".into(), "2".into()),
                 ("CDR_ROLLUP_FOLD_MS".into(), "300".into()),
                 ("CDR_WORKER_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+                ("CDR_EXPORT_DIR".into(), limits_dir.display().to_string()),
             ],
         }
     }
@@ -129,6 +133,15 @@ impl TestApp {
     pub async fn start_another_worker(&mut self) {
         let child = self.spawn_worker();
         self.more_workers.push(child);
+    }
+
+    fn export_dir_of(name: &str) -> PathBuf {
+        workspace_dir().join("target").join("test-exports").join(name)
+    }
+
+    /// Where this test's exports are written.
+    pub fn export_dir(&self) -> PathBuf {
+        Self::export_dir_of(&self.name)
     }
 
     /// The log file every worker of this test appends to.
@@ -406,6 +419,7 @@ impl TestApp {
             let _ = child.wait().await;
         }
         self.db.clone().close().await.ok();
+        let _ = std::fs::remove_dir_all(self.export_dir());
         let search = self.search();
         let _ = search
             .request(elasticsearch::http::Method::Delete, &format!("/{}*", self.settings.index_alias), None)
@@ -428,7 +442,7 @@ impl TestApp {
         {
             let t = jobs::queue::Topology::new(&self.name);
             for q in t.queues() {
-                for name in [q.to_string(), jobs::queue::Topology::dead(q)] {
+                for name in [q.clone(), jobs::queue::Topology::dead(&q)] {
                     let _ = ch.queue_delete(name.as_str().into(), Default::default()).await;
                 }
             }

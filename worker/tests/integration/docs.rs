@@ -33,6 +33,18 @@ async fn the_openapi_document_lists_every_endpoint_and_the_pages_render_offline(
     for p in ["source", "dest_number", "from", "to", "disposition", "sort", "limit", "cursor"] {
         assert!(search_params.contains(&p), "/search parameter {p} undocumented");
     }
+    // An export takes exactly the filters /search takes (so an empty one means the same).
+    let export_params: Vec<&str> = paths["/exports"]["post"]["parameters"]
+        .as_array()
+        .expect("params")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let mut expected: Vec<&str> =
+        search_params.iter().copied().filter(|p| !["sort", "limit", "cursor"].contains(p)).collect();
+    expected.extend(["format", "columns"]);
+    assert_eq!(export_params, expected);
+    assert!(paths["/exports/{id}/download"]["get"]["responses"].get("206").is_some());
     let post = &paths["/cdrs"]["post"]["responses"];
     for status in ["202", "400", "413", "422", "503"] {
         assert!(post.get(status).is_some(), "POST /cdrs {status} undocumented");

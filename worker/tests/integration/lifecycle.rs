@@ -244,7 +244,7 @@ async fn a_batch_committed_while_redis_is_down_is_acknowledged_and_its_state_cat
     assert!(exit.success(), "{exit:?}");
     let topology = jobs::queue::Topology::new(&app.name);
     let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
-    assert_eq!(publisher.queue_depth(&topology.ingest).await.expect("depth"), 0);
+    assert_eq!(publisher.queue_depth(&topology.queue("ingest")).await.expect("depth"), 0);
     // The state the API holds never heard from the worker; PostgreSQL has the outcome.
     let job = app.wait_job(&job_id, Duration::from_secs(30), |j| j["status"] == "succeeded").await;
     assert_eq!(job["counts"]["inserted"], 200, "{job}");

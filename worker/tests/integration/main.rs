@@ -5,6 +5,7 @@ mod common;
 mod contract;
 mod crash;
 mod docs;
+mod exports;
 mod formats;
 mod freeswitch;
 mod fuzz;

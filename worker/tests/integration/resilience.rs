@@ -97,7 +97,7 @@ async fn a_job_the_database_refuses_is_dead_lettered_with_its_error() {
     let body = serde_json::to_vec(&job).expect("json");
     publisher
         .publish(Outgoing {
-            queue: &topology.ingest,
+            queue: &topology.queue("ingest"),
             message_id: "poison-1",
             body: &body,
             headers: Default::default(),
@@ -113,7 +113,7 @@ async fn a_job_the_database_refuses_is_dead_lettered_with_its_error() {
     assert_eq!(state["status"], "failed");
     assert!(state["error"].as_str().expect("error").contains("permanent"), "{state}");
     // Kept, not dropped: the message waits in the dead-letter queue.
-    dead_letters(&publisher, &topology.ingest, 1).await;
+    dead_letters(&publisher, &topology.queue("ingest"), 1).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 0);
     app.cleanup().await;
 }
@@ -126,11 +126,16 @@ async fn unreadable_messages_are_dead_lettered_and_do_not_stall_the_pool() {
     let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
     for (id, body) in [("garbage", &b"not json"[..]), ("wrong-shape", &b"{\"job_id\":\"wrong-shape\"}"[..])] {
         publisher
-            .publish(Outgoing { queue: &topology.ingest, message_id: id, body, headers: Default::default() })
+            .publish(Outgoing {
+                queue: &topology.queue("ingest"),
+                message_id: id,
+                body,
+                headers: Default::default(),
+            })
             .await
             .expect("publish");
     }
-    for queue in [&topology.index, &topology.reindex] {
+    for queue in [&topology.queue("index"), &topology.queue("reindex")] {
         publisher
             .publish(Outgoing {
                 queue,
@@ -144,7 +149,9 @@ async fn unreadable_messages_are_dead_lettered_and_do_not_stall_the_pool() {
     let accepted = app.ingest(&batch(0..10)).await;
     app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 10);
-    for (queue, parked) in [(&topology.ingest, 2), (&topology.index, 1), (&topology.reindex, 1)] {
+    for (queue, parked) in
+        [(&topology.queue("ingest"), 2), (&topology.queue("index"), 1), (&topology.queue("reindex"), 1)]
+    {
         dead_letters(&publisher, queue, parked).await;
     }
     app.cleanup().await;

@@ -180,11 +180,11 @@ async fn failed_jobs_are_listed_and_can_be_replayed() {
     let topology = Topology::new(&app.name);
     let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
     let payload = serde_json::to_vec(&job).expect("json");
-    publisher.queue_depth(&topology.ingest).await.expect("topology declared");
+    publisher.queue_depth(&topology.queue("ingest")).await.expect("topology declared");
     for (id, body) in [("someone-else", &b"{}"[..]), (job.job_id.as_str(), &payload[..])] {
         publisher
             .publish(Outgoing {
-                queue: &Topology::dead(&topology.ingest),
+                queue: &Topology::dead(&topology.queue("ingest")),
                 message_id: id,
                 body,
                 headers: Default::default(),
@@ -207,7 +207,7 @@ async fn failed_jobs_are_listed_and_can_be_replayed() {
     assert_eq!(done["counts"]["inserted"], 20);
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 20);
     // The other dead message stayed; the replayed one left the dead-letter queue.
-    assert_eq!(publisher.queue_depth(&Topology::dead(&topology.ingest)).await.expect("depth"), 1);
+    assert_eq!(publisher.queue_depth(&Topology::dead(&topology.queue("ingest"))).await.expect("depth"), 1);
     let listed = body(app.client.get("/jobs?status=failed").send().await).await;
     assert_eq!(listed["items"], json!([]));
 
