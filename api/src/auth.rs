@@ -125,6 +125,7 @@ pub fn required_roles(metrics_public: bool, method: &Method, path: &str) -> Opti
         (&Method::PUT | &Method::DELETE, p) if p.starts_with("/mappings/") => Some(ADMIN),
         (&Method::PUT | &Method::DELETE, p) if p.starts_with("/dialling-plans/") => Some(ADMIN),
         (&Method::POST, "/rate-decks" | "/rerate") => Some(ADMIN),
+        (&Method::POST | &Method::PUT | &Method::DELETE, p) if p.starts_with("/alerts/") => Some(ADMIN),
         (_, p) if p == "/mappings" || p.starts_with("/mappings/") => Some(JOBS),
         (_, p) if p == "/jobs" || p.starts_with("/jobs/") => Some(JOBS),
         _ => Some(ANY_READER),

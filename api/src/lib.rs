@@ -33,6 +33,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             routes::retention::RetentionApi,
             routes::pricing::PricingApi,
             routes::exports::ExportsApi,
+            routes::alerts::AlertsApi,
             routes::health::HealthApi,
         ),
         "CDR pipeline",

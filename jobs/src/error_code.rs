@@ -109,6 +109,8 @@ error_codes! {
     TooManyRecords = "too_many_records", 413, false;
     /// The content type is not one the route takes.
     UnsupportedMediaType = "unsupported_media_type", 415, false;
+    /// An alert rule cannot be saved; `details.field` names what to change.
+    InvalidRule = "invalid_rule", 422, false;
     /// The export is not finished (or failed): `/jobs/{id}` says how far it is.
     ExportNotReady = "export_not_ready", 409, false;
     /// The export's file was deleted after `CDR_EXPORT_TTL_HOURS`.

@@ -398,6 +398,10 @@ impl crate::job::Job for IndexJob {
         &self.job_id
     }
 
+    fn initial_state(&self) -> JobState {
+        self.initial_state()
+    }
+
     async fn run(&self, runner: &IndexRunner, attempt: u32) -> Result<(), crate::job::AttemptError> {
         runner.run(self, attempt).await.map(|_| ()).map_err(Into::into)
     }

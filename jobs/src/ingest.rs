@@ -216,6 +216,10 @@ impl crate::job::Job for IngestJob {
         &self.job_id
     }
 
+    fn initial_state(&self) -> JobState {
+        self.initial_state()
+    }
+
     async fn run(&self, runner: &IngestRunner, attempt: u32) -> Result<(), crate::job::AttemptError> {
         runner.run(self, attempt).await.map(|_| ()).map_err(Into::into)
     }

@@ -32,6 +32,12 @@ pub struct Metrics {
     /// so it is exported at 0 from the start: a scrape without it is a broken exporter, not
     /// a healthy API, and an alert on any increase needs no label to exist first.
     pub api_panics: IntCounter,
+    /// Alert rules firing now (1) or not (0), by rule, sampled at scrape time.
+    pub alert_firing: IntGaugeVec,
+    /// Alert rules that fired or resolved.
+    pub alert_transitions: IntCounterVec,
+    /// Alert notifications by outcome: delivered, failed (an attempt the receiver refused).
+    pub webhook_deliveries: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -68,6 +74,18 @@ fn build() -> Result<Metrics, prometheus::Error> {
         )?,
         index_backlog: IntGauge::new("cdr_index_backlog", "Rows stored but not yet searchable")?,
         api_panics: IntCounter::new("cdr_api_panics_total", "API requests whose handler panicked")?,
+        alert_firing: IntGaugeVec::new(
+            Opts::new("cdr_alert_firing", "Alert rules firing now (1) or not (0)"),
+            &["rule"],
+        )?,
+        alert_transitions: IntCounterVec::new(
+            Opts::new("cdr_alert_transitions_total", "Alert rules that fired or resolved"),
+            &["state"],
+        )?,
+        webhook_deliveries: IntCounterVec::new(
+            Opts::new("cdr_alert_notifications_total", "Alert notification attempts by outcome"),
+            &["outcome"],
+        )?,
         registry,
     };
     m.registry.register(Box::new(m.jobs.clone()))?;
@@ -78,6 +96,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.queue_depth.clone()))?;
     m.registry.register(Box::new(m.index_backlog.clone()))?;
     m.registry.register(Box::new(m.api_panics.clone()))?;
+    m.registry.register(Box::new(m.alert_firing.clone()))?;
+    m.registry.register(Box::new(m.alert_transitions.clone()))?;
+    m.registry.register(Box::new(m.webhook_deliveries.clone()))?;
     Ok(m)
 }
 

@@ -552,6 +552,10 @@ impl crate::job::Job for ReindexJob {
         &self.job_id
     }
 
+    fn initial_state(&self) -> JobState {
+        self.initial_state()
+    }
+
     async fn run(&self, runner: &ReindexRunner, _attempt: u32) -> Result<(), crate::job::AttemptError> {
         if let Err(e) = runner.run(self).await {
             warn!(job_id = %self.job_id, error = %e, "rebuild job ended in failure");

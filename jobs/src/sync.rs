@@ -110,6 +110,12 @@ pub async fn sample_gauges(db: &DatabaseConnection, publisher: &Publisher) {
     if let Ok(Ok(n)) = tokio::time::timeout(timeout, backlog(db)).await {
         m.index_backlog.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
+    if let Ok(Ok(rules)) = tokio::time::timeout(timeout, crate::alerts::store::firing(db)).await {
+        m.alert_firing.reset();
+        for (rule, firing) in rules {
+            m.alert_firing.with_label_values(&[rule.as_str()]).set(i64::from(firing));
+        }
+    }
     for queue in publisher.topology().queues() {
         for name in [queue.clone(), crate::queue::Topology::dead(&queue)] {
             if let Ok(Ok(depth)) = tokio::time::timeout(timeout, publisher.queue_depth(&name)).await {

@@ -35,6 +35,7 @@ mod m20261203_000008_concurrency;
 mod m20261203_000009_seconds_by_minute;
 mod m20261204_000010_monthly_partitions;
 mod m20261205_000011_numbers_and_rating;
+mod m20261207_000012_alerts;
 
 pub struct Migrator;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_seconds_by_minute::Migration),
             Box::new(m20261204_000010_monthly_partitions::Migration),
             Box::new(m20261205_000011_numbers_and_rating::Migration),
+            Box::new(m20261207_000012_alerts::Migration),
         ]
     }
 }

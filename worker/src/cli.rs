@@ -73,6 +73,11 @@ pub struct WorkerCli {
     #[arg(long, env = "CDR_RETENTION_SCHEDULE", default_value = "0 15 3 * * *")]
     pub retention_schedule: String,
 
+    /// When alert rules are evaluated, as a cron expression with seconds, in UTC. Each time it
+    /// fires, one evaluation is queued for the whole deployment.
+    #[arg(long, env = "CDR_ALERT_SCHEDULE", default_value = "0 * * * * *")]
+    pub alert_schedule: String,
+
     /// Address of the worker's own HTTP listener: `/metrics` and `/healthz`.
     #[arg(long, env = "CDR_WORKER_HTTP_ADDR", default_value = "127.0.0.1:9102")]
     pub http_addr: String,
@@ -118,15 +123,10 @@ impl WorkerCli {
             max_attempts: self.max_attempts,
             index_chunk: self.index_chunk,
             retention: self.retention,
+            retention_schedule: self.retention_schedule.clone(),
+            alert_schedule: self.alert_schedule.clone(),
             exports: self.exports.clone(),
         }
-    }
-
-    /// The retention schedule, checked.
-    pub fn schedule(&self) -> anyhow::Result<cron::Schedule> {
-        use std::str::FromStr as _;
-        cron::Schedule::from_str(&self.retention_schedule)
-            .map_err(|e| anyhow::anyhow!("CDR_RETENTION_SCHEDULE {:?}: {e}", self.retention_schedule))
     }
 
     pub fn retry_min(&self) -> Duration {

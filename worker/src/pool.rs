@@ -71,21 +71,13 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
     let http = crate::http::serve(&cli.http_addr, runners.sweeper.clone(), shutdown.clone()).await?;
     // Outside the monitor: the monitor is rebuilt whenever the broker goes away, and a
     // schedule that never ends would keep it from noticing.
-    let schedule = if cli.consumes(MaintenanceJob::QUEUE) {
-        let ticks =
-            Arc::new(Ticks { jobs: runners.env.jobs.clone(), publisher: runners.env.publisher.clone() });
-        let worker = WorkerBuilder::new("cdr-retention-schedule")
-            .backend(apalis_cron::CronScheduler::new(cli.schedule()?))
-            .data(ticks)
-            .build(handle_tick);
-        let signal = shutdown.clone();
-        Some(tokio::spawn(worker.run_until(async move {
-            signal.await;
-            Ok::<(), WorkerError>(())
-        })))
-    } else {
-        None
-    };
+    let mut clocks =
+        Clocks { cli: &cli, env: &runners.env, shutdown: shutdown.clone(), started: Vec::new(), error: None };
+    registry::each(&mut clocks);
+    if let Some(e) = clocks.error {
+        return Err(e);
+    }
+    let schedules = clocks.started;
     loop {
         let monitor = match build_monitor(&cli, &runners).await {
             Ok(m) => m,
@@ -118,7 +110,7 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
     }
     let _ = sweeper.await;
     let _ = folder.await;
-    if let Some(schedule) = schedule {
+    for schedule in schedules {
         let _ = schedule.await;
     }
     let _ = http.await;
@@ -278,21 +270,49 @@ async fn handle<J: Job>(
     }
 }
 
-/// What a schedule tick needs to queue its run.
-struct Ticks {
-    jobs: JobStore,
-    publisher: Publisher,
+/// Starts, for every registered job type this process takes that has a schedule, a clock
+/// that queues its job at every tick.
+struct Clocks<'a, S> {
+    cli: &'a WorkerCli,
+    env: &'a WorkerEnv,
+    shutdown: S,
+    started: Vec<tokio::task::JoinHandle<Result<(), WorkerError>>>,
+    error: Option<anyhow::Error>,
 }
 
-/// One tick of the retention schedule: queued once for the deployment.
-async fn handle_tick(tick: apalis_cron::Tick, ticks: Data<Arc<Ticks>>) -> Result<(), BoxDynError> {
+impl<S: Future<Output = ()> + Clone + Send + 'static> registry::Visit for Clocks<'_, S> {
+    fn job<J: Job>(&mut self) {
+        use std::str::FromStr as _;
+        let Some(expression) = J::schedule(&self.env.settings).filter(|_| self.cli.consumes(J::QUEUE)) else {
+            return;
+        };
+        let schedule = match cron::Schedule::from_str(expression) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error = Some(anyhow::anyhow!("the schedule of {} jobs {expression:?}: {e}", J::QUEUE));
+                return;
+            }
+        };
+        let worker = WorkerBuilder::new(format!("cdr-{}-schedule", J::QUEUE))
+            .backend(apalis_cron::CronScheduler::new(schedule))
+            .data(Arc::new(self.env.clone()))
+            .build(handle_tick::<J>);
+        let signal = self.shutdown.clone();
+        self.started.push(tokio::spawn(worker.run_until(async move {
+            signal.await;
+            Ok::<(), WorkerError>(())
+        })));
+    }
+}
+
+/// One tick of a job type's schedule: its job queued once for the deployment.
+async fn handle_tick<J: Job>(tick: apalis_cron::Tick, env: Data<Arc<WorkerEnv>>) -> Result<(), BoxDynError> {
     let at = chrono::DateTime::from_timestamp(i64::try_from(tick.get_timestamp()).unwrap_or(0), 0)
         .unwrap_or_else(chrono::Utc::now);
-    let job_id = MaintenanceJob::scheduled(at).job_id;
-    match jobs::retention::schedule::queue_tick(&ticks.jobs, &ticks.publisher, at).await {
-        Ok(true) => info!(job_id = %job_id, "retention run queued for this tick"),
-        Ok(false) => info!(job_id = %job_id, "retention run of this tick already queued by another worker"),
-        Err(e) => warn!(job_id = %job_id, error = %e, "could not queue the retention run of this tick"),
+    match jobs::job::queue_tick::<J>(&env.jobs, &env.publisher, at).await {
+        Ok(Some(job_id)) => info!(job_id = %job_id, queue = J::QUEUE, "scheduled job queued for this tick"),
+        Ok(None) => {}
+        Err(e) => warn!(queue = J::QUEUE, error = %e, "could not queue the scheduled job of this tick"),
     }
     Ok(())
 }

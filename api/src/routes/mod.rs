@@ -1,5 +1,6 @@
 //! HTTP routes, one file per resource.
 
+pub mod alerts;
 mod cdr_body;
 pub mod cdrs;
 pub mod exports;
@@ -30,4 +31,6 @@ pub enum Tag {
     Pricing,
     /// Every CDR a query matches, as a file.
     Exports,
+    /// Rules over the KPIs, and what fired.
+    Alerts,
 }

@@ -40,7 +40,7 @@ impl RetentionApi {
     ) -> Result<RetentionResponse, ApiError> {
         let job = MaintenanceJob::new(dry_run.0.unwrap_or(false));
         jobs::retention::schedule::queue(&state.jobs, &state.publisher, &job).await.map_err(|e| match e {
-            jobs::retention::schedule::ScheduleError::JobState(e) => ApiError::unavailable("redis", e),
+            jobs::job::EnqueueError::State(e) => ApiError::unavailable("redis", e),
             other => ApiError::unavailable("rabbitmq", other),
         })?;
         let location = format!("/jobs/{}", job.job_id);

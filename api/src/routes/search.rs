@@ -7,7 +7,7 @@
 use super::Tag;
 use crate::error::ApiError;
 use crate::state::AppState;
-use jobs::rollups::read::RollupError;
+use jobs::rollups::AnswerError;
 use jobs::search::{
     DEFAULT_LIMIT, DEFAULT_TOP, Interval, MAX_LIMIT, MAX_TOP, ParamError, SearchError, SearchPage,
     SearchRequest, Sort, Stats, StatsRequest, parse_filters, parse_flag, validate_cursor,
@@ -249,20 +249,13 @@ impl SearchApi {
             pairs.iter().filter(|(k, _)| k == "breakdown").map(|(_, v)| v.as_str()),
         )
         .map_err(ApiError::parameter)?;
-        let reason = match jobs::rollups::plan::plan(&request) {
-            Ok(plan) => match state.rollups.stats(&request, &plan).await {
-                Ok(stats) => return Ok(StatsResponse::Ok(Json(stats))),
-                Err(RollupError::Parameter(e)) => return Err(ApiError::parameter(e)),
-                Err(RollupError::Database(e)) => {
-                    tracing::warn!(error = %e, "rollups unreadable; /stats answered from the index");
-                    "the rollups could not be read (PostgreSQL unavailable)".to_string()
-                }
-            },
-            Err(reason) => reason,
-        };
         let sent = sent_bounds(&request.filters);
-        let mut stats = state.search.stats(&request).await.map_err(|e| engine_error(e, &sent))?;
-        stats.fallback_reason = Some(reason);
+        let stats =
+            jobs::rollups::answer(&state.rollups, &state.search, &request).await.map_err(|e| match e {
+                AnswerError::Parameter(e) => ApiError::parameter(e),
+                AnswerError::Search(e) => engine_error(e, &sent),
+                other => ApiError::unavailable("elasticsearch", other),
+            })?;
         Ok(StatsResponse::Ok(Json(stats)))
     }
 }

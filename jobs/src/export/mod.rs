@@ -244,6 +244,10 @@ impl crate::job::Job for ExportJob {
         &self.job_id
     }
 
+    fn initial_state(&self) -> JobState {
+        self.initial_state()
+    }
+
     async fn run(&self, runner: &ExportRunner, attempt: u32) -> Result<(), crate::job::AttemptError> {
         runner.run(self, attempt).await.map_err(Into::into)
     }

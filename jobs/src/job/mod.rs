@@ -10,10 +10,12 @@ pub mod registry;
 use crate::queue::{Outgoing, PublishError, Publisher};
 use crate::search::SearchIndex;
 use crate::state::{JobState, JobStore};
+use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
+use std::time::Duration;
 
 /// What a failed attempt reports to the worker: the message goes back to its queue and is
 /// tried again later (with the kind's retry policy).
@@ -48,6 +50,21 @@ pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
 
     /// The job's id: its message id and the key of its state.
     fn job_id(&self) -> &str;
+
+    /// The state the job starts in (also used to recreate a state Redis lost).
+    fn initial_state(&self) -> JobState;
+
+    /// When the clock queues jobs of this kind, as a cron expression with seconds (UTC);
+    /// `None` for kinds only queued on request.
+    fn schedule(_settings: &WorkerSettings) -> Option<&str> {
+        None
+    }
+
+    /// The job the tick at `at` queues. Its id names the tick, so every worker that saw the
+    /// tick names the same job and only the first one queues it ([`queue_tick`]).
+    fn for_tick(_at: DateTime<Utc>) -> Option<Self> {
+        None
+    }
 
     /// One attempt. `Ok` acknowledges the message (done, or failed for good and recorded);
     /// `Err` sends it back for a later attempt.
@@ -89,6 +106,10 @@ pub struct WorkerSettings {
     /// Rows per search-index bulk request.
     pub index_chunk: u64,
     pub retention: crate::retention::RetentionPolicy,
+    /// When retention runs (cron with seconds, UTC).
+    pub retention_schedule: String,
+    /// When alert rules are evaluated (cron with seconds, UTC).
+    pub alert_schedule: String,
     pub exports: crate::export::ExportSettings,
 }
 
@@ -149,4 +170,25 @@ pub async fn enqueue<J: Job>(
         return Err(e.into());
     }
     Ok(())
+}
+
+/// How long a tick's claim is remembered: longer than any clock skew between workers.
+const TICK_CLAIM_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Queues the job of the tick at `at` unless another worker did; the job's id when this
+/// call queued it. Every worker follows the same schedule: the first to claim the tick in
+/// Redis queues it, the others see the claim and do nothing. Once queued, the job is a
+/// durable message like any other.
+pub async fn queue_tick<J: Job>(
+    jobs: &JobStore,
+    publisher: &Publisher,
+    at: DateTime<Utc>,
+) -> Result<Option<String>, EnqueueError> {
+    let Some(job) = J::for_tick(at) else { return Ok(None) };
+    let id = job.job_id().to_string();
+    if jobs.try_lease(&format!("tick:{id}"), &id, TICK_CLAIM_TTL).await?.is_err() {
+        return Ok(None);
+    }
+    enqueue(jobs, publisher, &job, &job.initial_state()).await?;
+    Ok(Some(id))
 }

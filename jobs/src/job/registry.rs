@@ -15,6 +15,8 @@ pub fn each(visit: &mut impl Visit) {
     visit.job::<crate::reindex::ReindexJob>();
     visit.job::<crate::retention::MaintenanceJob>();
     visit.job::<crate::export::ExportJob>();
+    visit.job::<crate::alerts::evaluate::AlertsJob>();
+    visit.job::<crate::alerts::webhook::WebhookJob>();
 }
 
 /// The queue names (within a deployment) of every job type, in registration order.

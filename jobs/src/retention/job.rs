@@ -61,6 +61,18 @@ impl crate::job::Job for MaintenanceJob {
         &self.job_id
     }
 
+    fn initial_state(&self) -> JobState {
+        self.initial_state()
+    }
+
+    fn schedule(settings: &crate::job::WorkerSettings) -> Option<&str> {
+        Some(&settings.retention_schedule)
+    }
+
+    fn for_tick(at: DateTime<Utc>) -> Option<Self> {
+        Some(MaintenanceJob::scheduled(at))
+    }
+
     async fn run(
         &self,
         runner: &super::RetentionRunner,

@@ -193,3 +193,38 @@ pub const PENDING_EVENTS: &str = "SELECT s.scope AS source, u.second, u.delta, u
 /// Every CDR stored, as the rollups count them: folded plus pending. Cheap at any size.
 pub const TOTAL_SQL: &str = "SELECT ((SELECT attempts FROM kpi_totals WHERE id = 1) + \
      (SELECT coalesce(sum(a), 0) FROM kpi_pending, unnest(attempts) AS a))::int8 AS total";
+
+/// Why KPIs could not be given.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// A request the client must change.
+    #[error("{}: {}", .0.parameter, .0.reason)]
+    Parameter(crate::search::ParamError),
+    #[error("{0}")]
+    Search(#[from] crate::search::SearchError),
+}
+
+/// KPIs for `request`: from the rollups when they can answer it exactly, else from the
+/// search index with the reason in `fallback_reason`. The one path `/stats` and alert rules
+/// take, so both always give the same figures.
+pub async fn answer(
+    rollups: &read::RollupStats,
+    search: &crate::search::SearchIndex,
+    request: &crate::search::StatsRequest,
+) -> Result<crate::search::Stats, AnswerError> {
+    let reason = match plan::plan(request) {
+        Ok(plan) => match rollups.stats(request, &plan).await {
+            Ok(stats) => return Ok(stats),
+            Err(read::RollupError::Parameter(e)) => return Err(AnswerError::Parameter(e)),
+            Err(read::RollupError::Database(e)) => {
+                tracing::warn!(error = %e, "rollups unreadable; KPIs answered from the index");
+                "the rollups could not be read (PostgreSQL unavailable)".to_string()
+            }
+        },
+        Err(reason) => reason,
+    };
+    let mut stats = search.stats(request).await?;
+    stats.fallback_reason = Some(reason);
+    Ok(stats)
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests of the ingest pipeline on the real services.
 
+mod alerts;
 #[path = "../common/mod.rs"]
 mod common;
 mod contract;
