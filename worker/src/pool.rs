@@ -309,10 +309,16 @@ impl<S: Future<Output = ()> + Clone + Send + 'static> registry::Visit for Clocks
 async fn handle_tick<J: Job>(tick: apalis_cron::Tick, env: Data<Arc<WorkerEnv>>) -> Result<(), BoxDynError> {
     let at = chrono::DateTime::from_timestamp(i64::try_from(tick.get_timestamp()).unwrap_or(0), 0)
         .unwrap_or_else(chrono::Utc::now);
-    match jobs::job::queue_tick::<J>(&env.jobs, &env.publisher, at).await {
-        Ok(Some(job_id)) => info!(job_id = %job_id, queue = J::QUEUE, "scheduled job queued for this tick"),
-        Ok(None) => {}
-        Err(e) => warn!(queue = J::QUEUE, error = %e, "could not queue the scheduled job of this tick"),
+    let Some(job) = J::for_tick(at) else { return Ok(()) };
+    let job_id = job.job_id();
+    match jobs::job::queue_tick(&env.jobs, &env.publisher, &job).await {
+        Ok(true) => info!(job_id, queue = J::QUEUE, "scheduled job queued for this tick"),
+        Ok(false) => {
+            info!(job_id, queue = J::QUEUE, "scheduled job of this tick already queued by another worker")
+        }
+        Err(e) => {
+            warn!(job_id, queue = J::QUEUE, error = %e, "could not queue the scheduled job of this tick")
+        }
     }
     Ok(())
 }

@@ -175,20 +175,19 @@ pub async fn enqueue<J: Job>(
 /// How long a tick's claim is remembered: longer than any clock skew between workers.
 const TICK_CLAIM_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Queues the job of the tick at `at` unless another worker did; the job's id when this
-/// call queued it. Every worker follows the same schedule: the first to claim the tick in
-/// Redis queues it, the others see the claim and do nothing. Once queued, the job is a
-/// durable message like any other.
+/// Queues `job`, the job of a schedule's tick ([`Job::for_tick`]), unless another worker
+/// did; `true` when this call queued it. Every worker follows the same schedule: the first
+/// to claim the tick in Redis queues it, the others see the claim and do nothing. Once
+/// queued, the job is a durable message like any other.
 pub async fn queue_tick<J: Job>(
     jobs: &JobStore,
     publisher: &Publisher,
-    at: DateTime<Utc>,
-) -> Result<Option<String>, EnqueueError> {
-    let Some(job) = J::for_tick(at) else { return Ok(None) };
-    let id = job.job_id().to_string();
-    if jobs.try_lease(&format!("tick:{id}"), &id, TICK_CLAIM_TTL).await?.is_err() {
-        return Ok(None);
+    job: &J,
+) -> Result<bool, EnqueueError> {
+    let id = job.job_id();
+    if jobs.try_lease(&format!("tick:{id}"), id, TICK_CLAIM_TTL).await?.is_err() {
+        return Ok(false);
     }
-    enqueue(jobs, publisher, &job, &job.initial_state()).await?;
-    Ok(Some(id))
+    enqueue(jobs, publisher, job, &job.initial_state()).await?;
+    Ok(true)
 }

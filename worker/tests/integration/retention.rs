@@ -214,19 +214,19 @@ async fn the_schedule_queues_each_tick_once_with_two_workers() {
     app.start_worker().await;
     app.start_another_worker().await;
     let log = app.worker_log();
-    // The job ids of the log lines whose message is `what`.
+    // The retention job ids of the log lines whose message is `what`.
     let ids = |what: &str| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|l| l["fields"]["message"] == what)
+            .filter(|l| l["fields"]["message"] == what && l["fields"]["queue"] == "maintenance")
             .filter_map(|l| l["fields"]["job_id"].as_str().map(str::to_string))
             .collect::<Vec<String>>()
     };
     let queued =
         eventually(Duration::from_secs(60), "four ticks queued, and seen by both workers", || async {
-            let queued = ids("retention run queued for this tick");
-            let deferred = ids("retention run of this tick already queued by another worker");
+            let queued = ids("scheduled job queued for this tick");
+            let deferred = ids("scheduled job of this tick already queued by another worker");
             if queued.len() >= 4 && !deferred.is_empty() {
                 Ok(queued)
             } else {
