@@ -118,6 +118,8 @@ pub fn required_roles(metrics_public: bool, method: &Method, path: &str) -> Opti
     match (method, path) {
         (_, "/healthz" | "/readyz") => None,
         (_, p) if p == "/schema" || p.starts_with("/schema/") => None,
+        // The console's page and assets hold no data; what it shows needs the user's token.
+        (_, p) if p == "/console" || p.starts_with("/console/") => None,
         (_, "/metrics") if metrics_public => None,
         (&Method::POST, "/cdrs" | "/cdrs/freeswitch") => Some(INGEST),
         (&Method::POST, "/reindex" | "/rollups/rebuild" | "/retention") => Some(ADMIN),

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod batch;
 pub mod batcher;
 pub mod cli;
+pub mod console;
 pub mod enqueue;
 pub mod error;
 pub mod openapi;
@@ -45,13 +46,17 @@ pub fn app(state: AppState) -> impl Endpoint {
         .route("/metrics", &[Method::GET])
         .route("/schema", &[Method::GET])
         .route("/schema/swagger-ui", &[Method::GET])
-        .route("/schema/redoc", &[Method::GET]);
+        .route("/schema/redoc", &[Method::GET])
+        .route("/console", &[Method::GET])
+        .route("/console/{file}", &[Method::GET]);
     Route::new()
         .nest("/", api)
         .at("/schema/swagger-ui", poem::get(docs.swagger_ui()))
         .at("/schema/redoc", poem::get(docs.redoc()))
         .at("/schema", poem::get(docs.spec_endpoint()))
         .at("/metrics", poem::get(telemetry::metrics))
+        .at("/console", poem::get(console::page))
+        .at("/console/:file", poem::get(console::asset))
         .with(auth::RequireToken(state.auth.clone()))
         .data(state)
         .with(error::JsonErrors)

@@ -12,6 +12,31 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
+/// One page of the snapshot as the engine answers it, read straight into typed documents.
+#[derive(serde::Deserialize)]
+struct Page {
+    pit_id: Option<String>,
+    hits: Hits,
+}
+
+#[derive(serde::Deserialize)]
+struct Hits {
+    total: Option<Total>,
+    hits: Vec<Hit>,
+}
+
+#[derive(serde::Deserialize)]
+struct Total {
+    value: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct Hit {
+    #[serde(rename = "_source")]
+    source: CdrDocument,
+    sort: Value,
+}
+
 /// How long the snapshot lives between two pages.
 const KEEP_ALIVE: &str = "5m";
 
@@ -159,20 +184,21 @@ impl ExportRunner {
             if let Some(a) = &after {
                 body["search_after"] = a.clone();
             }
-            let response = self.search.request(Method::Post, "/_search", Some(body)).await?;
-            if let Some(id) = response["pit_id"].as_str() {
-                *pit = id.to_string();
+            let response: Page = self.search.request_as(Method::Post, "/_search", Some(body)).await?;
+            if let Some(id) = response.pit_id {
+                *pit = id;
             }
             if after.is_none() {
-                progress.expected = response["hits"]["total"]["value"].as_u64();
+                progress.expected = response.hits.total.map(|t| t.value);
             }
-            let hits = response["hits"]["hits"].as_array().map(Vec::as_slice).unwrap_or_default();
-            for hit in hits {
-                let doc: CdrDocument = serde_json::from_value(hit["_source"].clone())
-                    .map_err(|e| ExportError::Document(e.to_string()))?;
-                let row = serde_json::to_value(doc).map_err(|e| ExportError::Document(e.to_string()))?;
+            let hits = response.hits.hits;
+            for hit in &hits {
+                let row =
+                    serde_json::to_value(&hit.source).map_err(|e| ExportError::Document(e.to_string()))?;
                 encoder.row(&row)?;
-                after = Some(hit["sort"].clone());
+            }
+            if let Some(last) = hits.last() {
+                after = Some(last.sort.clone());
             }
             let bytes = encoder.take()?;
             hash.update(&bytes);

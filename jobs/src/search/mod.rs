@@ -89,7 +89,32 @@ impl SearchIndex {
         self.raw(method, path, body).await
     }
 
+    /// Sends one request and reads its JSON body as a `T`: for large answers, where a
+    /// generic JSON tree would take several times the memory of the typed values.
+    pub async fn request_as<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, SearchError> {
+        let (status, text) = self.send(method, path, body.map(|b| b.to_string())).await?;
+        serde_json::from_str(&text)
+            .map_err(|e| SearchError::Status { status, body: format!("unexpected answer: {e}") })
+    }
+
     async fn raw(&self, method: Method, path: &str, body: Option<String>) -> Result<Value, SearchError> {
+        let (status, text) = self.send(method, path, body).await?;
+        serde_json::from_str(&text)
+            .map_err(|e| SearchError::Status { status, body: format!("not JSON: {e}") })
+    }
+
+    /// The status and body of a successful answer.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, String), SearchError> {
         let response = self
             .es
             .send::<String, ()>(method, path, HeaderMap::new(), None, body, Some(REQUEST_TIMEOUT))
@@ -100,8 +125,7 @@ impl SearchIndex {
         if !(200..300).contains(&status) {
             return Err(SearchError::Status { status, body: truncate(&text) });
         }
-        serde_json::from_str(&text)
-            .map_err(|e| SearchError::Status { status, body: format!("not JSON: {e}") })
+        Ok((status, text))
     }
 
     /// Puts the index template, and the current month's index behind the alias unless the

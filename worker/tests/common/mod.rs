@@ -2,6 +2,8 @@
 //! test, against the real PostgreSQL, Redis and RabbitMQ that `scripts/services up` starts.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use api::cli::Limits;
 use api::state::AppState;
 use jobs::config::ServiceSettings;

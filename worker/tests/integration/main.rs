@@ -3,6 +3,7 @@
 mod alerts;
 #[path = "../common/mod.rs"]
 mod common;
+mod console;
 mod contract;
 mod crash;
 mod docs;
