@@ -178,8 +178,13 @@ async function pipeline() {
       card("stat-lag", "Oldest unindexed", sync.oldest_unindexed_age_seconds == null ? "—" : `${sync.oldest_unindexed_age_seconds} s`),
       card("stat-rate", "Ingest rate", rate === null ? "…" : `${Math.round(rate).toLocaleString("en-US")} CDRs/s`),
       card("stat-refused", "Refused by the index", fmt.n(sync.refused)));
-    const depths = metricValues(metrics, "cdr_queue_depth").map((m) => ({ queue: m.labels.queue, depth: m.value }));
-    queues.replaceChildren(depths.length ? table([["queue", "Queue"], ["depth", "Waiting", fmt.n]], depths) : message("No queue figures (the broker did not answer)."));
+    const consumers = Object.fromEntries(metricValues(metrics, "cdr_queue_consumers").map((m) => [m.labels.queue, m.value]));
+    const depths = metricValues(metrics, "cdr_queue_depth").map((m) => ({ queue: m.labels.queue, depth: m.value, consumers: consumers[m.labels.queue] }));
+    const ingest = depths.find((d) => d.queue.endsWith(".ingest"));
+    cards.append(card("stat-workers", "Workers taking ingest jobs", ingest && ingest.consumers !== undefined ? fmt.n(ingest.consumers) : "—"));
+    queues.replaceChildren(depths.length
+      ? table([["queue", "Queue"], ["depth", "Waiting", fmt.n], ["consumers", "Consumers", fmt.n]], depths)
+      : message("No queue figures (the broker did not answer)."));
     const items = jobs.items || [];
     failed.replaceChildren(items.length
       ? table([["id", "Job"], ["kind", "Kind"], ["error_code", "Code"], ["error", "Error"], ["finished_at", "Failed at", fmt.t],

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub http_seconds: HistogramVec,
     /// Messages waiting per queue, sampled at scrape time.
     pub queue_depth: IntGaugeVec,
+    /// Consumers per queue (a worker process takes each of its queues with one), sampled at
+    /// scrape time.
+    pub queue_consumers: IntGaugeVec,
     /// Rows in PostgreSQL not yet in the index, sampled at scrape time.
     pub index_backlog: IntGauge,
     /// API handlers that panicked (answered 500 by the catch-panic layer). A plain counter,
@@ -72,6 +75,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
             Opts::new("cdr_queue_depth", "Messages waiting in a job queue"),
             &["queue"],
         )?,
+        queue_consumers: IntGaugeVec::new(
+            Opts::new("cdr_queue_consumers", "Consumers taking from a job queue"),
+            &["queue"],
+        )?,
         index_backlog: IntGauge::new("cdr_index_backlog", "Rows stored but not yet searchable")?,
         api_panics: IntCounter::new("cdr_api_panics_total", "API requests whose handler panicked")?,
         alert_firing: IntGaugeVec::new(
@@ -94,6 +101,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.http_requests.clone()))?;
     m.registry.register(Box::new(m.http_seconds.clone()))?;
     m.registry.register(Box::new(m.queue_depth.clone()))?;
+    m.registry.register(Box::new(m.queue_consumers.clone()))?;
     m.registry.register(Box::new(m.index_backlog.clone()))?;
     m.registry.register(Box::new(m.api_panics.clone()))?;
     m.registry.register(Box::new(m.alert_firing.clone()))?;

@@ -322,16 +322,23 @@ impl Publisher {
     /// Messages waiting in a queue (for readiness and backpressure). Like `publish`, retries
     /// once on a fresh connection when the cached one turns out to be dead.
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, PublishError> {
-        match self.try_queue_depth(queue).await {
+        self.queue_stats(queue).await.map(|s| s.messages)
+    }
+
+    /// Messages waiting in a queue and the consumers taking from it (a worker process takes
+    /// each of its queues with one consumer). Retries once on a fresh connection, as
+    /// [`Publisher::queue_depth`] does.
+    pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, PublishError> {
+        match self.try_queue_stats(queue).await {
             Err(PublishError::Unreachable(_)) => {
                 self.forget().await;
-                self.try_queue_depth(queue).await
+                self.try_queue_stats(queue).await
             }
             other => other,
         }
     }
 
-    async fn try_queue_depth(&self, queue: &str) -> Result<u32, PublishError> {
+    async fn try_queue_stats(&self, queue: &str) -> Result<QueueStats, PublishError> {
         let channel = self.channel().await?;
         let declared = channel
             .queue_declare(
@@ -341,7 +348,7 @@ impl Publisher {
             )
             .await;
         match declared {
-            Ok(q) => Ok(q.message_count()),
+            Ok(q) => Ok(QueueStats { messages: q.message_count(), consumers: q.consumer_count() }),
             Err(e) => {
                 // A failed passive declare closes the channel: start afresh next time.
                 self.forget().await;
@@ -349,6 +356,13 @@ impl Publisher {
             }
         }
     }
+}
+
+/// What a queue holds and who takes from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    pub messages: u32,
+    pub consumers: u32,
 }
 
 /// Dead-letters a message whose body is not the job its queue carries. The job id, when the

@@ -118,8 +118,9 @@ pub async fn sample_gauges(db: &DatabaseConnection, publisher: &Publisher) {
     }
     for queue in publisher.topology().queues() {
         for name in [queue.clone(), crate::queue::Topology::dead(&queue)] {
-            if let Ok(Ok(depth)) = tokio::time::timeout(timeout, publisher.queue_depth(&name)).await {
-                m.queue_depth.with_label_values(&[name.as_str()]).set(i64::from(depth));
+            if let Ok(Ok(stats)) = tokio::time::timeout(timeout, publisher.queue_stats(&name)).await {
+                m.queue_depth.with_label_values(&[name.as_str()]).set(i64::from(stats.messages));
+                m.queue_consumers.with_label_values(&[name.as_str()]).set(i64::from(stats.consumers));
             }
         }
     }

@@ -157,6 +157,15 @@ impl ExportsApi {
         };
         let format = Format::parse(&progress.format).ok_or_else(not_found)?;
         let path = state.limits.exports.file(&job.id, format);
+        if progress.expires_at.is_some_and(|t| t <= chrono::Utc::now()) {
+            // Past its time: gone now, whether or not an export has swept it yet.
+            if let Err(e) = tokio::fs::remove_file(&path).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(job_id = %job.id, error = %e, "could not delete an expired export");
+            }
+            return Err(error(ErrorCode::ExportExpired, format!("export {} expired", job.id)));
+        }
         let mut file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
