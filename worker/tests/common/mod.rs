@@ -141,6 +141,38 @@ impl TestApp {
         workspace_dir().join("target").join("test-exports").join(name)
     }
 
+    /// Publishes, past the API's validation, ingest job `id` holding one record the database
+    /// refuses (an end before its start, against a CHECK constraint), with its state.
+    pub async fn publish_refused_job(&self, id: &str) -> jobs::queue::Publisher {
+        let mut cdr = jobs::cdr::parse_record(0, &answered_cdr(1), "s").expect("valid");
+        cdr.end_time = Some(cdr.start_time - chrono::Duration::seconds(100));
+        let job = jobs::ingest::IngestJob {
+            job_id: id.into(),
+            enqueued_at: chrono::Utc::now(),
+            received: 1,
+            rejected: 0,
+            cdrs: vec![cdr],
+        };
+        let store =
+            jobs::state::JobStore::connect(&self.settings.redis_url, &self.name, Duration::from_secs(600))
+                .await
+                .expect("redis");
+        store.create(&job.initial_state()).await.expect("state");
+        let topology = jobs::queue::Topology::new(&self.name);
+        let publisher = jobs::queue::Publisher::new(&self.settings.amqp_url, topology.clone());
+        let body = serde_json::to_vec(&job).expect("json");
+        publisher
+            .publish(jobs::queue::Outgoing {
+                queue: &topology.queue("ingest"),
+                message_id: id,
+                body: &body,
+                headers: Default::default(),
+            })
+            .await
+            .expect("publish");
+        publisher
+    }
+
     /// Where this test's exports are written.
     pub fn export_dir(&self) -> PathBuf {
         Self::export_dir_of(&self.name)

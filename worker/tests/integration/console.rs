@@ -5,8 +5,6 @@
 
 use crate::common::browser::Browser;
 use crate::common::{TestApp, workspace_dir};
-use jobs::ingest::IngestJob;
-use jobs::queue::Outgoing;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -61,33 +59,9 @@ async fn sign_in(browser: &Browser, base: &str, token: &str) {
 
 /// A failed ingest job: a batch the database refuses (an end before its start).
 async fn failed_job(app: &TestApp) -> String {
-    let mut cdr = jobs::cdr::parse_record(0, &crate::common::answered_cdr(1), "s").expect("valid");
-    cdr.end_time = Some(cdr.start_time - chrono::Duration::seconds(100));
-    let job = IngestJob {
-        job_id: "refused-1".into(),
-        enqueued_at: chrono::Utc::now(),
-        received: 1,
-        rejected: 0,
-        cdrs: vec![cdr],
-    };
-    let store = jobs::state::JobStore::connect(&app.settings.redis_url, &app.name, Duration::from_secs(600))
-        .await
-        .expect("redis");
-    store.create(&job.initial_state()).await.expect("state");
-    let topology = jobs::queue::Topology::new(&app.name);
-    let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
-    let body = serde_json::to_vec(&job).expect("json");
-    publisher
-        .publish(Outgoing {
-            queue: &topology.queue("ingest"),
-            message_id: "refused-1",
-            body: &body,
-            headers: Default::default(),
-        })
-        .await
-        .expect("publish");
+    app.publish_refused_job("refused-1").await;
     app.wait_job("refused-1", Duration::from_secs(60), |j| j["status"] == "failed").await;
-    job.job_id
+    "refused-1".to_string()
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 use crate::common::{TestApp, batch, eventually};
 use api::cli::Limits;
 use api::state::AppState;
-use jobs::ingest::IngestJob;
 use jobs::queue::Outgoing;
 use poem::IntoEndpoint;
 use poem::http::StatusCode;
@@ -79,31 +78,8 @@ async fn a_job_the_database_refuses_is_dead_lettered_with_its_error() {
     let mut app = TestApp::new().await;
     app.start_worker().await;
     // Bypass the API's validation: an end before the start violates a CHECK constraint.
-    let mut cdr = jobs::cdr::parse_record(0, &crate::common::answered_cdr(1), "s").expect("valid");
-    cdr.end_time = Some(cdr.start_time - chrono::Duration::seconds(100));
-    let job = IngestJob {
-        job_id: "poison-1".into(),
-        enqueued_at: chrono::Utc::now(),
-        received: 1,
-        rejected: 0,
-        cdrs: vec![cdr],
-    };
-    let store = jobs::state::JobStore::connect(&app.settings.redis_url, &app.name, Duration::from_secs(60))
-        .await
-        .expect("redis");
-    store.create(&job.initial_state()).await.expect("state");
+    let publisher = app.publish_refused_job("poison-1").await;
     let topology = jobs::queue::Topology::new(&app.name);
-    let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
-    let body = serde_json::to_vec(&job).expect("json");
-    publisher
-        .publish(Outgoing {
-            queue: &topology.queue("ingest"),
-            message_id: "poison-1",
-            body: &body,
-            headers: Default::default(),
-        })
-        .await
-        .expect("publish");
 
     let state = app
         .wait_job("poison-1", Duration::from_secs(60), |j| {
