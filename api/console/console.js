@@ -236,10 +236,14 @@ async function kpis(params) {
   const times = stats.histogram.map((b) => Date.parse(b.start) / 1000);
   const calls = h("div", { class: "panel", id: "chart-calls" });
   const ratio = h("div", { class: "panel", id: "chart-asr" });
-  out.append(calls, ratio);
+  const acd = h("div", { class: "panel", id: "chart-acd" });
+  const minutes = h("div", { class: "panel", id: "chart-minutes" });
+  out.append(calls, ratio, acd, minutes);
   chart(calls, "Attempts and answered", times, [["attempts", "#1f6feb", stats.histogram.map((b) => b.calls)],
     ["answered", "#2e7d32", stats.histogram.map((b) => b.answered)]]);
   chart(ratio, "ASR", times, [["ASR", "#b26a00", stats.histogram.map((b) => b.asr)]]);
+  chart(acd, "ACD (seconds)", times, [["ACD", "#6a3fb5", stats.histogram.map((b) => b.acd)]]);
+  chart(minutes, "Billable minutes", times, [["minutes", "#00838f", stats.histogram.map((b) => b.total_billsec / 60)]]);
   const bars = (title, rows, key) => {
     if (!rows || !rows.length) return null;
     const max = Math.max(...rows.map((r) => r.calls));
