@@ -181,6 +181,12 @@ async function pipeline() {
     const consumers = Object.fromEntries(metricValues(metrics, "cdr_queue_consumers").map((m) => [m.labels.queue, m.value]));
     const depths = metricValues(metrics, "cdr_queue_depth").map((m) => ({ queue: m.labels.queue, depth: m.value, consumers: consumers[m.labels.queue] }));
     const ingest = depths.find((d) => d.queue.endsWith(".ingest"));
+    const parked = depths.filter((d) => d.queue.endsWith(".dead"));
+    const sum = (rows) => rows.reduce((total, d) => total + d.depth, 0);
+    if (depths.length) {
+      cards.append(card("stat-waiting", "Jobs waiting", fmt.n(sum(depths) - sum(parked))),
+        card("stat-parked", "Jobs parked (failed)", fmt.n(sum(parked))));
+    }
     cards.append(card("stat-workers", "Workers taking ingest jobs", ingest && ingest.consumers !== undefined ? fmt.n(ingest.consumers) : "—"));
     queues.replaceChildren(depths.length
       ? table([["queue", "Queue"], ["depth", "Waiting", fmt.n], ["consumers", "Consumers", fmt.n]], depths)

@@ -103,6 +103,8 @@ async fn the_console_shows_what_the_api_says_on_every_page() {
     browser.text_when("#stat-indexed", |t| t == n(&sync["index_count"])).await;
     browser.text_when("#stat-in-sync", |t| t == "yes").await;
     browser.text_when("#stat-workers", |t| t == "1").await;
+    // The refused job waits in its dead-letter queue.
+    browser.text_when("#stat-parked", |t| t == "1").await;
     // The failed job is listed; as read, retrying it is refused.
     browser.find(&format!("button.retry[data-job='{failed}']")).await;
     browser.screenshot(&shots.join("pipeline.png")).await;
