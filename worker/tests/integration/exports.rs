@@ -251,7 +251,12 @@ async fn an_export_killed_half_way_starts_over_and_writes_every_row_once() {
         }
     };
     let exporting = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Once the new calls have begun to arrive.
+        eventually(Duration::from_secs(30), "ingest under way", || async {
+            let stored = app.count("SELECT count(*) FROM cdrs").await;
+            if stored > 1500 { Ok(()) } else { Err(format!("{stored} stored")) }
+        })
+        .await;
         export(&app, "format=ndjson").await
     };
     let ((), job) = tokio::join!(ingesting, exporting);
