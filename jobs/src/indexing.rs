@@ -91,11 +91,10 @@ pub async fn enqueue(
     ingest_job_id: &str,
 ) -> Result<String, IndexError> {
     let job = IndexJob::new(ingest_job_id);
-    jobs.create(&job.initial_state()).await?;
-    if let Err(e) = publish(publisher, &job).await {
-        let _ = jobs.delete(&job.job_id).await;
-        return Err(e);
-    }
+    crate::job::enqueue(jobs, publisher, &job, &job.initial_state()).await.map_err(|e| match e {
+        crate::job::EnqueueError::State(e) => IndexError::JobState(e),
+        crate::job::EnqueueError::Publish(e) => IndexError::Publish(e),
+    })?;
     Ok(job.job_id)
 }
 

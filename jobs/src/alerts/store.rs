@@ -121,35 +121,34 @@ macro_rules! rule_sql {
 
 /// A rule read back, with its secret.
 pub(crate) fn rule_of(row: &PgRow) -> Result<(Rule, Option<String>), DbErr> {
-    let get_err = |e: sqlx::Error| db_err(e);
-    let filters: String = row.try_get("filters").map_err(get_err)?;
-    let metric: String = row.try_get("metric").map_err(get_err)?;
-    let condition: String = row.try_get("condition").map_err(get_err)?;
-    let window: i32 = row.try_get("window_minutes").map_err(get_err)?;
-    let min_attempts: i64 = row.try_get("min_attempts").map_err(get_err)?;
-    let secret: Option<String> = row.try_get("webhook_secret").map_err(get_err)?;
+    let filters: String = row.try_get("filters").map_err(db_err)?;
+    let metric: String = row.try_get("metric").map_err(db_err)?;
+    let condition: String = row.try_get("condition").map_err(db_err)?;
+    let window: i32 = row.try_get("window_minutes").map_err(db_err)?;
+    let min_attempts: i64 = row.try_get("min_attempts").map_err(db_err)?;
+    let secret: Option<String> = row.try_get("webhook_secret").map_err(db_err)?;
     let rule = Rule {
-        id: row.try_get("id").map_err(get_err)?,
-        name: row.try_get("name").map_err(get_err)?,
+        id: row.try_get("id").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
         filters: serde_json::from_str(&filters).map_err(|e| DbErr::Custom(format!("alert filters: {e}")))?,
         metric: Metric::parse(&metric)
             .ok_or_else(|| DbErr::Custom(format!("unknown alert metric {metric:?}")))?,
         condition: Condition::parse(&condition)
             .ok_or_else(|| DbErr::Custom(format!("unknown alert condition {condition:?}")))?,
-        threshold: row.try_get("threshold").map_err(get_err)?,
+        threshold: row.try_get("threshold").map_err(db_err)?,
         window_minutes: u32::try_from(window).unwrap_or(1),
         min_attempts: u64::try_from(min_attempts).unwrap_or(0),
-        webhook_url: row.try_get("webhook_url").map_err(get_err)?,
+        webhook_url: row.try_get("webhook_url").map_err(db_err)?,
         signed: secret.is_some(),
-        enabled: row.try_get("enabled").map_err(get_err)?,
-        snoozed_until: row.try_get("snoozed_until").map_err(get_err)?,
-        firing: row.try_get("firing").map_err(get_err)?,
-        last_value: row.try_get("last_value").map_err(get_err)?,
-        last_baseline: row.try_get("last_baseline").map_err(get_err)?,
-        last_attempts: row.try_get("last_attempts").map_err(get_err)?,
-        last_evaluated_at: row.try_get("last_evaluated_at").map_err(get_err)?,
-        created_at: row.try_get("created_at").map_err(get_err)?,
-        updated_at: row.try_get("updated_at").map_err(get_err)?,
+        enabled: row.try_get("enabled").map_err(db_err)?,
+        snoozed_until: row.try_get("snoozed_until").map_err(db_err)?,
+        firing: row.try_get("firing").map_err(db_err)?,
+        last_value: row.try_get("last_value").map_err(db_err)?,
+        last_baseline: row.try_get("last_baseline").map_err(db_err)?,
+        last_attempts: row.try_get("last_attempts").map_err(db_err)?,
+        last_evaluated_at: row.try_get("last_evaluated_at").map_err(db_err)?,
+        created_at: row.try_get("created_at").map_err(db_err)?,
+        updated_at: row.try_get("updated_at").map_err(db_err)?,
     };
     Ok((rule, secret))
 }
