@@ -315,7 +315,12 @@ async fn numbers_are_normalised_calls_priced_and_money_summed_alike_by_both_path
     assert_eq!(after["total_calls"], 7);
     app.assert_rollups_match_rows().await;
     app.wait_in_sync(Duration::from_secs(60)).await;
-    let g = &get(&app, "/search?call_id=g").await["items"][0];
+    // An updated document is searchable at the index's next refresh: poll for it.
+    let g = eventually(Duration::from_secs(30), "the re-rated document searchable", || async {
+        let g = get(&app, "/search?call_id=g").await["items"][0].clone();
+        if g["dest_country"] == "DE" { Ok(g) } else { Err(g.to_string()) }
+    })
+    .await;
     assert_eq!(
         (g["dest_e164"].as_str(), g["dest_country"].as_str()),
         (Some("+4930123456"), Some("DE")),
