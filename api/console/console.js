@@ -162,10 +162,11 @@ async function pipeline() {
     h("h2", {}, "Queues"), queues, h("h2", {}, "Recent failures"), failed, h("p", {}, rebuild));
   let last = null;
   const refresh = async () => {
-    const [sync, metrics, jobs] = await Promise.all([
+    const [sync, metrics, jobs, counts] = await Promise.all([
       api("/sync-status"),
       fetch("/metrics", { headers: { authorization: `Bearer ${token()}` } }).then((r) => (r.ok ? r.text() : "")),
       api("/jobs?status=failed&limit=20"),
+      api("/jobs/counts"),
     ]);
     const now = performance.now();
     const rate = last ? Math.max(0, (sync.database_count - last.count) / ((now - last.at) / 1000)) : null;
@@ -186,6 +187,11 @@ async function pipeline() {
     if (depths.length) {
       cards.append(card("stat-waiting", "Jobs waiting", fmt.n(sum(depths) - sum(parked))),
         card("stat-parked", "Jobs parked (failed)", fmt.n(sum(parked))));
+    }
+    const days = Math.round(counts.window_seconds / 86400);
+    for (const [status, label] of [["enqueued", "Jobs enqueued"], ["processing", "Jobs processing"], ["retrying", "Jobs retrying"],
+      ["succeeded", "Jobs succeeded"], ["failed", "Jobs failed"]]) {
+      cards.append(card(`stat-jobs-${status}`, days > 0 ? `${label} (${days} d)` : label, fmt.n(counts[status])));
     }
     cards.append(card("stat-workers", "Workers taking ingest jobs", ingest && ingest.consumers !== undefined ? fmt.n(ingest.consumers) : "—"));
     queues.replaceChildren(depths.length

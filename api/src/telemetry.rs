@@ -82,7 +82,7 @@ fn route_of(path: &str) -> &'static str {
 /// Prometheus text format; gauges of shared state are sampled now.
 #[handler]
 pub async fn metrics(state: Data<&AppState>) -> impl IntoResponse {
-    jobs::sync::sample_gauges(&state.db, &state.publisher).await;
+    jobs::sync::sample_gauges(&state.db, &state.publisher, &state.jobs).await;
     jobs::metrics::render().with_content_type("text/plain; version=0.0.4")
 }
 

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub api_panics: IntCounter,
     /// Alert rules firing now (1) or not (0), by rule, sampled at scrape time.
     pub alert_firing: IntGaugeVec,
+    /// Jobs by current status (those changed within the state TTL), sampled at scrape time.
+    pub jobs_in_status: IntGaugeVec,
     /// Alert rules that fired or resolved.
     pub alert_transitions: IntCounterVec,
     /// Alert notifications by outcome: delivered, failed (an attempt the receiver refused).
@@ -85,6 +87,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
             Opts::new("cdr_alert_firing", "Alert rules firing now (1) or not (0)"),
             &["rule"],
         )?,
+        jobs_in_status: IntGaugeVec::new(
+            Opts::new(
+                "cdr_jobs_in_status",
+                "Jobs by current status, among those changed within the state TTL",
+            ),
+            &["status"],
+        )?,
         alert_transitions: IntCounterVec::new(
             Opts::new("cdr_alert_transitions_total", "Alert rules that fired or resolved"),
             &["state"],
@@ -106,6 +115,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     m.registry.register(Box::new(m.api_panics.clone()))?;
     m.registry.register(Box::new(m.alert_firing.clone()))?;
     m.registry.register(Box::new(m.alert_transitions.clone()))?;
+    m.registry.register(Box::new(m.jobs_in_status.clone()))?;
     m.registry.register(Box::new(m.webhook_deliveries.clone()))?;
     Ok(m)
 }

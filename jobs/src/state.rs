@@ -62,10 +62,12 @@ impl JobStatus {
         }
     }
 
+    /// Every status, in the order a job moves through them.
+    pub const ALL: [JobStatus; 5] =
+        [Self::Enqueued, Self::Processing, Self::Retrying, Self::Succeeded, Self::Failed];
+
     fn parse(s: &str) -> Option<Self> {
-        [Self::Enqueued, Self::Processing, Self::Retrying, Self::Succeeded, Self::Failed]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     /// Whether the job has reached a final state.
@@ -185,8 +187,9 @@ impl Transition {
     }
 }
 
-/// KEYS[1] the job; ARGV: allowed-from list, ttl, then field/value pairs, the first being
-/// `status`/<new status>. A missing hash may always be written (its state was lost).
+/// KEYS[1] the job, KEYS[2] the prefix of the per-status sets; ARGV: allowed-from list, ttl,
+/// then field/value pairs, the first being `status`/<new status>. A missing hash may always
+/// be written (its state was lost). The job moves to the set of its new status.
 const TRANSITION: &str = r"
 local current = redis.call('HGET', KEYS[1], 'status')
 local new = ARGV[4]
@@ -201,10 +204,16 @@ if current then
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+if current ~= new then
+  local now = redis.call('TIME')
+  if current then redis.call('ZREM', KEYS[2] .. current, KEYS[1]) end
+  redis.call('ZADD', KEYS[2] .. new, now[1] * 1000 + math.floor(now[2] / 1000), KEYS[1])
+end
 return 1
 ";
 
-/// KEYS[1] the job; ARGV: kind, enqueued_at, received, rejected, now, ttl. Returns attempts.
+/// KEYS[1] the job, KEYS[2] the prefix of the per-status sets; ARGV: kind, enqueued_at,
+/// received, rejected, now, ttl. Returns attempts.
 const START_ATTEMPT: &str = r"
 redis.call('HSETNX', KEYS[1], 'kind', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'enqueued_at', ARGV[2])
@@ -215,6 +224,11 @@ redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
 local current = redis.call('HGET', KEYS[1], 'status')
 if current ~= 'succeeded' and current ~= 'failed' then
   redis.call('HSET', KEYS[1], 'status', 'processing')
+  if current ~= 'processing' then
+    local now = redis.call('TIME')
+    if current then redis.call('ZREM', KEYS[2] .. current, KEYS[1]) end
+    redis.call('ZADD', KEYS[2] .. 'processing', now[1] * 1000 + math.floor(now[2] / 1000), KEYS[1])
+  end
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[6])
@@ -280,6 +294,11 @@ impl JobStore {
         })
     }
 
+    /// How long a job's state is kept after its last change.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.ttl_secs).unwrap_or(0))
+    }
+
     fn key(&self, id: &str) -> String {
         format!("{}{id}", self.prefix)
     }
@@ -307,13 +326,53 @@ impl JobStore {
             ("updated_at", Utc::now().to_rfc3339()),
         ];
         fields.extend(count_fields(&job.counts));
-        self.write(&job.id, &fields).await
+        let key = self.key(&job.id);
+        let mut pipe = redis::pipe();
+        pipe.atomic().hset_multiple(&key, &fields).ignore().expire(&key, self.ttl_secs).ignore();
+        for status in JobStatus::ALL {
+            let set = format!("{}{}", self.status_prefix(), status.as_str());
+            if status == job.status {
+                pipe.zadd(set, &key, Utc::now().timestamp_millis()).ignore();
+            } else {
+                pipe.zrem(set, &key).ignore();
+            }
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await
     }
 
     /// Forgets a job whose message never reached the broker.
     pub async fn delete(&self, id: &str) -> redis::RedisResult<()> {
+        let key = self.key(id);
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key).ignore();
+        for status in JobStatus::ALL {
+            pipe.zrem(format!("{}{}", self.status_prefix(), status.as_str()), &key).ignore();
+        }
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.key(id)).await
+        pipe.query_async::<()>(&mut conn).await
+    }
+
+    /// The prefix of the per-status sets: `<prefix><status>` holds the keys of the jobs in
+    /// that status, scored by when they entered it, so counts by status cost one `ZCOUNT`
+    /// each instead of a scan of every job.
+    fn status_prefix(&self) -> String {
+        format!("{}status:", self.meta_prefix())
+    }
+
+    /// How many jobs are in each status, among those whose status changed within the state
+    /// TTL (older entries are trimmed here: their states have expired).
+    pub async fn status_counts(&self) -> redis::RedisResult<Vec<(JobStatus, u64)>> {
+        let oldest = Utc::now().timestamp_millis().saturating_sub(self.ttl_secs.saturating_mul(1000));
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for status in JobStatus::ALL {
+            let set = format!("{}{}", self.status_prefix(), status.as_str());
+            pipe.zrembyscore(&set, "-inf", format!("({oldest}")).ignore().zcard(&set);
+        }
+        let mut conn = self.conn.clone();
+        let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+        Ok(JobStatus::ALL.into_iter().zip(counts).collect())
     }
 
     /// Marks an attempt as started; returns the attempt number across all deliveries.
@@ -326,6 +385,7 @@ impl JobStore {
         scripts()
             .start_attempt
             .key(&key)
+            .key(self.status_prefix())
             .arg(template.kind.as_str())
             .arg(template.enqueued_at.to_rfc3339())
             .arg(template.counts.received)
@@ -347,7 +407,13 @@ impl JobStore {
     ) -> redis::RedisResult<bool> {
         let mut conn = self.conn.clone();
         let mut script = scripts().transition.prepare_invoke();
-        script.key(self.key(id)).arg(rule.allowed_from()).arg(self.ttl_secs).arg("status").arg(to.as_str());
+        script
+            .key(self.key(id))
+            .key(self.status_prefix())
+            .arg(rule.allowed_from())
+            .arg(self.ttl_secs)
+            .arg("status")
+            .arg(to.as_str());
         script.arg("updated_at").arg(Utc::now().to_rfc3339());
         for (k, v) in fields {
             script.arg(*k).arg(v);

@@ -104,7 +104,7 @@ pub async fn backlog(db: &DatabaseConnection) -> Result<u64, DbErr> {
 }
 
 /// Refreshes the gauges that describe shared state, each check bounded by a timeout.
-pub async fn sample_gauges(db: &DatabaseConnection, publisher: &Publisher) {
+pub async fn sample_gauges(db: &DatabaseConnection, publisher: &Publisher, jobs: &JobStore) {
     let timeout = Duration::from_secs(2);
     let m = crate::metrics::metrics();
     if let Ok(Ok(n)) = tokio::time::timeout(timeout, backlog(db)).await {
@@ -114,6 +114,11 @@ pub async fn sample_gauges(db: &DatabaseConnection, publisher: &Publisher) {
         m.alert_firing.reset();
         for (rule, firing) in rules {
             m.alert_firing.with_label_values(&[rule.as_str()]).set(i64::from(firing));
+        }
+    }
+    if let Ok(Ok(counts)) = tokio::time::timeout(timeout, jobs.status_counts()).await {
+        for (status, n) in counts {
+            m.jobs_in_status.with_label_values(&[status.as_str()]).set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
     for queue in publisher.topology().queues() {

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 #[handler]
 async fn metrics(sweeper: Data<&Sweeper>) -> impl IntoResponse {
-    jobs::sync::sample_gauges(&sweeper.db, &sweeper.publisher).await;
+    jobs::sync::sample_gauges(&sweeper.db, &sweeper.publisher, &sweeper.jobs).await;
     jobs::metrics::render().with_content_type("text/plain; version=0.0.4")
 }
 

@@ -32,6 +32,26 @@ pub enum JobListResponse {
     Ok(Json<JobList>),
 }
 
+/// How many jobs are in each status.
+#[derive(Debug, Object, serde::Serialize)]
+pub struct JobStatusCounts {
+    pub enqueued: u64,
+    pub processing: u64,
+    pub retrying: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// The counts cover jobs whose status changed within this many seconds (the time job
+    /// states are kept).
+    pub window_seconds: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum JobCountsResponse {
+    /// Jobs by status.
+    #[oai(status = 200)]
+    Ok(Json<JobStatusCounts>),
+}
+
 #[derive(ApiResponse)]
 pub enum RetryResponse {
     /// The job's message is back in its queue; follow it at the Location.
@@ -119,6 +139,24 @@ impl JobsApi {
                     .ok_or_else(|| ApiError::not_found(format!("no job {:?}", id.0))),
             },
         }
+    }
+
+    /// Count jobs by status
+    ///
+    /// Every job whose status changed within the time job states are kept (7 days by
+    /// default), by its current status. Exact, and as cheap with a million jobs as with ten.
+    #[oai(path = "/jobs/counts", method = "get")]
+    async fn job_counts(&self, state: Data<&AppState>) -> Result<JobCountsResponse, ApiError> {
+        let counts = state.jobs.status_counts().await.map_err(|e| ApiError::unavailable("redis", e))?;
+        let of = |s: JobStatus| counts.iter().find(|(status, _)| *status == s).map_or(0, |(_, n)| *n);
+        Ok(JobCountsResponse::Ok(Json(JobStatusCounts {
+            enqueued: of(JobStatus::Enqueued),
+            processing: of(JobStatus::Processing),
+            retrying: of(JobStatus::Retrying),
+            succeeded: of(JobStatus::Succeeded),
+            failed: of(JobStatus::Failed),
+            window_seconds: state.jobs.ttl().as_secs(),
+        })))
     }
 
     /// List failed jobs

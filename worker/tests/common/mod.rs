@@ -274,6 +274,13 @@ impl TestApp {
         resp.json().await.value().deserialize::<Value>()
     }
 
+    /// GETs `path`, which must answer 200; returns its JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self.client.get(path).send().await;
+        resp.assert_status_is_ok();
+        resp.json().await.value().deserialize::<Value>()
+    }
+
     pub async fn job(&self, id: &str) -> Option<Value> {
         let resp = self.client.get(format!("/jobs/{id}")).send().await;
         if resp.0.status() == poem::http::StatusCode::NOT_FOUND {

@@ -103,8 +103,13 @@ async fn the_console_shows_what_the_api_says_on_every_page() {
     browser.text_when("#stat-indexed", |t| t == n(&sync["index_count"])).await;
     browser.text_when("#stat-in-sync", |t| t == "yes").await;
     browser.text_when("#stat-workers", |t| t == "1").await;
-    // The refused job waits in its dead-letter queue.
+    // The refused job waits in its dead-letter queue, and is the one failed job.
     browser.text_when("#stat-parked", |t| t == "1").await;
+    let counts = api(&app, "/jobs/counts").await;
+    assert_eq!(counts["failed"], 1, "{counts}");
+    assert!(counts["succeeded"].as_u64().unwrap_or(0) >= 2, "both batches' jobs succeeded: {counts}");
+    browser.text_when("#stat-jobs-failed", |t| t == "1").await;
+    browser.text_when("#stat-jobs-succeeded", |t| t.parse::<u64>().is_ok_and(|v| v >= 2)).await;
     // The failed job is listed; as read, retrying it is refused.
     browser.find(&format!("button.retry[data-job='{failed}']")).await;
     browser.screenshot(&shots.join("pipeline.png")).await;

@@ -48,6 +48,8 @@ async fn an_ingest_job_out_of_attempts_is_dead_lettered_and_replays_once_the_dat
     assert_eq!(job["attempts"], 2, "{job}");
     assert!(failed_ids(&app).await.contains(&job_id));
     assert_eq!(app.count("SELECT count(*) FROM cdrs").await, 0);
+    let counts = app.get_json("/jobs/counts").await;
+    assert_eq!((counts["failed"].as_u64(), counts["succeeded"].as_u64()), (Some(1), Some(0)), "{counts}");
 
     sql(&app, "DROP TRIGGER outage ON cdrs").await;
     let resp = app.client.post(format!("/jobs/{job_id}/retry")).send().await;
@@ -57,6 +59,56 @@ async fn an_ingest_job_out_of_attempts_is_dead_lettered_and_replays_once_the_dat
     assert_eq!(done["error_code"], Value::Null);
     assert!(!failed_ids(&app).await.contains(&job_id));
     app.wait_in_sync(Duration::from_secs(60)).await;
+    // The ingest job and its index job succeeded; nothing is failed any more.
+    let counts = app.get_json("/jobs/counts").await;
+    assert_eq!(counts["failed"], 0, "{counts}");
+    assert!(counts["succeeded"].as_u64().unwrap_or(0) >= 2, "{counts}");
+    app.cleanup().await;
+}
+
+/// Counts by status follow every transition a job makes, and forget a job deleted.
+#[tokio::test]
+async fn job_counts_follow_each_status_change() {
+    use jobs::state::{JobCounts, JobKind, JobState, JobStatus};
+    let app = TestApp::new().await;
+    let store = jobs::state::JobStore::connect(&app.settings.redis_url, &app.name, Duration::from_secs(600))
+        .await
+        .expect("redis");
+    let counts = || async {
+        let counts = store.status_counts().await.expect("counts");
+        JobStatus::ALL.map(|s| counts.iter().find(|(c, _)| *c == s).map_or(u64::MAX, |(_, n)| *n))
+    };
+    let job = |id: &str| {
+        JobState::enqueued(
+            id.into(),
+            JobKind::new(jobs::ingest::KIND),
+            JobCounts::default(),
+            chrono::Utc::now(),
+        )
+    };
+    let code = jobs::error_code::ErrorCode::DatabaseUnavailable;
+    // enqueued, processing, retrying, succeeded, failed
+    store.create(&job("a")).await.expect("create");
+    store.create(&job("b")).await.expect("create");
+    assert_eq!(counts().await, [2, 0, 0, 0, 0]);
+    store.start_attempt(&job("a")).await.expect("start");
+    assert_eq!(counts().await, [1, 1, 0, 0, 0]);
+    store.start_attempt(&job("a")).await.expect("a second attempt");
+    assert_eq!(counts().await, [1, 1, 0, 0, 0], "a second attempt is not a second job");
+    store.mark_retrying("a", code, "down").await.expect("retrying");
+    assert_eq!(counts().await, [1, 0, 1, 0, 0]);
+    store.mark_succeeded("a", &JobCounts::default()).await.expect("succeeded");
+    assert_eq!(counts().await, [1, 0, 0, 1, 0]);
+    store.mark_failed("a", code, "late").await.expect("refused transition");
+    assert_eq!(counts().await, [1, 0, 0, 1, 0], "a succeeded job stays succeeded");
+    store.mark_failed("b", code, "gave up").await.expect("failed");
+    assert_eq!(counts().await, [0, 0, 0, 1, 1]);
+    store.mark_requeued("b").await.expect("requeued");
+    assert_eq!(counts().await, [1, 0, 0, 1, 0]);
+    store.delete("b").await.expect("delete");
+    assert_eq!(counts().await, [0, 0, 0, 1, 0]);
+    let api = app.get_json("/jobs/counts").await;
+    assert_eq!((api["succeeded"].as_u64(), api["enqueued"].as_u64()), (Some(1), Some(0)), "{api}");
     app.cleanup().await;
 }
 
