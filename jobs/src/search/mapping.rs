@@ -16,9 +16,13 @@ pub fn index_body() -> Value {
     })
 }
 
-/// Every field of a CDR document. A field is only ever added, never changed, so an index
-/// built by an earlier version takes the new ones in place
-/// ([`super::SearchIndex::ensure`]).
+/// Every field of a CDR document. A field is only ever added, never changed (but for
+/// [`UPDATABLE`] parameters), so an index built by an earlier version takes the new ones in
+/// place ([`super::SearchIndex::ensure`]).
+/// Parameters of a field an existing index takes in place: an index built by an earlier
+/// version gets them when they differ.
+pub const UPDATABLE: [&str; 1] = ["eager_global_ordinals"];
+
 pub fn properties() -> Value {
     json!({
         "id": { "type": "long" },
@@ -27,9 +31,11 @@ pub fn properties() -> Value {
         "record_key": { "type": "keyword", "index": false, "doc_values": false },
         "source": { "type": "keyword" },
         // Parties are keywords, as the switch wrote them: exact and prefix search, no
-        // tokenising of digits or SIP user names.
-        "src_number": { "type": "keyword" },
-        "dest_number": { "type": "keyword" },
+        // tokenising of digits or SIP user names. Ranked by `top` (a terms aggregation over
+        // tens of thousands of numbers): their global ordinals are built as the index
+        // refreshes, not by the first ranking after it, which would otherwise wait for them.
+        "src_number": { "type": "keyword", "eager_global_ordinals": true },
+        "dest_number": { "type": "keyword", "eager_global_ordinals": true },
         "start_time": { "type": "date" },
         "answer_time": { "type": "date", "doc_values": false },
         "end_time": { "type": "date" },

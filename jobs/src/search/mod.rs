@@ -139,19 +139,28 @@ impl SearchIndex {
         self.ensure_month(crate::store::partitions::month_of(chrono::Utc::now())).await.map(|_| ())
     }
 
-    /// Puts the fields this version maps, and the alias's index lacks, into its mapping.
-    /// Only missing fields are sent: an existing field is never redefined (that would be
-    /// refused, and the data indexed under it would not change anyway).
+    /// Puts the fields this version maps, and the alias's index lacks, into its mapping,
+    /// and the [`mapping::UPDATABLE`] parameters that differ. Nothing else of an existing
+    /// field is redefined (that would be refused, and the data indexed under it would not
+    /// change anyway).
     async fn add_missing_fields(&self) -> Result<(), SearchError> {
         let current = self.request(Method::Get, &format!("/{}/_mapping", self.alias), None).await?;
         let wanted = mapping::properties();
         let mut missing = serde_json::Map::new();
         for (field, definition) in wanted.as_object().into_iter().flatten() {
-            let everywhere = current
-                .as_object()
-                .into_iter()
-                .flatten()
-                .all(|(_, index)| index["mappings"]["properties"].get(field).is_some());
+            let up_to_date = |existing: &Value| {
+                mapping::UPDATABLE.iter().all(|p| {
+                    // Absent means the engine's default, `false` for every updatable flag.
+                    let flag = |d: &Value| d.get(*p).cloned().unwrap_or(Value::Bool(false));
+                    flag(existing) == flag(definition)
+                })
+            };
+            let everywhere = current.as_object().into_iter().flatten().all(|(_, index)| {
+                index["mappings"]["properties"].get(field).is_some_and(|existing| {
+                    // A field of another type is left alone: it cannot take these in place.
+                    existing.get("type") != definition.get("type") || up_to_date(existing)
+                })
+            });
             if !everywhere {
                 missing.insert(field.clone(), definition.clone());
             }
@@ -159,7 +168,7 @@ impl SearchIndex {
         if missing.is_empty() {
             return Ok(());
         }
-        tracing::info!(fields = ?missing.keys().collect::<Vec<_>>(), "adding new fields to the index mapping");
+        tracing::info!(fields = ?missing.keys().collect::<Vec<_>>(), "adding new fields (or updatable parameters) to the index mapping");
         let body = json!({ "properties": missing });
         self.request(Method::Put, &format!("/{}/_mapping", self.alias), Some(body)).await.map(|_| ())
     }

@@ -447,6 +447,7 @@ async fn stats_still_answer_on_an_index_built_by_an_earlier_mapping() {
             [&current[0]]["mappings"]
             .clone();
     mapping["properties"]["end_time"] = json!({ "type": "date", "doc_values": false });
+    mapping["properties"]["dest_number"] = json!({ "type": "keyword" });
     for added in ["ends_at", "record_key", "disposition_raw", "linked_id", "caller_withheld"] {
         mapping["properties"].as_object_mut().expect("properties").remove(added);
     }
@@ -475,5 +476,6 @@ async fn stats_still_answer_on_an_index_built_by_an_earlier_mapping() {
     let properties = &now[&legacy]["mappings"]["properties"];
     assert_eq!(properties["ends_at"]["type"], "date", "{properties}");
     assert_eq!(properties["end_time"]["doc_values"], false, "the earlier field is left as it was");
+    assert_eq!(properties["dest_number"]["eager_global_ordinals"], true, "updated in place: {properties}");
     app.cleanup().await;
 }
