@@ -1,105 +1,225 @@
 //! Folding pending rollup sums into the cuboids.
+//!
+//! A fold takes a chunk of pending rows ([`pending::take`] deletes them), adds their groups
+//! up in memory for every cuboid, and writes each cuboid's changed cells with one upsert in
+//! key order, in the transaction that deleted the chunk: a sum is added by the transaction
+//! that removed it from `kpi_pending`, or by none. The minute rows of per-second counts are
+//! merged here too, read under lock, so the database stores what it is given instead of
+//! regrouping arrays on every conflict.
+//!
+//! On calls spread thinly over time (a backfill) most cells are new, and a fold costs about
+//! one upserted row per cell; grouping in SQL cost several times that.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use super::pending::{self, Chunk, DIMS, Sums};
+use super::{CUBOIDS, Cuboid, SUM_COLUMNS};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionSession, TransactionTrait,
+    Value as SqlValue,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// What `cuboid` is summed from: the group of the coarsest cuboid before it with the same
-/// dimensions and a finer level (the fewest rows), else the pending sums themselves.
-fn summed_from(cuboid: &super::Cuboid) -> String {
-    super::CUBOIDS
-        .iter()
-        .take_while(|c| c.table != cuboid.table)
-        .filter(|c| c.lead == cuboid.lead && c.rest == cuboid.rest && c.level < cuboid.level)
-        .last()
-        .map_or_else(|| "sums".to_string(), |c| format!("{}_sums", c.table))
+/// Most dimensions a cuboid keys by besides its bucket.
+const MAX_DIMS: usize = 5;
+
+/// A cell of a cuboid: its bucket (Unix seconds) and its dimensions' name ids in key order
+/// (leading ones first), unused places `u32::MAX`.
+type Cell = (i64, [u32; MAX_DIMS]);
+
+/// Where each of a cuboid's dimensions (besides the bucket), in key order, sits in a
+/// pending group's [`DIMS`].
+fn positions(cuboid: &Cuboid) -> Vec<usize> {
+    cuboid.lead.iter().chain(cuboid.rest).filter_map(|d| DIMS.iter().position(|x| x == d)).collect()
 }
 
-/// The pending sums regrouped into one cuboid (hashed, then only the few groups sorted), and
-/// their upsert in key order, so concurrent folders lock rows in the same order.
-fn upsert(cuboid: &super::Cuboid) -> String {
-    let sums = super::SUM_COLUMNS;
+/// A chunk's groups added up into the cells of one cuboid.
+fn cells(cuboid: &Cuboid, chunk: &Chunk) -> HashMap<Cell, Sums> {
+    let positions = positions(cuboid);
+    let seconds = cuboid.level.seconds();
+    let mut cells: HashMap<Cell, Sums> = HashMap::new();
+    for group in &chunk.groups {
+        let mut dims = [u32::MAX; MAX_DIMS];
+        for (slot, &p) in dims.iter_mut().zip(&positions) {
+            *slot = group.dims[p];
+        }
+        let bucket = group.minute.timestamp().div_euclid(seconds) * seconds;
+        let sums = cells.entry((bucket, dims)).or_insert([0; SUM_COLUMNS.len()]);
+        for (sum, add) in sums.iter_mut().zip(group.sums) {
+            *sum += add;
+        }
+    }
+    cells
+}
+
+fn time(unix: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(unix, 0).unwrap_or_default()
+}
+
+fn statement<C: ConnectionTrait>(db: &C, sql: String, values: Vec<SqlValue>) -> Statement {
+    Statement::from_sql_and_values(db.get_database_backend(), sql, values)
+}
+
+/// `$1::t1, $2::t2, …` for the arrays of an `unnest`.
+fn arrays(types: &[&str]) -> String {
+    types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", i + 1)).collect::<Vec<_>>().join(", ")
+}
+
+/// Adds `cells` to `cuboid`'s table: one upsert of every cell, in key order, so concurrent
+/// writers lock rows in the same order.
+async fn add_cells<C: ConnectionTrait>(
+    db: &C,
+    cuboid: &Cuboid,
+    cells: HashMap<Cell, Sums>,
+    chunk: &Chunk,
+) -> Result<(), DbErr> {
+    if cells.is_empty() {
+        return Ok(());
+    }
+    let key = cuboid.key();
+    let dims = key.len() - 1;
+    let mut names: Vec<Vec<String>> = vec![Vec::with_capacity(cells.len()); dims];
+    let mut buckets = Vec::with_capacity(cells.len());
+    let mut sums: Vec<Vec<i64>> = vec![Vec::with_capacity(cells.len()); SUM_COLUMNS.len()];
+    for ((bucket, ids), cell) in cells {
+        buckets.push(time(bucket));
+        for (column, id) in names.iter_mut().zip(ids) {
+            column.push(chunk.names.get(id).to_string());
+        }
+        for (column, sum) in sums.iter_mut().zip(cell) {
+            column.push(sum);
+        }
+    }
+    let mut values: Vec<SqlValue> = Vec::with_capacity(key.len() + SUM_COLUMNS.len());
+    let mut types = Vec::with_capacity(values.capacity());
+    let mut names = names.into_iter();
+    for column in &key {
+        if *column == "bucket" {
+            values.push(std::mem::take(&mut buckets).into());
+            types.push("timestamptz");
+        } else {
+            values.push(names.next().unwrap_or_default().into());
+            types.push("text");
+        }
+    }
+    for column in sums {
+        values.push(column.into());
+        types.push("int8");
+    }
     let table = cuboid.table;
-    format!(
-        ", {table}_sums AS MATERIALIZED (\n    SELECT {select}, {summed}\n    FROM {from} GROUP BY {pos}\n\
-         ), {table} AS (\n    INSERT INTO {table} ({key}, {sums})\n    SELECT * FROM {table}_sums ORDER BY {pos}\n\
-         ON CONFLICT ({key}) DO UPDATE SET {set}\n)",
-        key = cuboid.key().join(", "),
-        sums = sums.join(", "),
-        select = cuboid.key_from_minutes().join(", "),
-        summed = sums.iter().map(|s| format!("sum({s}) AS {s}")).collect::<Vec<_>>().join(", "),
-        from = summed_from(cuboid),
-        pos = cuboid.key_positions(),
-        set = sums.iter().map(|s| format!("{s} = {table}.{s} + EXCLUDED.{s}")).collect::<Vec<_>>().join(", "),
-    )
+    let columns = key.iter().copied().chain(SUM_COLUMNS).collect::<Vec<_>>().join(", ");
+    let set = SUM_COLUMNS.map(|s| format!("{s} = {table}.{s} + EXCLUDED.{s}")).join(", ");
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) SELECT * FROM unnest({}) AS u({columns}) ORDER BY {} \
+         ON CONFLICT ({}) DO UPDATE SET {set}",
+        arrays(&types),
+        cuboid.key_positions(),
+        key.join(", "),
+    );
+    db.execute_raw(statement(db, sql, values)).await.map(drop)
 }
 
-/// One statement: takes up to `$1` pending rows, adds them to every cuboid and to the total,
-/// and deletes them. Two folders running at once cannot count a row twice: a row is only
-/// added by the statement whose `DELETE` removed it.
-///
-/// The pending sums are grouped once by every dimension a cuboid keeps (the destination
-/// prefix is not one yet), each cuboid from the finest group it can use. Per-second counts
-/// are pending per source; the count over all sources (`''`) is their sum, derived here,
-/// and a minute's seconds already folded are merged with the new ones slot by slot.
-/// Entries for `''` that versions before this one appended are skipped, not added twice.
-static FOLD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let upserts: String = super::CUBOIDS.iter().map(upsert).collect();
-    let sums = super::SUM_COLUMNS;
-    format!(
-        r#"
-WITH moved AS (
-    DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1))
-    RETURNING bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration,
-              sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type, ev_source, ev_second, ev_delta, ev_ends_on
-), sums AS MATERIALIZED (
-    SELECT u.account_code, u.bucket, u.source, u.direction, u.disposition,
-           coalesce(u.dest_country, '') AS dest_country, coalesce(u.dest_type, '') AS dest_type, {summed}
-    FROM moved m, unnest(m.bucket, m.source, m.direction, m.disposition, m.account_code,
-                         m.attempts, m.effective, m.billsec, m.duration,
-                         m.sell_rated, m.buy_rated, m.sell_micros, m.buy_micros, m.dest_country, m.dest_type)
-        AS u(bucket, source, direction, disposition, account_code, attempts, effective, billsec, duration,
-             sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type)
-    WHERE u.bucket IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5, 6, 7
-), ev_sources AS MATERIALIZED (
-    SELECT u.source, u.second, sum(u.delta)::int AS delta, sum(u.ends_on)::int AS ends_on
-    FROM moved m, unnest(m.ev_source, m.ev_second, m.ev_delta, m.ev_ends_on) AS u(source, second, delta, ends_on)
-    WHERE u.source <> ''
-    GROUP BY 1, 2
-), ev AS MATERIALIZED (
-    SELECT source, second, delta, ends_on FROM ev_sources
-    UNION ALL
-    SELECT '', second, sum(delta)::int, sum(ends_on)::int FROM ev_sources GROUP BY 2
-), ev_minutes AS MATERIALIZED (
-    {minutes}
-), seconds AS (
-    INSERT INTO kpi_second_minute (source, minute, slots, delta, ends_on)
-    SELECT source, minute, slots, delta, ends_on FROM ev_minutes ORDER BY 1, 2
-    ON CONFLICT (source, minute) DO UPDATE SET (slots, delta, ends_on) = (
-        SELECT array_agg(slot ORDER BY slot), array_agg(delta ORDER BY slot), array_agg(ends_on ORDER BY slot)
-        FROM (SELECT slot, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on
-              FROM unnest(kpi_second_minute.slots || EXCLUDED.slots, kpi_second_minute.delta || EXCLUDED.delta,
-                          kpi_second_minute.ends_on || EXCLUDED.ends_on) AS u(slot, delta, ends_on)
-              GROUP BY slot) merged)
-), hours AS (
-    INSERT INTO kpi_second_hour (source, bucket, net)
-    SELECT * FROM (SELECT source, date_trunc('hour', minute, 'UTC') AS bucket, sum(net) AS net FROM ev_minutes GROUP BY 1, 2) h
-    ORDER BY 1, 2
-    ON CONFLICT (source, bucket) DO UPDATE SET
-        net = kpi_second_hour.net + EXCLUDED.net, dirty = true, version = kpi_second_hour.version + 1
-){upserts}
-UPDATE kpi_totals SET attempts = kpi_totals.attempts + m.attempts
-FROM (SELECT (SELECT coalesce(sum(attempts), 0) FROM sums) AS attempts, (SELECT count(*) FROM moved) AS pending) m
-WHERE kpi_totals.id = 1
-RETURNING m.pending
-"#,
-        // Money arrays are absent from rows of earlier versions: zero, not null.
-        summed =
-            sums.iter().map(|s| format!("coalesce(sum(u.{s}), 0) AS {s}")).collect::<Vec<_>>().join(", "),
-        minutes = super::minute_rows("SELECT source, second, delta, ends_on FROM ev"),
-    )
-});
+/// A minute's per-second counts: offset in the minute → (calls starting minus ending,
+/// calls ending as the second begins).
+type Seconds = BTreeMap<i16, (i64, i64)>;
+
+/// A chunk's per-second counts by (source, minute), per source and over all sources (`''`).
+fn minutes(chunk: &mut Chunk) -> BTreeMap<(u32, i64), Seconds> {
+    let all = chunk.names.id("");
+    let mut minutes: BTreeMap<(u32, i64), Seconds> = BTreeMap::new();
+    for event in &chunk.events {
+        let t = event.second.timestamp();
+        let (minute, slot) = (t.div_euclid(60) * 60, i16::try_from(t.rem_euclid(60)).unwrap_or(0));
+        for source in [event.source, all] {
+            let second = minutes.entry((source, minute)).or_default().entry(slot).or_default();
+            second.0 += event.delta;
+            second.1 += event.ends_on;
+        }
+    }
+    minutes
+}
+
+const READ_MINUTES: &str = "SELECT k.source, k.minute, k.slots, k.delta, k.ends_on FROM kpi_second_minute k \
+     JOIN unnest($1::text[], $2::timestamptz[]) AS u(source, minute) ON k.source = u.source AND k.minute = u.minute \
+     FOR UPDATE OF k";
+
+/// Each row's arrays are slices of one flat array per column (`$3`–`$5`), at `off`, `len`.
+const WRITE_MINUTES: &str = "INSERT INTO kpi_second_minute (source, minute, slots, delta, ends_on) \
+     SELECT u.source, u.minute, ($3::int2[])[u.off + 1 : u.off + u.len], ($4::int4[])[u.off + 1 : u.off + u.len], \
+            ($5::int4[])[u.off + 1 : u.off + u.len] \
+     FROM unnest($1::text[], $2::timestamptz[], $6::int4[], $7::int4[]) AS u(source, minute, off, len) ORDER BY 1, 2 \
+     ON CONFLICT (source, minute) DO UPDATE SET slots = EXCLUDED.slots, delta = EXCLUDED.delta, ends_on = EXCLUDED.ends_on";
+
+const ADD_HOURS: &str = "INSERT INTO kpi_second_hour (source, bucket, net) \
+     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) ORDER BY 1, 2 \
+     ON CONFLICT (source, bucket) DO UPDATE SET \
+     net = kpi_second_hour.net + EXCLUDED.net, dirty = true, version = kpi_second_hour.version + 1";
+
+/// Merges a chunk's per-second counts into the minute rows (read and rewritten under
+/// lock) and adds their net change to the hours, which are marked for their peak to be
+/// recomputed.
+async fn add_seconds<C: ConnectionTrait>(db: &C, chunk: &mut Chunk) -> Result<(), DbErr> {
+    let mut minutes = minutes(chunk);
+    if minutes.is_empty() {
+        return Ok(());
+    }
+    let mut hours: BTreeMap<(u32, i64), i64> = BTreeMap::new();
+    for ((source, minute), seconds) in &minutes {
+        *hours.entry((*source, minute.div_euclid(3600) * 3600)).or_default() +=
+            seconds.values().map(|(delta, _)| delta).sum::<i64>();
+    }
+    let sources: Vec<String> = minutes.keys().map(|(s, _)| chunk.names.get(*s).to_string()).collect();
+    let starts: Vec<DateTime<Utc>> = minutes.keys().map(|(_, m)| time(*m)).collect();
+    let folded = db
+        .query_all_raw(statement(db, READ_MINUTES.to_string(), vec![sources.into(), starts.into()]))
+        .await?;
+    for row in folded {
+        let source: String = row.try_get("", "source")?;
+        let minute: DateTime<Utc> = row.try_get("", "minute")?;
+        let slots: Vec<i16> = row.try_get("", "slots")?;
+        let delta: Vec<i32> = row.try_get("", "delta")?;
+        let ends_on: Vec<i32> = row.try_get("", "ends_on")?;
+        let seconds = minutes.entry((chunk.names.id(&source), minute.timestamp())).or_default();
+        for ((slot, d), e) in slots.into_iter().zip(delta).zip(ends_on) {
+            let second = seconds.entry(slot).or_default();
+            second.0 += i64::from(d);
+            second.1 += i64::from(e);
+        }
+    }
+    let (mut sources, mut starts, mut offsets, mut lengths) = (vec![], vec![], vec![], vec![]);
+    let (mut slots, mut deltas, mut ends) = (Vec::<i16>::new(), Vec::<i32>::new(), Vec::<i32>::new());
+    for ((source, minute), seconds) in minutes {
+        sources.push(chunk.names.get(source).to_string());
+        starts.push(time(minute));
+        offsets.push(i32::try_from(slots.len()).unwrap_or(i32::MAX));
+        lengths.push(i32::try_from(seconds.len()).unwrap_or(i32::MAX));
+        for (slot, (delta, ends_on)) in seconds {
+            slots.push(slot);
+            deltas.push(i32::try_from(delta).unwrap_or(i32::MAX));
+            ends.push(i32::try_from(ends_on).unwrap_or(i32::MAX));
+        }
+    }
+    let values = vec![
+        sources.into(),
+        starts.into(),
+        slots.into(),
+        deltas.into(),
+        ends.into(),
+        offsets.into(),
+        lengths.into(),
+    ];
+    db.execute_raw(statement(db, WRITE_MINUTES.to_string(), values)).await?;
+    let (mut sources, mut starts, mut nets) = (vec![], vec![], vec![]);
+    for ((source, hour), net) in hours {
+        sources.push(chunk.names.get(source).to_string());
+        starts.push(time(hour));
+        nets.push(net);
+    }
+    db.execute_raw(statement(db, ADD_HOURS.to_string(), vec![sources.into(), starts.into(), nets.into()]))
+        .await
+        .map(drop)
+}
 
 /// Fold rounds between two passes over the out-of-date peak summaries.
 const SETTLE_EVERY: u64 = 10;
@@ -107,21 +227,36 @@ const SETTLE_EVERY: u64 = 10;
 /// Pending rows (batches) folded per statement.
 const FOLD_CHUNK: i64 = 200;
 
-/// Folds up to [`FOLD_CHUNK`] pending rows in one statement on `db` (a connection or a
-/// transaction); returns how many it folded.
-async fn fold_chunk<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            FOLD_SQL.as_str(),
-            [FOLD_CHUNK.into()],
-        ))
-        .await?;
-    Ok(row.map(|r| r.try_get("", "pending")).transpose()?.unwrap_or(0))
+/// Folds up to [`FOLD_CHUNK`] pending rows in one transaction (a savepoint when `db` is
+/// already one); returns how many it folded. Folds exclude each other for the minute rows
+/// they rewrite: a transaction-scoped advisory lock, taken once the chunk is deleted (so a
+/// rebuild, which locks `kpi_pending` first, always waits for a fold or is waited for).
+async fn fold_chunk<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<i64, DbErr> {
+    let txn = db.begin().await?;
+    let mut chunk = pending::take(&txn, FOLD_CHUNK).await?;
+    if chunk.rows == 0 {
+        txn.commit().await?;
+        return Ok(0);
+    }
+    txn.execute_unprepared("SELECT pg_advisory_xact_lock(hashtext('cdr-rollup-fold'))").await?;
+    for cuboid in &CUBOIDS {
+        add_cells(&txn, cuboid, cells(cuboid, &chunk), &chunk).await?;
+    }
+    add_seconds(&txn, &mut chunk).await?;
+    let attempts: i64 = chunk.groups.iter().map(|g| g.sums[0]).sum();
+    txn.execute_raw(statement(
+        &txn,
+        "UPDATE kpi_totals SET attempts = attempts + $1 WHERE id = 1".to_string(),
+        vec![attempts.into()],
+    ))
+    .await?;
+    crate::crash::point("rollup-fold-before-commit");
+    txn.commit().await?;
+    Ok(chunk.rows)
 }
 
-/// Folds everything pending on `db`, a chunk per statement; returns the pending rows folded.
-pub async fn fold_all<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+/// Folds everything pending on `db`, a chunk per transaction; returns the pending rows folded.
+pub async fn fold_all<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<u64, DbErr> {
     let mut total = 0;
     loop {
         let folded = fold_chunk(db).await?;
@@ -193,20 +328,75 @@ impl Folder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollups::pending::{Event, Group};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("time")
+    }
 
     #[test]
-    fn coarser_cuboids_are_summed_from_the_finest_group_with_their_dimensions() {
-        let from =
-            |t: &str| summed_from(super::super::CUBOIDS.iter().find(|c| c.table == t).expect("cuboid"));
-        assert_eq!(from("kpi_minute"), "sums");
-        assert_eq!(from("kpi_hour"), "kpi_minute_sums");
-        assert_eq!(from("kpi_day"), "kpi_hour_sums");
-        assert_eq!(from("kpi_account_hour"), "sums");
-        assert_eq!(from("kpi_country_hour"), "sums");
-        for c in super::super::CUBOIDS {
-            let group = format!("{}_sums AS MATERIALIZED", c.table);
-            let insert = format!("INSERT INTO {} (", c.table);
-            assert!(FOLD_SQL.contains(&group) && FOLD_SQL.contains(&insert), "{} is not folded", c.table);
+    fn every_cuboid_dimension_is_one_a_pending_group_carries() {
+        for c in &CUBOIDS {
+            assert_eq!(positions(c).len(), c.key().len() - 1, "{}", c.table);
+            assert!(c.key().len() - 1 <= MAX_DIMS, "{}", c.table);
         }
+    }
+
+    #[test]
+    fn groups_add_up_into_each_cuboids_buckets_and_dimensions() {
+        let mut chunk = Chunk::default();
+        let [a, b, out, answered, busy, none] =
+            ["a", "b", "out", "ANSWERED", "BUSY", ""].map(|n| chunk.names.id(n));
+        let group = |minute: &str, source, disposition, attempts| Group {
+            minute: at(minute),
+            dims: [source, out, disposition, none, none, none],
+            sums: [attempts, attempts, 10 * attempts, 20 * attempts, 0, 0, 0, 0],
+        };
+        chunk.groups = vec![
+            group("2026-03-01T10:05:00Z", a, answered, 2),
+            group("2026-03-01T10:05:00Z", a, answered, 3),
+            group("2026-03-01T10:59:00Z", a, answered, 1),
+            group("2026-03-01T11:00:00Z", a, busy, 4),
+            group("2026-03-01T10:05:00Z", b, answered, 7),
+        ];
+        let find = |table: &str| CUBOIDS.iter().find(|c| c.table == table).expect("cuboid");
+        let minute = cells(find("kpi_minute"), &chunk);
+        assert_eq!(minute.len(), 4);
+        let key = (at("2026-03-01T10:05:00Z").timestamp(), [a, out, answered, u32::MAX, u32::MAX]);
+        assert_eq!(minute[&key], [5, 5, 50, 100, 0, 0, 0, 0]);
+        let hour = cells(find("kpi_hour"), &chunk);
+        let key = (at("2026-03-01T10:00:00Z").timestamp(), [a, out, answered, u32::MAX, u32::MAX]);
+        assert_eq!(hour[&key][0], 6, "10:05 and 10:59 share an hour");
+        let day = cells(find("kpi_day"), &chunk);
+        assert_eq!(day.values().map(|s| s[0]).sum::<i64>(), 17);
+        assert_eq!(day.len(), 3, "by source and disposition");
+        let account = cells(find("kpi_account_hour"), &chunk);
+        let key = (at("2026-03-01T10:00:00Z").timestamp(), [none, a, out, answered, u32::MAX]);
+        assert_eq!(account[&key][0], 6, "the account leads the key");
+    }
+
+    #[test]
+    fn seconds_are_kept_per_source_and_over_all_sources_by_minute() {
+        let mut chunk = Chunk::default();
+        let [a, b] = ["a", "b"].map(|n| chunk.names.id(n));
+        let event =
+            |source, second: &str, delta, ends_on| Event { source, second: at(second), delta, ends_on };
+        chunk.events = vec![
+            event(a, "2026-03-01T10:05:07Z", 1, 0),
+            event(b, "2026-03-01T10:05:07Z", 1, 0),
+            event(a, "2026-03-01T10:06:00Z", -1, 1),
+            event(a, "2026-03-01T10:05:07Z", -1, 0),
+        ];
+        let minutes = minutes(&mut chunk);
+        let all = chunk.names.id("");
+        let t = |s: &str| at(s).timestamp();
+        assert_eq!(
+            minutes[&(a, t("2026-03-01T10:05:00Z"))],
+            BTreeMap::from([(7, (0, 0))]),
+            "a start and an end"
+        );
+        assert_eq!(minutes[&(all, t("2026-03-01T10:05:00Z"))], BTreeMap::from([(7, (1, 0))]));
+        assert_eq!(minutes[&(all, t("2026-03-01T10:06:00Z"))], BTreeMap::from([(0, (-1, 1))]));
+        assert_eq!(minutes.len(), 5);
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod fold;
 pub mod peak;
+pub mod pending;
 pub mod plan;
 pub mod read;
 pub mod rebuild;

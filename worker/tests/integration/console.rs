@@ -138,6 +138,28 @@ async fn the_console_shows_what_the_api_says_on_every_page() {
         browser.text_when("#kpi-asr", |t| t == asr).await;
         browser.find("#chart-calls canvas").await;
     }
+    // Rankings follow the figures, from the index: the same numbers /stats gives with `top`.
+    browser.goto(&format!("{base}/console#/kpis?{window}&interval=hour&top=3")).await;
+    let ranked = api(&app, &format!("/stats?{window}&interval=hour&top=3")).await;
+    let stats = api(&app, &format!("/stats?{window}&interval=hour&breakdown=dest_country")).await;
+    assert_eq!(stats["answered_by"], "rollups", "the figures' own request: {stats}");
+    browser.text_when("#kpi-answered_by", |t| t == "rollups").await;
+    browser.text_when("#kpi-total_calls", |t| t == n(&ranked["total_calls"])).await;
+    let first = ranked["top_destinations"][0]["number"].as_str().expect("a top destination").to_string();
+    browser
+        .text_when("#kpi-rankings .panel:first-child tbody tr:first-child td:first-child", |t| t == first)
+        .await;
+    let rows = browser
+        .eval(
+            "return document.querySelectorAll('#kpi-rankings .panel:first-child tbody tr').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        rows.as_u64(),
+        Some(ranked["top_destinations"].as_array().map_or(0, |a| a.len() as u64)),
+        "{ranked}"
+    );
     browser.screenshot(&shots.join("kpis.png")).await;
 
     // Search: the total and the second page are /search's; a click shows the whole record.

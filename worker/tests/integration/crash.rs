@@ -221,6 +221,34 @@ async fn rollup_rebuild_crash_before_its_commit() {
     app.cleanup().await;
 }
 
+/// A worker killed while folding (every cuboid and minute row written, the commit not
+/// reached) leaves the sums pending, counted once by readers; the next worker folds them.
+#[tokio::test]
+async fn crash_while_folding_rollups() {
+    let mut app = TestApp::new().await;
+    app.start_crashing_worker("rollup-fold-before-commit").await;
+    let accepted = app.ingest(&batch(0..ROWS)).await;
+    let job_id = accepted["job_id"].as_str().expect("job id").to_string();
+    let died = app.wait_worker_died(DIE_WITHIN).await;
+    assert!(!died.success(), "{died:?}");
+    assert!(app.count("SELECT count(*) FROM kpi_pending").await > 0, "the fold's delete rolled back");
+    assert_eq!(app.count("SELECT count(*) FROM kpi_minute").await, 0, "and its upserts with it");
+    app.start_worker().await;
+    eventually(Duration::from_secs(60), "pending sums folded by the next worker", || async {
+        match app.count("SELECT count(*) FROM kpi_pending").await {
+            0 => Ok(()),
+            n => Err(n.to_string()),
+        }
+    })
+    .await;
+    assert_settled(&app, &job_id, ROWS).await;
+    assert_eq!(
+        app.count("SELECT sum(attempts)::int8 FROM kpi_day").await,
+        i64::try_from(ROWS).expect("rows")
+    );
+    app.cleanup().await;
+}
+
 /// A message that kills every worker that takes it is parked after a bounded number of
 /// deliveries, with the reason and code in its state, instead of being delivered forever.
 #[tokio::test]
