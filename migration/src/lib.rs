@@ -36,6 +36,7 @@ mod m20261203_000009_seconds_by_minute;
 mod m20261204_000010_monthly_partitions;
 mod m20261205_000011_numbers_and_rating;
 mod m20261207_000012_alerts;
+mod m20261207_000013_account_days;
 
 pub struct Migrator;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_monthly_partitions::Migration),
             Box::new(m20261205_000011_numbers_and_rating::Migration),
             Box::new(m20261207_000012_alerts::Migration),
+            Box::new(m20261207_000013_account_days::Migration),
         ]
     }
 }

@@ -83,6 +83,7 @@ WITH m AS (DELETE FROM kpi_minute WHERE bucket < $1 RETURNING 1),
      h AS (DELETE FROM kpi_hour WHERE bucket < $1 RETURNING 1),
      d AS (DELETE FROM kpi_day WHERE bucket < $1 RETURNING 1),
      a AS (DELETE FROM kpi_account_hour WHERE bucket < $1 RETURNING 1),
+     ad AS (DELETE FROM kpi_account_day WHERE bucket < $1 RETURNING 1),
      c AS (DELETE FROM kpi_country_hour WHERE bucket < $1 RETURNING 1),
      s AS (DELETE FROM kpi_second_minute WHERE minute < $1 RETURNING 1),
      gone AS (DELETE FROM kpi_second_hour WHERE bucket < $1 RETURNING source, net, bucket),
@@ -91,13 +92,13 @@ WITH m AS (DELETE FROM kpi_minute WHERE bucket < $1 RETURNING 1),
         SELECT source, $1 - interval '1 hour', sum(net), 0, NULL, false FROM gone GROUP BY source
         RETURNING 1)
 SELECT ((SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FROM d)
-      + (SELECT count(*) FROM a) + (SELECT count(*) FROM c) + (SELECT count(*) FROM s)
+      + (SELECT count(*) FROM a) + (SELECT count(*) FROM ad) + (SELECT count(*) FROM c) + (SELECT count(*) FROM s)
       + (SELECT count(*) FROM gone WHERE bucket < $1 - interval '1 hour'))::int8 AS n";
 
 const COUNT_ROLLUPS: &str = r"
 SELECT ((SELECT count(*) FROM kpi_minute WHERE bucket < $1) + (SELECT count(*) FROM kpi_hour WHERE bucket < $1)
       + (SELECT count(*) FROM kpi_day WHERE bucket < $1) + (SELECT count(*) FROM kpi_account_hour WHERE bucket < $1)
-      + (SELECT count(*) FROM kpi_country_hour WHERE bucket < $1)
+      + (SELECT count(*) FROM kpi_country_hour WHERE bucket < $1) + (SELECT count(*) FROM kpi_account_day WHERE bucket < $1)
       + (SELECT count(*) FROM kpi_second_minute WHERE minute < $1)
       + (SELECT count(*) FROM kpi_second_hour WHERE bucket < $1 - interval '1 hour'))::int8 AS n";
 

@@ -19,7 +19,7 @@ use sea_orm::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Most dimensions a cuboid keys by besides its bucket.
 const MAX_DIMS: usize = 5;
@@ -239,10 +239,20 @@ async fn fold_chunk<C: ConnectionTrait + TransactionTrait>(db: &C) -> Result<i64
         return Ok(0);
     }
     txn.execute_unprepared("SELECT pg_advisory_xact_lock(hashtext('cdr-rollup-fold'))").await?;
+    let mut lap = std::time::Instant::now();
+    let mut took = |what: &'static str, rows: usize| {
+        debug!(what, rows, ms = lap.elapsed().as_secs_f64() * 1000.0, "fold step");
+        lap = std::time::Instant::now();
+    };
+    took("take", chunk.groups.len());
     for cuboid in &CUBOIDS {
-        add_cells(&txn, cuboid, cells(cuboid, &chunk), &chunk).await?;
+        let cells = cells(cuboid, &chunk);
+        let n = cells.len();
+        add_cells(&txn, cuboid, cells, &chunk).await?;
+        took(cuboid.table, n);
     }
     add_seconds(&txn, &mut chunk).await?;
+    took("seconds", chunk.events.len());
     let attempts: i64 = chunk.groups.iter().map(|g| g.sums[0]).sum();
     txn.execute_raw(statement(
         &txn,

@@ -67,12 +67,13 @@ impl Level {
 const CALL_DIMS: &[&str] = &["source", "direction", "disposition"];
 
 /// Every rollup table the fold fills. Queries without an account code read the first three
-/// (tens of rows a bucket); queries for one account read its own hours.
-pub const CUBOIDS: [Cuboid; 5] = [
+/// (tens of rows a bucket); queries for one account read its own days and hours.
+pub const CUBOIDS: [Cuboid; 6] = [
     Cuboid { table: "kpi_minute", level: Level::Minute, lead: &[], rest: CALL_DIMS },
     Cuboid { table: "kpi_hour", level: Level::Hour, lead: &[], rest: CALL_DIMS },
     Cuboid { table: "kpi_day", level: Level::Day, lead: &[], rest: CALL_DIMS },
     Cuboid { table: "kpi_account_hour", level: Level::Hour, lead: &["account_code"], rest: CALL_DIMS },
+    Cuboid { table: "kpi_account_day", level: Level::Day, lead: &["account_code"], rest: CALL_DIMS },
     Cuboid {
         table: "kpi_country_hour",
         level: Level::Hour,

@@ -1,7 +1,7 @@
 //! Peak concurrency from the per-second counts, exact at one second for any window.
 //!
 //! The calls in progress just after second `s` are the running sum of `delta` up to `s`.
-//! A window reads the seconds of the hours at its edges (and of hours whose summary is out
+//! A window reads the seconds of the hours its edges cut (and of hours whose summary is out
 //! of date or that have counts still pending), and for every other hour only its summary:
 //! its net change and its highest running count. A month is then ~720 summary rows and at
 //! most a few thousand seconds, however many calls it holds. Samples are taken as the
@@ -185,11 +185,36 @@ pub async fn peak<C: ConnectionTrait>(
             },
         );
     }
-    // Hours read second by second: the window's edges, out-of-date summaries, pending counts.
-    let mut exact: BTreeSet<i64> = BTreeSet::from([first_hour, floor_hour(to - 1)]);
+    // Hours read second by second: the window's edges that cut an hour, out-of-date
+    // summaries, pending counts. A window on whole hours (a dashboard's days) reads
+    // summaries only, whatever the calls in its first and last hours.
+    let mut exact: BTreeSet<i64> = BTreeSet::new();
+    if from != first_hour {
+        exact.insert(first_hour);
+    }
+    if to.rem_euclid(HOUR) != 0 {
+        exact.insert(floor_hour(to - 1));
+    }
     exact.extend(hours.iter().filter(|(_, h)| h.dirty).map(|(b, _)| *b));
     exact.extend(pending.range(first_hour..to).map(|(s, _)| floor_hour(*s)));
     let mut seconds = pending.range(first_hour..to).map(|(s, c)| (*s, *c)).collect::<BTreeMap<i64, Second>>();
+    if !exact.contains(&first_hour) {
+        // The opening sample leaves out calls ending exactly as the window opens: its first
+        // second, which is the first slot of the minute row there, if any.
+        let opening = db
+            .query_one_raw(statement(
+                db,
+                "SELECT delta[1]::int8 AS delta, ends_on[1]::int8 AS ends_on FROM kpi_second_minute \
+                 WHERE source = $1 AND minute = $2 AND slots[1] = 0",
+                vec![scope.into(), at(from)?.into()],
+            ))
+            .await?;
+        if let Some(r) = opening {
+            let s = seconds.entry(from).or_default();
+            s.delta += r.try_get::<i64>("", "delta")?;
+            s.ends_on += r.try_get::<i64>("", "ends_on")?;
+        }
+    }
     let exact: Vec<i64> = exact.into_iter().collect();
     for chunk in exact.chunks(500) {
         let mut values: Vec<Value> = vec![scope.into()];

@@ -2,7 +2,7 @@
 //! one batch's sums as parallel arrays, decoded into groups and per-second counts.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement};
+use sea_orm::{ConnectionTrait, DbErr, Statement};
 use std::collections::HashMap;
 
 /// The dimensions of a pending group, in the order of [`Group::dims`].
@@ -12,23 +12,13 @@ pub const DIMS: [&str; 6] =
 /// The sums of a group, in the order of [`super::SUM_COLUMNS`].
 pub type Sums = [i64; super::SUM_COLUMNS.len()];
 
-/// Takes up to `$1` pending rows: deletes them and returns their arrays. Elements are never
-/// null as ingest and re-rating write them; a null would read as zero or `''` here rather
-/// than stop every later fold. Arrays that rows of earlier versions lack are null.
-static TAKE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let text =
-        ["source", "direction", "disposition", "account_code", "dest_country", "dest_type", "ev_source"]
-            .map(|c| format!("array_replace({c}, NULL, ''::text) AS {c}"));
-    let numbers = super::SUM_COLUMNS
-        .iter()
-        .map(|c| format!("array_replace({c}, NULL, 0::int8) AS {c}"))
-        .chain(["ev_delta", "ev_ends_on"].map(|c| format!("array_replace({c}, NULL, 0) AS {c}")));
-    format!(
-        "DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1)) \
-         RETURNING bucket, ev_second, {}",
-        text.into_iter().chain(numbers).collect::<Vec<_>>().join(", ")
-    )
-});
+/// Takes up to `$1` pending rows: deletes them and returns their arrays. Arrays that rows of
+/// earlier versions lack are null; a null element (never written by ingest or re-rating)
+/// reads as zero or `''` rather than stop every later fold.
+const TAKE_SQL: &str = "DELETE FROM kpi_pending WHERE ctid = ANY (ARRAY(SELECT ctid FROM kpi_pending LIMIT $1)) \
+     RETURNING bucket, source, direction, disposition, account_code, dest_country, dest_type, \
+     attempts, effective, billsec, duration, sell_rated, buy_rated, sell_micros, buy_micros, \
+     ev_source, ev_second, ev_delta, ev_ends_on";
 
 /// Strings of a chunk, each kept once: groups refer to them by number, so regrouping a
 /// chunk by any dimensions hashes small integers, not text.
@@ -80,54 +70,66 @@ pub struct Chunk {
     pub events: Vec<Event>,
 }
 
-fn array<T: sea_orm::TryGetable>(row: &QueryResult, column: &str) -> Result<Vec<T>, DbErr>
+/// A nullable array column whose elements may be null, read straight from the row.
+fn array<'r, T>(row: &'r sqlx::postgres::PgRow, column: &str) -> Result<Vec<Option<T>>, DbErr>
 where
-    Vec<T>: sea_orm::TryGetable,
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    Vec<Option<T>>: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
-    Ok(row.try_get::<Option<Vec<T>>>("", column)?.unwrap_or_default())
+    use sqlx::Row as _;
+    row.try_get::<Option<Vec<Option<T>>>, _>(column)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| DbErr::Custom(format!("pending rollup sums, {column}: {e}")))
+}
+
+fn at<T: Copy + Default>(values: &[Option<T>], i: usize) -> T {
+    values.get(i).copied().flatten().unwrap_or_default()
+}
+
+fn name(values: &[Option<String>], i: usize) -> &str {
+    values.get(i).and_then(Option::as_deref).unwrap_or("")
 }
 
 /// Deletes up to `limit` pending rows on `db` and returns their sums; the caller adds them
 /// to the cuboids in the same transaction.
 pub async fn take<C: ConnectionTrait>(db: &C, limit: i64) -> Result<Chunk, DbErr> {
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            TAKE_SQL.as_str(),
-            [limit.into()],
-        ))
+        .query_all_raw(Statement::from_sql_and_values(db.get_database_backend(), TAKE_SQL, [limit.into()]))
         .await?;
     let mut chunk = Chunk { rows: i64::try_from(rows.len()).unwrap_or(i64::MAX), ..Chunk::default() };
-    for row in &rows {
-        let buckets: Vec<DateTime<Utc>> = array(row, "bucket")?;
-        let dims: Vec<Vec<String>> = DIMS.iter().map(|d| array(row, d)).collect::<Result<_, _>>()?;
-        let sums: Vec<Vec<i64>> =
+    for result in &rows {
+        let row = result
+            .try_as_pg_row()
+            .ok_or_else(|| DbErr::Custom("pending rollup sums are only kept by PostgreSQL".into()))?;
+        let buckets: Vec<Option<DateTime<Utc>>> = array(row, "bucket")?;
+        let dims: Vec<Vec<Option<String>>> = DIMS.iter().map(|d| array(row, d)).collect::<Result<_, _>>()?;
+        let sums: Vec<Vec<Option<i64>>> =
             super::SUM_COLUMNS.iter().map(|c| array(row, c)).collect::<Result<_, _>>()?;
         for (i, minute) in buckets.into_iter().enumerate() {
+            let Some(minute) = minute else { continue };
             let mut group = Group { minute, dims: [0; DIMS.len()], sums: [0; super::SUM_COLUMNS.len()] };
             for (slot, values) in group.dims.iter_mut().zip(&dims) {
-                *slot = chunk.names.id(values.get(i).map_or("", String::as_str));
+                *slot = chunk.names.id(name(values, i));
             }
             for (slot, values) in group.sums.iter_mut().zip(&sums) {
-                *slot = values.get(i).copied().unwrap_or(0);
+                *slot = at(values, i);
             }
             chunk.groups.push(group);
         }
-        let sources: Vec<String> = array(row, "ev_source")?;
-        let seconds: Vec<DateTime<Utc>> = array(row, "ev_second")?;
-        let deltas: Vec<i32> = array(row, "ev_delta")?;
-        let ends: Vec<i32> = array(row, "ev_ends_on")?;
-        for (i, (source, second)) in sources.iter().zip(seconds).enumerate() {
+        let sources: Vec<Option<String>> = array(row, "ev_source")?;
+        let seconds: Vec<Option<DateTime<Utc>>> = array(row, "ev_second")?;
+        let deltas: Vec<Option<i32>> = array(row, "ev_delta")?;
+        let ends: Vec<Option<i32>> = array(row, "ev_ends_on")?;
+        for (i, second) in seconds.into_iter().enumerate() {
+            let source = name(&sources, i);
             // Counts over all sources are derived from the per-source ones when folded;
             // rows of earlier versions also carried them, and they are skipped.
-            if source.is_empty() {
-                continue;
-            }
+            let Some(second) = second.filter(|_| !source.is_empty()) else { continue };
             chunk.events.push(Event {
                 source: chunk.names.id(source),
                 second,
-                delta: i64::from(deltas.get(i).copied().unwrap_or(0)),
-                ends_on: i64::from(ends.get(i).copied().unwrap_or(0)),
+                delta: i64::from(at(&deltas, i)),
+                ends_on: i64::from(at(&ends, i)),
             });
         }
     }

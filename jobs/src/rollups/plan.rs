@@ -32,8 +32,8 @@ impl Family {
 
     fn coarsest(&self) -> Level {
         match self {
-            Family::Calls => Level::Day,
-            Family::Account(_) | Family::Destination => Level::Hour,
+            Family::Calls | Family::Account(_) => Level::Day,
+            Family::Destination => Level::Hour,
         }
     }
 
@@ -295,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn an_account_reads_its_own_hours() {
+    fn an_account_reads_its_own_days_and_hours() {
         let f = Filters {
             account_code: Some("acct-1".into()),
             ..window("2026-03-01T05:00:00Z", "2026-03-03T00:00:00Z")
@@ -304,6 +304,14 @@ mod tests {
         assert_eq!(p.family, Family::Account("acct-1".into()));
         assert_eq!(
             shape(&p),
+            vec![
+                ("kpi_account_hour", Some(t("2026-03-01T05:00:00Z")), Some(t("2026-03-02T00:00:00Z"))),
+                ("kpi_account_day", Some(t("2026-03-02T00:00:00Z")), Some(t("2026-03-03T00:00:00Z"))),
+            ]
+        );
+        let hourly = plan(&request(f.clone(), Interval::Hour)).unwrap();
+        assert_eq!(
+            shape(&hourly),
             vec![("kpi_account_hour", Some(t("2026-03-01T05:00:00Z")), Some(t("2026-03-03T00:00:00Z")))]
         );
         let minute = plan(&request(f.clone(), Interval::Minute)).unwrap_err();

@@ -60,10 +60,15 @@ fn bound() -> impl Strategy<Value = Option<DateTime<Utc>>> {
 }
 
 /// A window: two bounds drawn apart, or a short one (at most 166 minutes, which the index
-/// samples every second for peak concurrency).
+/// samples every second for peak concurrency), on whole hours or not (peak concurrency over
+/// whole hours reads hour summaries only).
 fn window() -> impl Strategy<Value = (Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
     prop_oneof![
         1 => (bound(), bound()),
+        1 => (0_i64..11 * 24, 1_i64..=2).prop_map(|(h, len)| {
+            let from = base() - Duration::days(1) + Duration::hours(h);
+            (Some(from), Some(from + Duration::hours(len)))
+        }),
         2 => (0_i64..11 * 24 * 60, 1_i64..=166).prop_map(|(m, len)| {
             let from = base() - Duration::days(1) + Duration::minutes(m);
             (Some(from), Some(from + Duration::minutes(len)))
