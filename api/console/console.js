@@ -229,12 +229,12 @@ function chart(target, title, times, series) {
 async function kpis(params) {
   const out = h("div");
   main.replaceChildren(h("h1", {}, "KPIs"), filterForm("kpis", params, STATS_FIELDS), out);
-  // The figures and charts come first, from a request the rollups can answer; per-number
-  // rankings are computed from every CDR by the index, so they follow in their own request.
+  // The figures and charts come first, from a request the rollups answer from their
+  // coarsest buckets; countries (hourly rollups) and per-number rankings (computed by the
+  // index from every CDR) follow in their own request.
   const top = params.get("top");
   const q = new URLSearchParams(params);
   q.delete("top");
-  if (top) q.set("breakdown", "dest_country");
   let stats;
   try { stats = await api(`/stats?${q}`); } catch (e) { out.replaceChildren(message(refusal(e), true)); return; }
   const peak = stats.peak_concurrent_calls && stats.peak_concurrent_calls.calls;
@@ -266,16 +266,14 @@ async function kpis(params) {
     return h("div", { class: "panel bars" }, h("h2", {}, title), table([[key, title], ["calls", "Calls", fmt.n],
       ["bar", "", (_, r) => h("div", { class: "fill", style: `width:${Math.round((100 * r.calls) / max)}%` })]], rows));
   };
-  const countries = bars("Countries", stats.by_dest_country, "key");
-  if (countries) out.append(countries);
-  if (!top) return;
-  const rankings = h("div", { id: "kpi-rankings", "aria-busy": "true" }, message("Ranking numbers…"));
+  const rankings = h("div", { id: "kpi-rankings", "aria-busy": "true" }, message(top ? "Ranking numbers…" : "Counting countries…"));
   out.append(rankings);
   const ranked = new URLSearchParams(params);
+  ranked.set("breakdown", "dest_country");
   const asked = performance.now();
   api(`/stats?${ranked}`).then((r) => {
     rankings.replaceChildren(...[bars("Top destinations", r.top_destinations, "number"),
-      bars("Top sources", r.top_sources, "number")].filter(Boolean));
+      bars("Top sources", r.top_sources, "number"), bars("Countries", r.by_dest_country, "key")].filter(Boolean));
     if (!rankings.children.length) rankings.append(message("No calls to rank."));
   }).catch((e) => rankings.replaceChildren(message(refusal(e), true))).finally(() => {
     // How long the rankings took after the figures (the benchmark reads it).
