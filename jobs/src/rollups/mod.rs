@@ -5,7 +5,7 @@
 //! The ingest transaction that stores a batch appends the sums of the rows it actually
 //! inserted to `kpi_pending`, one row of parallel arrays per batch over every dimension
 //! (duplicates add nothing; a redelivered job rolls back with its sums), and
-//! [`fold::Folder`] moves pending sums into the [`CUBOIDS`] in single statements that delete
+//! [`fold::Folder`] moves pending sums into the [`CUBOIDS`] in transactions that delete
 //! what they add. A sum is therefore counted once, whatever crashes where, and readers that
 //! add `kpi_pending` to a cuboid see exactly the rows committed. [`read`] answers `/stats`.
 
