@@ -330,7 +330,7 @@ impl JobStore {
         let mut pipe = redis::pipe();
         pipe.atomic().hset_multiple(&key, &fields).ignore().expire(&key, self.ttl_secs).ignore();
         for status in JobStatus::ALL {
-            let set = format!("{}{}", self.status_prefix(), status.as_str());
+            let set = self.status_set(status);
             if status == job.status {
                 pipe.zadd(set, &key, Utc::now().timestamp_millis()).ignore();
             } else {
@@ -347,17 +347,21 @@ impl JobStore {
         let mut pipe = redis::pipe();
         pipe.atomic().del(&key).ignore();
         for status in JobStatus::ALL {
-            pipe.zrem(format!("{}{}", self.status_prefix(), status.as_str()), &key).ignore();
+            pipe.zrem(self.status_set(status), &key).ignore();
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await
     }
 
     /// The prefix of the per-status sets: `<prefix><status>` holds the keys of the jobs in
-    /// that status, scored by when they entered it, so counts by status cost one `ZCOUNT`
-    /// each instead of a scan of every job.
+    /// that status, scored by when they entered it, so counts by status cost one `ZCARD`
+    /// each instead of a scan of every job. The transition scripts append the status.
     fn status_prefix(&self) -> String {
         format!("{}status:", self.meta_prefix())
+    }
+
+    fn status_set(&self, status: JobStatus) -> String {
+        format!("{}{}", self.status_prefix(), status.as_str())
     }
 
     /// How many jobs are in each status, among those whose status changed within the state
@@ -367,7 +371,7 @@ impl JobStore {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for status in JobStatus::ALL {
-            let set = format!("{}{}", self.status_prefix(), status.as_str());
+            let set = self.status_set(status);
             pipe.zrembyscore(&set, "-inf", format!("({oldest}")).ignore().zcard(&set);
         }
         let mut conn = self.conn.clone();

@@ -79,9 +79,10 @@ async fn add_cells<C: ConnectionTrait>(
     }
     let key = cuboid.key();
     let dims = key.len() - 1;
-    let mut names: Vec<Vec<String>> = vec![Vec::with_capacity(cells.len()); dims];
-    let mut buckets = Vec::with_capacity(cells.len());
-    let mut sums: Vec<Vec<i64>> = vec![Vec::with_capacity(cells.len()); SUM_COLUMNS.len()];
+    let n = cells.len();
+    let mut names: Vec<Vec<String>> = (0..dims).map(|_| Vec::with_capacity(n)).collect();
+    let mut buckets = Vec::with_capacity(n);
+    let mut sums: Vec<Vec<i64>> = (0..SUM_COLUMNS.len()).map(|_| Vec::with_capacity(n)).collect();
     for ((bucket, ids), cell) in cells {
         buckets.push(time(bucket));
         for (column, id) in names.iter_mut().zip(ids) {
