@@ -1,7 +1,7 @@
 //! The reference data ingest derives with (every source's dialling plan and every rate
 //! deck), cached per process and reloaded when an operator changes it.
 
-use super::book::{RateBook, Rating, Side};
+use super::book::{RateBook, Rating, RatingStatus, Side};
 use crate::cdr::Cdr;
 use crate::numbers::Normalised;
 use crate::numbers::plans::{self, PlanBook};
@@ -17,6 +17,18 @@ pub struct Derived {
     pub dest: Normalised,
     pub sell: Rating,
     pub buy: Rating,
+}
+
+impl Derived {
+    /// Nothing worked out: what a CDR stores when ingest neither normalises nor prices it,
+    /// as the build the ingest benchmark compares against does (the jobs crate's
+    /// `bench-without-rating` feature).
+    pub fn nothing() -> Self {
+        let unknown = || Normalised { e164: None, country: None, kind: "" };
+        let unpriced =
+            || Rating { status: RatingStatus::NoDeck, cost: None, currency: None, prefix: None, deck: None };
+        Derived { src: unknown(), dest: unknown(), sell: unpriced(), buy: unpriced() }
+    }
 }
 
 /// Dialling plans and rate decks as of one moment.

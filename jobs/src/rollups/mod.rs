@@ -9,6 +9,7 @@
 //! what they add. A sum is therefore counted once, whatever crashes where, and readers that
 //! add `kpi_pending` to a cuboid see exactly the rows committed. [`read`] answers `/stats`.
 
+pub mod append;
 pub mod fold;
 pub mod peak;
 pub mod pending;

@@ -12,6 +12,7 @@ pub mod mappings;
 pub mod partitions;
 
 use crate::cdr::Cdr;
+use crate::rollups::append;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, Statement};
 use sqlx::{Executor as _, Postgres, Transaction};
 use std::sync::Arc;
@@ -33,24 +34,10 @@ CREATE TEMP TABLE IF NOT EXISTS cdr_stage (
 ) ON COMMIT DELETE ROWS
 "#;
 
-/// Moves the staged rows into `cdrs` and appends the sums of those actually inserted to the
-/// KPI rollups (and, per source, the seconds their calls start and end in, see [`crate::rollups::events_of_rows`]),
-/// in one statement; answers how many rows were inserted. The sums are grouped
-/// on cheap keys first (the minute in the session's UTC, the number's first five characters)
-/// and the destination prefix derived once per group: the same dimensions as
-/// [`crate::rollups::SUMS_OF_ROWS`] derives row by row, at a fraction of the cost.
-static INSERT_FROM_STAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let statement = INSERT_FROM_STAGE_TEMPLATE.replace("{DERIVED}", copy_rows::DERIVED_COLUMNS);
-    if cfg!(feature = "bench-without-rollups") { without_rollups(&statement) } else { statement }
-});
-
-/// The same insert with nothing appended to the rollups: what storing costs without them,
-/// for the benchmark that compares the two on one version (`--features
-/// jobs/bench-without-rollups`; `/stats` is wrong in such a build).
-fn without_rollups(statement: &str) -> String {
-    let rows_only = statement.split("), grouped AS (").next().unwrap_or(statement);
-    format!("{rows_only})\nSELECT count(*) AS inserted FROM ins")
-}
+/// Moves the staged rows into `cdrs`; answers how many were inserted (conflicts on the
+/// identity are duplicates, stored by an earlier batch or earlier in this one).
+static INSERT_FROM_STAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| INSERT_FROM_STAGE_TEMPLATE.replace("{DERIVED}", copy_rows::DERIVED_COLUMNS));
 
 const INSERT_FROM_STAGE_TEMPLATE: &str = r#"
 WITH ins AS (
@@ -63,50 +50,7 @@ WITH ins AS (
            account_code, linked_id, caller_withheld, extra, $1, {DERIVED}
     FROM cdr_stage
     ON CONFLICT (source, call_id, record_key, start_time) DO NOTHING
-    RETURNING start_time, end_time, source, direction, disposition, account_code, dest_number, billsec, duration, hangup_cause,
-              sell_rating, sell_cost, buy_rating, buy_cost, dest_country, dest_type
-), grouped AS (
-    SELECT date_trunc('minute', start_time) AS bucket, source, direction, disposition, account_code,
-           left(dest_number, 5) AS head, coalesce(dest_country, '') AS dest_country,
-           coalesce(dest_type, '') AS dest_type, count(*) AS attempts,
-           count(*) FILTER (WHERE disposition IN ('ANSWERED', 'BUSY', 'NO ANSWER') OR hangup_cause = 'CALL_REJECTED') AS effective,
-           sum(billsec) AS billsec, sum(duration) AS duration,
-           count(*) FILTER (WHERE sell_rating = 'rated') AS sell_rated,
-           count(*) FILTER (WHERE buy_rating = 'rated') AS buy_rated,
-           coalesce(sum((sell_cost * 1000000)::int8), 0) AS sell_micros,
-           coalesce(sum((buy_cost * 1000000)::int8), 0) AS buy_micros
-    FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-), packed AS (
-    SELECT count(*) AS n, array_agg(bucket) AS bucket, array_agg(source) AS source,
-           array_agg(coalesce(direction, '')) AS direction, array_agg(disposition) AS disposition,
-           array_agg(coalesce(account_code, '')) AS account_code,
-           array_agg(coalesce(substring(regexp_replace(head, '^(\+|00)', '') from '^[0-9]{1,3}'), '')) AS dest_prefix,
-           array_agg(attempts) AS attempts, array_agg(effective) AS effective,
-           array_agg(coalesce(billsec, 0)) AS billsec, array_agg(coalesce(duration, 0)) AS duration,
-           array_agg(sell_rated) AS sell_rated, array_agg(buy_rated) AS buy_rated,
-           array_agg(sell_micros) AS sell_micros, array_agg(buy_micros) AS buy_micros,
-           array_agg(dest_country) AS dest_country, array_agg(dest_type) AS dest_type
-    FROM grouped
-), ev AS (
-    SELECT source, second, sum(delta)::int AS delta, sum(ends_on)::int AS ends_on FROM (
-        SELECT source, date_trunc('second', start_time) AS second, 1 AS delta, 0 AS ends_on FROM ins
-        UNION ALL
-        SELECT source, date_trunc('second', e), -1, (e = date_trunc('second', e) AND e > start_time)::int
-        FROM (SELECT source, start_time, coalesce(end_time, start_time + duration * interval '1 second') AS e FROM ins) x
-    ) e
-    GROUP BY 1, 2
-), ev_packed AS (
-    SELECT coalesce(array_agg(source), '{}') AS source, coalesce(array_agg(second), '{}') AS second,
-           coalesce(array_agg(delta), '{}') AS delta, coalesce(array_agg(ends_on), '{}') AS ends_on
-    FROM ev
-), sums AS (
-    INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, dest_prefix,
-                             attempts, effective, billsec, duration, ev_source, ev_second, ev_delta, ev_ends_on,
-                             sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type)
-    SELECT $1, p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix,
-           p.attempts, p.effective, p.billsec, p.duration, e.source, e.second, e.delta, e.ends_on,
-           p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros, p.dest_country, p.dest_type
-    FROM packed p, ev_packed e WHERE p.n > 0
+    RETURNING 1
 )
 SELECT count(*) AS inserted FROM ins
 "#;
@@ -143,9 +87,13 @@ impl CdrStore {
         if let Some(done) = self.committed(job_id).await? {
             return Ok(done);
         }
-        // Numbers normalised and calls priced by the plans and decks of this moment.
-        let catalogue = self.catalogue.current(&self.db).await?;
-        let derived: Vec<_> = cdrs.iter().map(|c| catalogue.derive(c)).collect();
+        let derived: Vec<_> = if cfg!(feature = "bench-without-rating") {
+            cdrs.iter().map(|_| crate::rating::Derived::nothing()).collect()
+        } else {
+            // Numbers normalised and calls priced by the plans and decks of this moment.
+            let catalogue = self.catalogue.current(&self.db).await?;
+            cdrs.iter().map(|c| catalogue.derive(c)).collect()
+        };
         let mut rows = String::with_capacity(cdrs.len() * 320);
         copy_rows::encode(cdrs, &derived, &mut rows);
         self.months.ensure_for(&self.db, cdrs.iter().map(|c| c.start_time)).await?;
@@ -162,6 +110,9 @@ impl CdrStore {
             }
             Err(e) => return Err(exec_err(e)),
         };
+        if inserted > 0 && !cfg!(feature = "bench-without-rollups") {
+            append_rollup_sums(&mut txn, job_id, cdrs, &derived, inserted).await?;
+        }
         let duplicates = (cdrs.len() as u64).saturating_sub(inserted);
         let recorded = sqlx::query(RECORD_BATCH)
             .bind(job_id)
@@ -198,6 +149,32 @@ impl CdrStore {
             replayed: true,
         }))
     }
+}
+
+/// Appends the KPI rollup sums of the `inserted` rows the batch stored to `kpi_pending`, in
+/// its transaction: from the CDRs in hand when all were new, else from the rows this job
+/// inserted (the others were stored before, and counted then). Without the
+/// `bench-without-rollups` feature only: the benchmark that builds with it measures what
+/// storing costs without rollups (and `/stats` is wrong in such a build).
+async fn append_rollup_sums(
+    txn: &mut Transaction<'static, Postgres>,
+    job_id: &str,
+    cdrs: &[Cdr],
+    derived: &[crate::rating::Derived],
+    inserted: u64,
+) -> Result<(), DbErr> {
+    let stored;
+    let facts = if inserted == cdrs.len() as u64 {
+        cdrs.iter()
+            .zip(derived)
+            .map(|(cdr, d)| append::Fact::of(cdr, d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| DbErr::Custom(e.to_string()))?
+    } else {
+        stored = append::stored_facts(txn, job_id).await.map_err(exec_err)?;
+        stored.iter().map(append::StoredFact::fact).collect()
+    };
+    append::append(txn, job_id, &append::BatchSums::of(&facts)).await.map_err(exec_err)
 }
 
 /// COPYs the rows into staging and moves the new ones into `cdrs`; returns how many moved.
@@ -243,17 +220,5 @@ pub fn is_transient(err: &DbErr) -> bool {
             _ => true,
         },
         _ => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_benchmark_statement_without_rollups_stores_the_same_rows() {
-        let full = super::INSERT_FROM_STAGE_TEMPLATE;
-        let bare = super::without_rollups(full);
-        assert!(full.contains("kpi_pending") && !bare.contains("kpi_pending"), "{bare}");
-        assert!(bare.starts_with(full.split("), grouped AS (").next().unwrap_or_default()));
-        assert!(bare.trim_end().ends_with("SELECT count(*) AS inserted FROM ins"), "{bare}");
     }
 }
