@@ -179,8 +179,8 @@ fn international_number(digits: &str) -> Normalised {
     let Ok(number) = phonenumber::parse(None, format!("+{digits}")) else {
         return Normalised::none("invalid");
     };
-    if number.is_valid() {
-        return classify(Some(number));
+    if let Some(kind) = valid_type(&number) {
+        return classified(&number, kind);
     }
     let code = number.code().value();
     let regions = phonenumber::metadata::DATABASE.region(&code).unwrap_or_default();
@@ -192,13 +192,27 @@ fn international_number(digits: &str) -> Normalised {
 }
 
 fn classify(number: Option<PhoneNumber>) -> Normalised {
-    let Some(number) = number.filter(PhoneNumber::is_valid) else {
-        return Normalised::none("invalid");
-    };
+    match number.as_ref().and_then(|n| valid_type(n).map(|kind| (n, kind))) {
+        Some((number, kind)) => classified(number, kind),
+        None => Normalised::none("invalid"),
+    }
+}
+
+/// The number's type when libphonenumber finds it valid. Validity is "the number matches
+/// one of its region's types", so the type is worked out once (half the pattern matching of
+/// asking both): when the national number has no leading zeros the two questions read the
+/// same digits. With leading zeros (Italy's fixed lines) validation reads them and the type
+/// does not, so both are asked, as libphonenumber answers them.
+fn valid_type(number: &PhoneNumber) -> Option<Type> {
+    let kind = number.number_type(&phonenumber::metadata::DATABASE);
+    let valid = if number.national().zeros() == 0 { kind != Type::Unknown } else { number.is_valid() };
+    valid.then_some(kind)
+}
+
+fn classified(number: &PhoneNumber, kind: Type) -> Normalised {
     let e164 = number.format().mode(Mode::E164).to_string();
     let country = number.country().id().map(|id| id.as_ref().to_string());
-    let kind = type_name(number.number_type(&phonenumber::metadata::DATABASE));
-    Normalised { e164: Some(e164), country, kind }
+    Normalised { e164: Some(e164), country, kind: type_name(kind) }
 }
 
 fn type_name(t: Type) -> &'static str {
