@@ -118,8 +118,9 @@ pub const MONEY_COLUMNS: [&str; 2] = ["sell_micros", "buy_micros"];
 
 /// The rollup dimensions and sums of a set of CDR rows named `rows`, grouped by the first
 /// eight output columns ([`DIMENSIONS`]): minute, source, direction, disposition, account
-/// code, destination prefix, destination country and number type. The derivation the ingest statement applies, written row by row (for checks
-/// and rebuilds from `cdrs`).
+/// code, destination prefix, destination country and number type. What ingest appends for
+/// the rows it stores ([`append::BatchSums`] works it out in the worker), in SQL over stored
+/// rows (for checks and rebuilds from `cdrs`).
 pub const SUMS_OF_ROWS: &str = "date_trunc('minute', start_time, 'UTC') AS bucket, source, coalesce(direction, '') AS direction, \
      disposition, coalesce(account_code, '') AS account_code, \
      coalesce(substring(regexp_replace(dest_number, '^(\\+|00)', '') from '^[0-9]{1,3}'), '') AS dest_prefix, \
@@ -153,7 +154,7 @@ const EVENTS_TEMPLATE: &str = "SELECT scope AS source, second, sum(delta)::int A
            FROM cdrs WHERE {where}) x \
      ) ev CROSS JOIN LATERAL (VALUES (ev.source), ('')) s(scope) GROUP BY 1, 2";
 
-/// Peak concurrency's input, derived row by row as the ingest statement derives it: for
+/// Peak concurrency's input, derived from stored rows as ingest derives it from a batch: for
 /// each second (session time zone UTC) in which calls start or end, per source and for all
 /// sources together (source `''`), the calls starting minus those ending (`delta`) and those
 /// ending exactly as the second begins, zero-length calls aside (`ends_on`). A call ends at
