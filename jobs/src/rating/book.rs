@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -84,8 +85,43 @@ pub struct DeckVersion {
     pub applies_to: AppliesTo,
     pub effective_from: DateTime<Utc>,
     pub currency: String,
-    rates: HashMap<String, Rate>,
+    /// By [`prefix_key`]: a call's longest prefix is found by hashing integers.
+    rates: HashMap<u64, Rate, BuildHasherDefault<KeyHasher>>,
     longest: usize,
+}
+
+/// Digits an E.164 number has at most: no longer prefix can match one.
+const MAX_DIGITS: usize = 15;
+
+/// A digit string as one integer, its length in the low bits so that `1` and `01` differ.
+/// `None` for anything but 1–15 ASCII digits (a prefix no E.164 number can start with).
+fn prefix_key(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > MAX_DIGITS || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value = digits.iter().fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+    Some(value << 4 | digits.len() as u64)
+}
+
+/// Hashes the integer keys of [`DeckVersion`]'s rates with one multiplication (they are
+/// already unique integers; SipHash over strings cost more than the rest of pricing).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
 }
 
 impl DeckVersion {
@@ -98,13 +134,23 @@ impl DeckVersion {
         rates: Vec<Rate>,
     ) -> Self {
         let longest = rates.iter().map(|r| r.prefix.len()).max().unwrap_or(0);
-        let rates = rates.into_iter().map(|r| (r.prefix.clone(), r)).collect();
+        let rates = rates.into_iter().filter_map(|r| Some((prefix_key(r.prefix.as_bytes())?, r))).collect();
         DeckVersion { id, side, applies_to, effective_from, currency, rates, longest }
     }
 
     /// The rate of the longest prefix of `digits` (an E.164 number without its `+`).
     pub fn rate_for(&self, digits: &str) -> Option<&Rate> {
-        (1..=self.longest.min(digits.len())).rev().find_map(|n| self.rates.get(&digits[..n]))
+        let digits = digits.as_bytes();
+        let n = self.longest.min(digits.len()).min(MAX_DIGITS);
+        // Prefixes are digits: none reaches past a character that is not one.
+        let n = digits[..n].iter().position(|d| !d.is_ascii_digit()).unwrap_or(n);
+        let mut keys = [0u64; MAX_DIGITS];
+        let mut value = 0u64;
+        for (i, d) in digits[..n].iter().enumerate() {
+            value = value * 10 + u64::from(d - b'0');
+            keys[i] = value << 4 | (i as u64 + 1);
+        }
+        keys[..n].iter().rev().find_map(|k| self.rates.get(k))
     }
 }
 
@@ -265,6 +311,26 @@ mod tests {
         assert_eq!(r("+33142685300").status, RatingStatus::Unmatched);
         assert_eq!(book.rate(Side::Sell, None, "pbx", None, at, 60).status, RatingStatus::NoNumber);
         assert_eq!(book.rate(Side::Buy, None, "pbx", Some("+44"), at, 60).status, RatingStatus::NoDeck);
+    }
+
+    #[test]
+    fn prefixes_differ_by_their_leading_zeros_and_stop_at_a_non_digit() {
+        let at = t("2026-06-01T00:00:00Z");
+        let book = RateBook::new([deck(
+            1,
+            Side::Sell,
+            "all",
+            "2026-01-01T00:00:00Z",
+            vec![rate("1", "0.01"), rate("10", "0.02"), rate("100", "0.03"), rate("123456789012345", "0.04")],
+        )]);
+        let prefix = |n: &str| book.rate(Side::Sell, None, "pbx", Some(n), at, 60).prefix;
+        assert_eq!(prefix("+1000").as_deref(), Some("100"));
+        assert_eq!(prefix("+1050").as_deref(), Some("10"));
+        assert_eq!(prefix("+1500").as_deref(), Some("1"));
+        assert_eq!(prefix("+10x0").as_deref(), Some("10"));
+        assert_eq!(prefix("+123456789012345").as_deref(), Some("123456789012345"));
+        assert_eq!(prefix("+1é").as_deref(), Some("1"));
+        assert_eq!(prefix("+2").as_deref(), None);
     }
 
     #[test]

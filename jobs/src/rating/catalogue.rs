@@ -40,28 +40,37 @@ pub struct Catalogue {
     memo: Memo,
 }
 
-/// Normalisation costs tens of microseconds (libphonenumber's patterns), and calls repeat
-/// their numbers: a PBX's callers, a carrier's busiest destinations. Bounded: emptied when
-/// full; a new catalogue (a plan changed) starts empty.
+/// Normalisation costs microseconds to tens of them (libphonenumber's patterns), and calls
+/// repeat their numbers: a PBX's callers, a carrier's busiest destinations. Bounded: emptied
+/// when full; a new catalogue (a plan changed) starts empty. Looked up by plan, then value,
+/// so that a number seen before costs no allocation to find.
 #[derive(Debug, Clone, Default)]
-struct Memo(Arc<std::sync::Mutex<HashMap<(String, String), Normalised>>>);
+struct Memo(Arc<std::sync::Mutex<MemoTable>>);
+
+#[derive(Debug, Default)]
+struct MemoTable {
+    by_plan: HashMap<String, HashMap<String, Normalised>>,
+    entries: usize,
+}
 
 /// Numbers the memo keeps at most (about 15 MiB).
 const MEMO_ENTRIES: usize = 100_000;
 
 impl Memo {
     fn get_or(&self, plan: &str, raw: &str, compute: impl FnOnce() -> Normalised) -> Normalised {
-        let key = (plan.to_string(), raw.to_string());
         let lock = || self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(known) = lock().get(&key) {
+        if let Some(known) = lock().by_plan.get(plan).and_then(|numbers| numbers.get(raw)) {
             return known.clone();
         }
         let n = compute();
         let mut memo = lock();
-        if memo.len() >= MEMO_ENTRIES {
-            memo.clear();
+        if memo.entries >= MEMO_ENTRIES {
+            *memo = MemoTable::default();
         }
-        memo.insert(key, n.clone());
+        let numbers = memo.by_plan.entry(plan.to_string()).or_default();
+        if numbers.insert(raw.to_string(), n.clone()).is_none() {
+            memo.entries += 1;
+        }
         n
     }
 }
