@@ -14,8 +14,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use sqlx::{Postgres, Row as _, Transaction};
 use std::collections::HashMap;
 
-/// Q.850 cause of a call the callee refused: an effective attempt whatever its disposition.
-const REJECTED_BY_CALLEE: &str = "CALL_REJECTED";
+use crate::search::REJECTED_BY_CALLEE;
 
 /// What the rollups read from one stored CDR.
 #[derive(Debug, Clone, PartialEq, Eq)]

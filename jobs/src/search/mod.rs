@@ -23,8 +23,8 @@ pub use query::{
     validate_cursor,
 };
 pub use stats::{
-    AnsweredBy, Breakdown, DEFAULT_TOP, HistogramBucket, Interval, MAX_TOP, RatedCalls, Stats, StatsRequest,
-    Totals, money,
+    AnsweredBy, Breakdown, DEFAULT_TOP, HistogramBucket, Interval, MAX_TOP, REJECTED_BY_CALLEE, RatedCalls,
+    Stats, StatsRequest, Totals, money,
 };
 
 use elasticsearch::Elasticsearch;

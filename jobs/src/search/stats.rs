@@ -26,8 +26,9 @@ pub const MAX_BUCKETS: i64 = 10_000;
 /// so a request without them can be answered from the rollups.
 pub const DEFAULT_TOP: usize = 0;
 pub const MAX_TOP: usize = 100;
-/// Q.850 cause for a call the callee actively refused.
-const REJECTED_BY_CALLEE: &str = "CALL_REJECTED";
+/// Q.850 cause for a call the callee actively refused: an effective attempt whatever its
+/// disposition (NER counts it), here and in the rollups.
+pub const REJECTED_BY_CALLEE: &str = "CALL_REJECTED";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interval {
