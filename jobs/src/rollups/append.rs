@@ -7,14 +7,14 @@
 //! derive from the stored rows, value for value: times are taken at the microsecond
 //! PostgreSQL keeps, prices at the six places it keeps.
 
+use super::pending::Sums;
 use crate::cdr::Cdr;
 use crate::rating::{Derived, RatingStatus};
+use crate::search::REJECTED_BY_CALLEE;
 use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use sqlx::{Postgres, Row as _, Transaction};
 use std::collections::HashMap;
-
-use crate::search::REJECTED_BY_CALLEE;
 
 /// What the rollups read from one stored CDR.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +143,7 @@ pub struct BatchSums<'a> {
 impl<'a> BatchSums<'a> {
     /// The sums of `facts`, grouped as the rollups group them.
     pub fn of(facts: &[Fact<'a>]) -> Self {
-        let mut groups: HashMap<GroupKey<'a>, [i64; super::SUM_COLUMNS.len()]> = HashMap::new();
+        let mut groups: HashMap<GroupKey<'a>, Sums> = HashMap::new();
         let mut events: HashMap<(&'a str, i64), (i32, i32)> = HashMap::new();
         for f in facts {
             let key = (
