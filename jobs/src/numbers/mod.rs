@@ -11,10 +11,12 @@
 
 mod plan;
 pub mod plans;
+mod types;
 
 pub use plan::{DiallingPlan, DiallingPlanSpec, PlanError};
 
-use phonenumber::{Mode, PhoneNumber, Type};
+use phonenumber::{PhoneNumber, Type};
+use std::sync::Arc;
 
 /// Digits at most that are an extension or a service code rather than a number: no
 /// national number anywhere is shorter than 7 digits with its area code, short codes aside.
@@ -23,11 +25,12 @@ const MAX_EXTENSION_DIGITS: usize = 6;
 /// What was derived from one party.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Normalised {
-    /// `+` and digits, when the value is a valid dialable number.
-    pub e164: Option<String>,
+    /// `+` and digits, when the value is a valid dialable number. Shared, as the country
+    /// is, by every call the number is remembered for.
+    pub e164: Option<Arc<str>>,
     /// ISO 3166-1 alpha-2 of the number's country; `None` for non-geographic numbers and
     /// values without an E.164 form.
-    pub country: Option<String>,
+    pub country: Option<Arc<str>>,
     /// The number's type (`mobile`, `fixed_line`, `toll_free`, `premium_rate`, …), or, with no
     /// E.164 form, why not (`extension`, `sip_user`, `invalid`, `unresolved`, `empty`).
     pub kind: &'static str,
@@ -179,40 +182,33 @@ fn international_number(digits: &str) -> Normalised {
     let Ok(number) = phonenumber::parse(None, format!("+{digits}")) else {
         return Normalised::none("invalid");
     };
-    if let Some(kind) = valid_type(&number) {
-        return classified(&number, kind);
+    let typed = types::typed(&number);
+    if typed.valid {
+        return classified(&number, typed);
     }
     let code = number.code().value();
     let regions = phonenumber::metadata::DATABASE.region(&code).unwrap_or_default();
     let country = match regions.as_slice() {
-        [only] if *only != "001" => Some(only.to_string()),
+        [only] if *only != "001" => Some((*only).into()),
         _ => None,
     };
-    Normalised { e164: Some(number.format().mode(Mode::E164).to_string()), country, kind: "unknown" }
+    Normalised { e164: Some(types::e164(&number).into()), country, kind: "unknown" }
 }
 
 fn classify(number: Option<PhoneNumber>) -> Normalised {
-    match number.as_ref().and_then(|n| valid_type(n).map(|kind| (n, kind))) {
-        Some((number, kind)) => classified(number, kind),
-        None => Normalised::none("invalid"),
+    match number.map(|n| (types::typed(&n), n)) {
+        Some((typed, number)) if typed.valid => classified(&number, typed),
+        _ => Normalised::none("invalid"),
     }
 }
 
-/// The number's type when libphonenumber finds it valid. Validity is "the number matches
-/// one of its region's types", so the type is worked out once (half the pattern matching of
-/// asking both): when the national number has no leading zeros the two questions read the
-/// same digits. With leading zeros (Italy's fixed lines) validation reads them and the type
-/// does not, so both are asked, as libphonenumber answers them.
-fn valid_type(number: &PhoneNumber) -> Option<Type> {
-    let kind = number.number_type(&phonenumber::metadata::DATABASE);
-    let valid = if number.national().zeros() == 0 { kind != Type::Unknown } else { number.is_valid() };
-    valid.then_some(kind)
-}
-
-fn classified(number: &PhoneNumber, kind: Type) -> Normalised {
-    let e164 = number.format().mode(Mode::E164).to_string();
-    let country = number.country().id().map(|id| id.as_ref().to_string());
-    Normalised { e164: Some(e164), country, kind: type_name(kind) }
+fn classified(number: &PhoneNumber, typed: types::Typed) -> Normalised {
+    let country = typed.region.and_then(|meta| meta.id().parse::<phonenumber::country::Id>().ok());
+    Normalised {
+        e164: Some(types::e164(number).into()),
+        country: country.map(|id| id.as_ref().into()),
+        kind: type_name(typed.kind),
+    }
 }
 
 fn type_name(t: Type) -> &'static str {

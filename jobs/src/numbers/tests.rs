@@ -10,7 +10,7 @@ fn home(country: &str) -> DiallingPlan {
 
 fn e164(p: &DiallingPlan, raw: &str) -> (Option<String>, Option<String>, &'static str) {
     let n = p.normalise(raw);
-    (n.e164, n.country, n.kind)
+    (n.e164.as_deref().map(str::to_string), n.country.as_deref().map(str::to_string), n.kind)
 }
 
 fn some(s: &str) -> Option<String> {

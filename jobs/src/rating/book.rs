@@ -13,8 +13,8 @@ use std::sync::Arc;
 /// (`buy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
-    Sell,
-    Buy,
+    Sell = 0,
+    Buy = 1,
 }
 
 impl Side {
@@ -84,7 +84,8 @@ pub struct DeckVersion {
     pub side: Side,
     pub applies_to: AppliesTo,
     pub effective_from: DateTime<Utc>,
-    pub currency: String,
+    /// Shared with every rating the deck gives.
+    pub currency: Arc<str>,
     /// By [`prefix_key`]: a call's longest prefix is found by hashing integers.
     rates: HashMap<u64, Rate, BuildHasherDefault<KeyHasher>>,
     longest: usize,
@@ -130,7 +131,7 @@ impl DeckVersion {
         side: Side,
         applies_to: AppliesTo,
         effective_from: DateTime<Utc>,
-        currency: String,
+        currency: Arc<str>,
         rates: Vec<Rate>,
     ) -> Self {
         let longest = rates.iter().map(|r| r.prefix.len()).max().unwrap_or(0);
@@ -187,9 +188,9 @@ pub struct Rating {
     pub status: RatingStatus,
     /// Present when rated.
     pub cost: Option<Decimal>,
-    pub currency: Option<String>,
+    pub currency: Option<Arc<str>>,
     /// The deck prefix that matched.
-    pub prefix: Option<String>,
+    pub prefix: Option<Arc<str>>,
     /// The deck version that applied, rated or not.
     pub deck: Option<i64>,
 }
@@ -203,19 +204,44 @@ impl Rating {
 /// Every deck version, by side and the calls it applies to, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct RateBook {
-    versions: HashMap<(Side, AppliesTo), Vec<Arc<DeckVersion>>>,
+    /// Sell side first.
+    sides: [SideDecks; 2],
+}
+
+/// One side's deck versions, looked up by an account code or source name as a CDR has it
+/// (no key built per call: every CDR is priced on both sides).
+#[derive(Debug, Clone, Default)]
+struct SideDecks {
+    accounts: HashMap<String, Vec<Arc<DeckVersion>>>,
+    sources: HashMap<String, Vec<Arc<DeckVersion>>>,
+    all: Vec<Arc<DeckVersion>>,
+}
+
+/// The version in force at `start` among `versions`, oldest first.
+fn in_force(versions: &[Arc<DeckVersion>], start: DateTime<Utc>) -> Option<&DeckVersion> {
+    let after = versions.partition_point(|d| d.effective_from <= start);
+    after.checked_sub(1).map(|i| versions[i].as_ref())
 }
 
 impl RateBook {
     pub fn new(decks: impl IntoIterator<Item = DeckVersion>) -> Self {
-        let mut versions: HashMap<(Side, AppliesTo), Vec<Arc<DeckVersion>>> = HashMap::new();
+        let mut book = RateBook::default();
         for d in decks {
-            versions.entry((d.side, d.applies_to.clone())).or_default().push(Arc::new(d));
+            let side = &mut book.sides[d.side as usize];
+            let versions = match &d.applies_to {
+                AppliesTo::Account(code) => side.accounts.entry(code.clone()).or_default(),
+                AppliesTo::Source(name) => side.sources.entry(name.clone()).or_default(),
+                AppliesTo::All => &mut side.all,
+            };
+            versions.push(Arc::new(d));
         }
-        for v in versions.values_mut() {
-            v.sort_by_key(|d| d.effective_from);
+        for side in &mut book.sides {
+            let SideDecks { accounts, sources, all } = side;
+            for versions in accounts.values_mut().chain(sources.values_mut()).chain([all]) {
+                versions.sort_by_key(|d| d.effective_from);
+            }
         }
-        RateBook { versions }
+        book
     }
 
     /// The deck that prices a call on `side` at `start`: the account's own, else the source's,
@@ -227,13 +253,13 @@ impl RateBook {
         source: &str,
         start: DateTime<Utc>,
     ) -> Option<&DeckVersion> {
-        let account = account.filter(|a| !a.is_empty()).map(|a| AppliesTo::Account(a.to_string()));
-        let candidates = account.into_iter().chain([AppliesTo::Source(source.to_string()), AppliesTo::All]);
-        candidates.into_iter().find_map(|to| {
-            let versions = self.versions.get(&(side, to))?;
-            let in_force = versions.partition_point(|d| d.effective_from <= start);
-            in_force.checked_sub(1).map(|i| versions[i].as_ref())
-        })
+        let decks = &self.sides[side as usize];
+        account
+            .filter(|a| !a.is_empty() && !decks.accounts.is_empty())
+            .and_then(|a| decks.accounts.get(a))
+            .and_then(|v| in_force(v, start))
+            .or_else(|| decks.sources.get(source).and_then(|v| in_force(v, start)))
+            .or_else(|| in_force(&decks.all, start))
     }
 
     /// The price of a call on `side`: the deck in force, the longest prefix of the E.164
@@ -267,7 +293,7 @@ impl RateBook {
 
     /// Whether any deck exists at all (ingest skips rating work without one).
     pub fn is_empty(&self) -> bool {
-        self.versions.is_empty()
+        self.sides.iter().all(|s| s.accounts.is_empty() && s.sources.is_empty() && s.all.is_empty())
     }
 }
 

@@ -108,7 +108,7 @@ pub fn read_deck(body: &[u8]) -> Result<DeckRates, DeckError> {
             })
         };
         let rate = Rate {
-            prefix: prefix.to_string(),
+            prefix: prefix.into(),
             destination: get(1).to_string(),
             rate_per_minute: money(2)?,
             connect_fee: money(3)?,
@@ -149,7 +149,7 @@ mod tests {
         let deck = read_deck(body.as_bytes()).unwrap();
         assert_eq!(deck.currency, "EUR");
         assert_eq!(deck.rates.len(), 2);
-        assert_eq!(deck.rates[1].prefix, "447");
+        assert_eq!(&*deck.rates[1].prefix, "447");
         assert_eq!((deck.rates[1].min_seconds, deck.rates[1].increment_seconds), (30, 6));
         assert_eq!(deck.rates[1].connect_fee.to_string(), "0.01");
     }
@@ -158,7 +158,7 @@ mod tests {
     fn columns_may_come_in_any_order_with_a_plus_on_prefixes() {
         let body = "currency,prefix,destination,increment_seconds,min_seconds,connect_fee,rate_per_minute\nUSD,+1,US,1,1,0,0.005\n";
         let deck = read_deck(body.as_bytes()).unwrap();
-        assert_eq!(deck.rates[0].prefix, "1");
+        assert_eq!(&*deck.rates[0].prefix, "1");
         assert_eq!(deck.rates[0].rate_per_minute.to_string(), "0.005");
     }
 

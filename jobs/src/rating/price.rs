@@ -8,6 +8,7 @@
 //! costs are stored with.
 
 use rust_decimal::{Decimal, RoundingStrategy};
+use std::sync::Arc;
 
 /// Decimal places a cost is kept to (PostgreSQL `NUMERIC(24, 6)`).
 pub const COST_SCALE: u32 = 6;
@@ -15,7 +16,8 @@ pub const COST_SCALE: u32 = 6;
 /// One row of a rate deck: what calls to numbers starting with `prefix` cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rate {
-    pub prefix: String,
+    /// Shared with every rating that matched it.
+    pub prefix: Arc<str>,
     pub destination: String,
     pub rate_per_minute: Decimal,
     pub connect_fee: Decimal,

@@ -196,14 +196,20 @@ impl<'r> sqlx::FromRow<'r, PgRow> for StoredCall {
 }
 
 fn priced(r: &Rating) -> StoredPrice {
-    (r.status.as_str().to_string(), r.cost, r.currency.clone(), r.prefix.clone(), r.deck)
+    (
+        r.status.as_str().to_string(),
+        r.cost,
+        r.currency.as_deref().map(str::to_string),
+        r.prefix.as_deref().map(str::to_string),
+        r.deck,
+    )
 }
 
 /// Whether the stored call already holds what deriving gives now.
 fn unchanged(call: &StoredCall, d: &Derived) -> bool {
-    call.src_e164 == d.src.e164
-        && call.dest_e164 == d.dest.e164
-        && call.dest_country == d.dest.country
+    call.src_e164.as_deref() == d.src.e164.as_deref()
+        && call.dest_e164.as_deref() == d.dest.e164.as_deref()
+        && call.dest_country.as_deref() == d.dest.country.as_deref()
         && call.dest_type.as_deref() == Some(d.dest.kind)
         && call.sell == Some(priced(&d.sell))
         && call.buy == Some(priced(&d.buy))
@@ -227,17 +233,17 @@ impl Changes {
             [
                 Some(r.status.as_str().to_string()),
                 r.cost.map(|c| c.to_string()),
-                r.currency.clone(),
-                r.prefix.clone(),
+                r.currency.as_deref().map(str::to_string),
+                r.prefix.as_deref().map(str::to_string),
             ]
         };
         let values: [Option<String>; 12] = {
             let [s0, s1, s2, s3] = side(&d.sell);
             let [b0, b1, b2, b3] = side(&d.buy);
             [
-                d.src.e164.clone(),
-                d.dest.e164.clone(),
-                d.dest.country.clone(),
+                d.src.e164.as_deref().map(str::to_string),
+                d.dest.e164.as_deref().map(str::to_string),
+                d.dest.country.as_deref().map(str::to_string),
                 Some(d.dest.kind.to_string()),
                 s0,
                 s1,

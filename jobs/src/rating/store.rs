@@ -119,7 +119,7 @@ pub async fn save(
          SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[]::numeric[], $5::text[]::numeric[], $6::int4[], $7::int4[])",
     )
     .bind(row.0)
-    .bind(column(|r| r.prefix.clone()))
+    .bind(column(|r| r.prefix.to_string()))
     .bind(column(|r| r.destination.clone()))
     .bind(column(|r| r.rate_per_minute.to_string()))
     .bind(column(|r| r.connect_fee.to_string()))
@@ -166,7 +166,14 @@ pub async fn load_book(db: &DatabaseConnection) -> Result<RateBook, DbErr> {
         };
         let min_seconds = u32::try_from(min).unwrap_or(0);
         let increment_seconds = u32::try_from(inc).unwrap_or(1).max(1);
-        let rate = Rate { prefix, destination, rate_per_minute, connect_fee, min_seconds, increment_seconds };
+        let rate = Rate {
+            prefix: prefix.into(),
+            destination,
+            rate_per_minute,
+            connect_fee,
+            min_seconds,
+            increment_seconds,
+        };
         rates.entry(deck).or_default().push(rate);
     }
     let versions =
@@ -177,7 +184,7 @@ pub async fn load_book(db: &DatabaseConnection) -> Result<RateBook, DbErr> {
                     side,
                     to,
                     effective_from,
-                    currency,
+                    currency.into(),
                     rates.remove(&id).unwrap_or_default(),
                 )),
                 _ => {
