@@ -37,6 +37,7 @@ mod m20261204_000010_monthly_partitions;
 mod m20261205_000011_numbers_and_rating;
 mod m20261207_000012_alerts;
 mod m20261207_000013_account_days;
+mod m20261207_000014_pending_lz4;
 
 pub struct Migrator;
 
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000011_numbers_and_rating::Migration),
             Box::new(m20261207_000012_alerts::Migration),
             Box::new(m20261207_000013_account_days::Migration),
+            Box::new(m20261207_000014_pending_lz4::Migration),
         ]
     }
 }

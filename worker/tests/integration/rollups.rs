@@ -94,6 +94,10 @@ async fn a_job_delivered_twice_adds_its_sums_once() {
     let pending = format!("SELECT coalesce(sum(attempts), 0)::int8 FROM ({}) p", jobs::rollups::PENDING_ROWS);
     assert_eq!(app.count(&pending).await, 50);
     assert_eq!(app.count("SELECT count(*) FROM kpi_pending").await, 1, "one row for the one commit");
+    // Pending arrays are compressed with LZ4, not pglz (which cost more than the append).
+    let not_lz4 = "SELECT count(*) FROM pg_attribute WHERE attrelid = 'kpi_pending'::regclass \
+         AND attnum > 0 AND NOT attisdropped AND attlen = -1 AND attcompression <> 'l'";
+    assert_eq!(app.count(not_lz4).await, 0, "every array column of kpi_pending uses LZ4");
     // Destination prefixes as derived: the international prefix dropped, non-digits give none.
     let prefixes = format!(
         "SELECT count(DISTINCT dest_prefix) FROM ({}) p WHERE dest_prefix IN ('442', '493', '100', '336', '')",
