@@ -12,7 +12,7 @@
 
 use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
 use phonenumber::{PhoneNumber, Type, country};
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -98,9 +98,7 @@ impl Patterns {
         });
         let set = RegexSetBuilder::new(&sources).ignore_whitespace(true).build().ok()?;
         let leading_digits = match meta.leading_digits() {
-            Some(p) => {
-                Some(regex::RegexBuilder::new(&anchored(p.as_str())).ignore_whitespace(true).build().ok()?)
-            }
+            Some(p) => Some(RegexBuilder::new(&anchored(p.as_str())).ignore_whitespace(true).build().ok()?),
             None => None,
         };
         Some(Patterns { set, slots, fixed_is_mobile: fixed_is_mobile(meta), leading_digits })
@@ -179,7 +177,7 @@ fn region(code: u16, national: &str) -> Option<&'static Metadata> {
             number_type(meta, national) != Type::Unknown
         };
         if belongs {
-            return DATABASE.by_id(name.parse::<country::Id>().ok()?.as_ref());
+            return name.parse::<country::Id>().is_ok().then_some(meta);
         }
     }
     None

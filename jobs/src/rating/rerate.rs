@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row as _, Transaction};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Calls read and priced per transaction.
 pub const CHUNK: i64 = 2_000;
@@ -195,14 +196,13 @@ impl<'r> sqlx::FromRow<'r, PgRow> for StoredCall {
     }
 }
 
+/// A shared derived string as the owned text a stored column binds.
+fn owned(s: &Option<Arc<str>>) -> Option<String> {
+    s.as_deref().map(str::to_string)
+}
+
 fn priced(r: &Rating) -> StoredPrice {
-    (
-        r.status.as_str().to_string(),
-        r.cost,
-        r.currency.as_deref().map(str::to_string),
-        r.prefix.as_deref().map(str::to_string),
-        r.deck,
-    )
+    (r.status.as_str().to_string(), r.cost, owned(&r.currency), owned(&r.prefix), r.deck)
 }
 
 /// Whether the stored call already holds what deriving gives now.
@@ -233,17 +233,17 @@ impl Changes {
             [
                 Some(r.status.as_str().to_string()),
                 r.cost.map(|c| c.to_string()),
-                r.currency.as_deref().map(str::to_string),
-                r.prefix.as_deref().map(str::to_string),
+                owned(&r.currency),
+                owned(&r.prefix),
             ]
         };
         let values: [Option<String>; 12] = {
             let [s0, s1, s2, s3] = side(&d.sell);
             let [b0, b1, b2, b3] = side(&d.buy);
             [
-                d.src.e164.as_deref().map(str::to_string),
-                d.dest.e164.as_deref().map(str::to_string),
-                d.dest.country.as_deref().map(str::to_string),
+                owned(&d.src.e164),
+                owned(&d.dest.e164),
+                owned(&d.dest.country),
                 Some(d.dest.kind.to_string()),
                 s0,
                 s1,
