@@ -53,9 +53,14 @@ pub struct WorkerCli {
     #[arg(long, env = "CDR_SWEEP_GRACE_SECS", default_value_t = 30)]
     pub sweep_grace_secs: u64,
 
-    /// Milliseconds between folds of pending KPI rollup sums into the per-minute table.
+    /// Milliseconds between folds of pending KPI rollup sums into the rollup tables.
     #[arg(long, env = "CDR_ROLLUP_FOLD_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub rollup_fold_ms: u64,
+
+    /// Whether pending rollup sums are also folded as soon as ingest pauses, rather than
+    /// only every `CDR_ROLLUP_FOLD_MS` (`false` keeps them pending until then).
+    #[arg(long, env = "CDR_ROLLUP_FOLD_ON_PAUSE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rollup_fold_on_pause: bool,
 
     /// Rows per Elasticsearch bulk request.
     #[arg(long, env = "CDR_INDEX_CHUNK", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]

@@ -66,8 +66,11 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
     let sweeper = tokio::spawn(
         runners.sweeper.clone().run(Duration::from_secs(cli.sweep_interval_secs), shutdown.clone()),
     );
-    let folder =
-        tokio::spawn(runners.folder.clone().run(Duration::from_millis(cli.rollup_fold_ms), shutdown.clone()));
+    let folder = tokio::spawn(runners.folder.clone().run(
+        Duration::from_millis(cli.rollup_fold_ms),
+        cli.rollup_fold_on_pause,
+        shutdown.clone(),
+    ));
     let http = crate::http::serve(&cli.http_addr, runners.sweeper.clone(), shutdown.clone()).await?;
     // Outside the monitor: the monitor is rebuilt whenever the broker goes away, and a
     // schedule that never ends would keep it from noticing.

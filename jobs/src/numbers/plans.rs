@@ -1,8 +1,8 @@
 //! Saved dialling plans, by source.
 
 use super::plan::{DiallingPlan, DiallingPlanSpec};
+use foldhash::HashMap;
 use sea_orm::{DatabaseConnection, DbErr};
-use std::collections::HashMap;
 
 /// The source whose plan applies to sources without one of their own.
 pub const DEFAULT_SOURCE: &str = "*";

@@ -212,8 +212,8 @@ pub struct RateBook {
 /// (no key built per call: every CDR is priced on both sides).
 #[derive(Debug, Clone, Default)]
 struct SideDecks {
-    accounts: HashMap<String, Vec<Arc<DeckVersion>>>,
-    sources: HashMap<String, Vec<Arc<DeckVersion>>>,
+    accounts: foldhash::HashMap<String, Vec<Arc<DeckVersion>>>,
+    sources: foldhash::HashMap<String, Vec<Arc<DeckVersion>>>,
     all: Vec<Arc<DeckVersion>>,
 }
 

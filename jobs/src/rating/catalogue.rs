@@ -5,8 +5,8 @@ use super::book::{RateBook, Rating, RatingStatus, Side};
 use crate::cdr::Cdr;
 use crate::numbers::Normalised;
 use crate::numbers::plans::{self, PlanBook};
+use foldhash::HashMap;
 use sea_orm::{DatabaseConnection, DbErr};
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 

@@ -12,9 +12,9 @@ use crate::cdr::Cdr;
 use crate::rating::{Derived, RatingStatus};
 use crate::search::REJECTED_BY_CALLEE;
 use chrono::{DateTime, Utc};
+use foldhash::{HashMap, HashMapExt as _};
 use rust_decimal::{Decimal, RoundingStrategy};
 use sqlx::{Postgres, Row as _, Transaction};
-use std::collections::HashMap;
 
 /// What the rollups read from one stored CDR.
 #[derive(Debug, Clone, PartialEq, Eq)]

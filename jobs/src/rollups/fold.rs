@@ -13,11 +13,12 @@
 use super::pending::{self, Chunk, DIMS, Sums};
 use super::{CUBOIDS, Cuboid, SUM_COLUMNS};
 use chrono::{DateTime, Utc};
+use foldhash::{HashMap, HashMapExt as _};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionSession, TransactionTrait,
     Value as SqlValue,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
@@ -225,6 +226,9 @@ async fn add_seconds<C: ConnectionTrait>(db: &C, chunk: &mut Chunk) -> Result<()
 /// Fold rounds between two passes over the out-of-date peak summaries.
 const SETTLE_EVERY: u64 = 10;
 
+/// How often the folder looks for a pause in ingest between two timed folds.
+const LOOK_EVERY: Duration = Duration::from_millis(200);
+
 /// Pending rows (batches) folded per statement.
 const FOLD_CHUNK: i64 = 200;
 
@@ -297,16 +301,38 @@ impl Folder {
         fold_all(&self.db).await
     }
 
-    /// Folds every `every` until `stop` resolves, while it holds the lease.
-    pub async fn run(self, every: Duration, stop: impl std::future::Future<Output = ()>) {
+    /// Folds every `every` (and, with `on_pause`, as soon as ingest pauses) until `stop`
+    /// resolves, while it holds the lease.
+    ///
+    /// Between timed folds it looks at how many batches are pending every [`LOOK_EVERY`]:
+    /// when some are and none came since the last look, ingest has paused (a load ended, a
+    /// quiet spell), and folding them now costs no merging that waiting would have bought.
+    /// A steady ingest is folded every `every`, so its cells gather several batches' calls.
+    pub async fn run(self, every: Duration, on_pause: bool, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let ttl = (every * 10).max(Duration::from_secs(30));
+        let look = if on_pause { LOOK_EVERY.min(every) } else { every };
         let mut rounds: u64 = 0;
+        let mut last_fold = tokio::time::Instant::now();
+        let mut last_seen: Option<i64> = None;
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep(look) => {}
             }
+            if last_fold.elapsed() < every {
+                if !on_pause {
+                    continue;
+                }
+                let seen = pending::count(&self.db).await.ok();
+                let paused = matches!((seen, last_seen), (Some(n), Some(before)) if n > 0 && n == before);
+                last_seen = seen;
+                if !paused {
+                    continue;
+                }
+            }
+            last_fold = tokio::time::Instant::now();
+            last_seen = None;
             match self.jobs.hold_lease("rollup-fold", &self.holder, ttl).await {
                 Ok(true) => {}
                 Ok(false) => continue,

@@ -2,8 +2,8 @@
 //! one batch's sums as parallel arrays, decoded into groups and per-second counts.
 
 use chrono::{DateTime, Utc};
+use foldhash::HashMap;
 use sea_orm::{ConnectionTrait, DbErr, Statement};
-use std::collections::HashMap;
 
 /// The dimensions of a pending group, in the order of [`Group::dims`].
 pub const DIMS: [&str; 6] =
@@ -88,6 +88,17 @@ fn at<T: Copy + Default>(values: &[Option<T>], i: usize) -> T {
 
 fn name(values: &[Option<String>], i: usize) -> &str {
     values.get(i).and_then(Option::as_deref).unwrap_or("")
+}
+
+/// How many batches' sums are pending (a small table: a fold empties it every few seconds).
+pub async fn count<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT count(*) AS n FROM kpi_pending",
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
 }
 
 /// Deletes up to `limit` pending rows on `db` and returns their sums; the caller adds them

@@ -101,16 +101,24 @@ fn tab(out: &mut String) {
     out.push('\t');
 }
 
+/// `value` escaped for COPY's text format. The bytes to escape are ASCII, so the runs
+/// between them are copied whole: most values (and the record as written, the longest)
+/// have none.
 fn text(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
+    let mut rest = value;
+    while let Some(i) = rest.bytes().position(|b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t')) {
+        let (run, tail) = rest.split_at(i);
+        out.push_str(run);
+        let (special, tail) = tail.split_at(1);
+        out.push_str(match special {
+            "\\" => "\\\\",
+            "\n" => "\\n",
+            "\r" => "\\r",
+            _ => "\\t",
+        });
+        rest = tail;
     }
+    out.push_str(rest);
 }
 
 fn optional_text(out: &mut String, value: Option<&str>) {
@@ -170,5 +178,18 @@ mod tests {
              \\N\t\\N\t\\N\textension\tno_deck\t\\N\t\\N\t\\N\t\\N\tno_deck\t\\N\t\\N\t\\N\t\\N\n"
         );
         assert_eq!(out.matches('\t').count(), COLUMNS.split(',').count() - 1);
+    }
+
+    #[test]
+    fn text_keeps_every_character_and_escapes_only_what_copy_reads() {
+        let mut out = String::new();
+        text(&mut out, "Zoë\tab\tend\r\n日本\\x");
+        assert_eq!(out, "Zoë\\tab\\tend\\r\\n日本\\\\x");
+        let mut plain = String::new();
+        text(&mut plain, "日本 ümlaut, no escapes");
+        assert_eq!(plain, "日本 ümlaut, no escapes");
+        let mut edges = String::new();
+        text(&mut edges, "\t\t");
+        assert_eq!(edges, "\\t\\t");
     }
 }

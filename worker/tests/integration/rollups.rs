@@ -26,6 +26,21 @@ fn call_at(n: usize, start: String, duration: usize, billsec: usize) -> Value {
 }
 
 #[tokio::test]
+async fn pending_sums_are_folded_as_soon_as_ingest_pauses() {
+    let mut app = TestApp::new().await;
+    // The timer alone would not fold for an hour.
+    app.worker_env.push(("CDR_ROLLUP_FOLD_MS".into(), "3600000".into()));
+    app.start_worker().await;
+    let rows: Vec<Value> = (0..200).map(answered_cdr).collect();
+    let accepted = app.ingest(&Value::Array(rows)).await;
+    app.wait_succeeded(accepted["job_id"].as_str().expect("id")).await;
+    wait_folded(&app).await;
+    let folded = app.count("SELECT coalesce(sum(attempts), 0)::int8 FROM kpi_day").await;
+    assert_eq!(folded, 200, "every stored call is in the daily rollups");
+    app.assert_rollups_match_rows().await;
+}
+
+#[tokio::test]
 async fn rollups_count_each_stored_row_once_through_duplicates_and_replays() {
     let mut app = TestApp::new().await;
     app.start_worker().await;

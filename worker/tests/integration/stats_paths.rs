@@ -202,8 +202,10 @@ async fn load(app: &TestApp, rows: Value) {
 #[tokio::test]
 async fn rollups_and_index_give_the_same_stats_for_generated_requests() {
     let mut app = TestApp::new().await;
-    let fold = |ms: &str| ("CDR_ROLLUP_FOLD_MS".to_string(), ms.to_string());
-    app.worker_env.push(fold("3600000"));
+    // Folds only on the hour's timer, ingest's pauses aside: the sums stay pending.
+    let folds_hourly = [("CDR_ROLLUP_FOLD_MS", "3600000"), ("CDR_ROLLUP_FOLD_ON_PAUSE", "false")]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    app.worker_env.extend(folds_hourly.clone());
     app.start_worker().await;
     load(&app, calls(0..700)).await;
     load(&app, calls(700..1400)).await;
@@ -217,7 +219,7 @@ async fn rollups_and_index_give_the_same_stats_for_generated_requests() {
 
     // Everything folded.
     app.stop_worker().await;
-    app.worker_env.pop();
+    app.worker_env.retain(|e| !folds_hourly.contains(e));
     app.start_worker().await;
     wait_pending(&app, true).await;
     let settled = "SELECT count(*) FROM kpi_second_hour WHERE NOT dirty";
@@ -232,7 +234,7 @@ async fn rollups_and_index_give_the_same_stats_for_generated_requests() {
 
     // Folded and pending at once.
     app.stop_worker().await;
-    app.worker_env.push(fold("3600000"));
+    app.worker_env.extend(folds_hourly.clone());
     app.start_worker().await;
     load(&app, calls(1400..2000)).await;
     app.wait_in_sync(std::time::Duration::from_secs(60)).await;
