@@ -315,16 +315,13 @@ impl Folder {
         let mut rounds: u64 = 0;
         let mut last_fold = tokio::time::Instant::now();
         let mut last_seen: Option<i64> = None;
-        // Whether this folder held the lease at its last fold: only the holder looks for
-        // pauses, so a pool of workers does not poll the pending table once each.
-        let mut holding = true;
         loop {
             tokio::select! {
                 () = &mut stop => break,
                 () = tokio::time::sleep(look) => {}
             }
             if last_fold.elapsed() < every {
-                if !on_pause || !holding {
+                if !on_pause {
                     continue;
                 }
                 let seen = pending::count(&self.db).await.ok();
@@ -336,9 +333,7 @@ impl Folder {
             }
             last_fold = tokio::time::Instant::now();
             last_seen = None;
-            let lease = self.jobs.hold_lease("rollup-fold", &self.holder, ttl).await;
-            holding = !matches!(lease, Ok(false));
-            match lease {
+            match self.jobs.hold_lease("rollup-fold", &self.holder, ttl).await {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
