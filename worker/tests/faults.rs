@@ -1,5 +1,6 @@
-//! Tests that stop a shared service. They live in their own test binary, which cargo runs
-//! after the others, and take a lock so they never overlap each other.
+//! Tests that stop a shared service. They live in their own test binary (cargo runs it
+//! before `integration`, whose tests each wait for the API to be ready) and take a lock so
+//! they never overlap each other.
 
 mod common;
 

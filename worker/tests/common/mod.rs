@@ -36,6 +36,27 @@ where
     }
 }
 
+/// The body of a response that must have `status`; on any other, a panic that shows the
+/// body, so a failure says which dependency or field was at fault.
+pub async fn json_with_status(resp: TestResponse, status: poem::http::StatusCode, what: &str) -> Value {
+    let got = resp.0.status();
+    let body = resp.0.into_body().into_string().await.unwrap_or_default();
+    assert_eq!(got, status, "{what} answered {got}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what} answered non-JSON ({e}): {body}"))
+}
+
+/// Waits until the API reports every dependency ready, so a test starts from a system that
+/// can take work (a broker that has just booted declares its queues slowly at first).
+async fn wait_ready(client: &TestClient<BoxEndpoint<'static, poem::Response>>) {
+    eventually(Duration::from_secs(120), "the API did not become ready", || async {
+        let resp = client.get("/readyz").send().await;
+        let status = resp.0.status();
+        let body = resp.0.into_body().into_string().await.unwrap_or_default();
+        if status.is_success() { Ok(()) } else { Err(format!("{status}: {body}")) }
+    })
+    .await
+}
+
 pub fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
@@ -106,9 +127,11 @@ impl TestApp {
         state.auth = auth;
         let db = jobs::db::connect(&settings.database_url, 4).await.expect("test db");
         let endpoint = api::app(state).map_to_response().boxed();
+        let client = TestClient::new(endpoint);
+        wait_ready(&client).await;
         TestApp {
             name,
-            client: TestClient::new(endpoint),
+            client,
             db,
             settings,
             worker: None,
@@ -270,15 +293,13 @@ impl TestApp {
     /// Posts a batch that must be accepted; returns the 202 body.
     pub async fn ingest(&self, body: &Value) -> Value {
         let resp = self.post_json(body).await;
-        resp.assert_status(poem::http::StatusCode::ACCEPTED);
-        resp.json().await.value().deserialize::<Value>()
+        json_with_status(resp, poem::http::StatusCode::ACCEPTED, "POST /cdrs").await
     }
 
     /// GETs `path`, which must answer 200; returns its JSON body.
     pub async fn get_json(&self, path: &str) -> Value {
         let resp = self.client.get(path).send().await;
-        resp.assert_status_is_ok();
-        resp.json().await.value().deserialize::<Value>()
+        json_with_status(resp, poem::http::StatusCode::OK, path).await
     }
 
     pub async fn job(&self, id: &str) -> Option<Value> {
