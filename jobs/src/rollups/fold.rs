@@ -315,13 +315,16 @@ impl Folder {
         let mut rounds: u64 = 0;
         let mut last_fold = tokio::time::Instant::now();
         let mut last_seen: Option<i64> = None;
+        // Whether this folder held the lease at its last fold: only the holder looks for
+        // pauses, so a pool of workers does not poll the pending table once each.
+        let mut holding = true;
         loop {
             tokio::select! {
                 () = &mut stop => break,
                 () = tokio::time::sleep(look) => {}
             }
             if last_fold.elapsed() < every {
-                if !on_pause {
+                if !on_pause || !holding {
                     continue;
                 }
                 let seen = pending::count(&self.db).await.ok();
@@ -333,7 +336,9 @@ impl Folder {
             }
             last_fold = tokio::time::Instant::now();
             last_seen = None;
-            match self.jobs.hold_lease("rollup-fold", &self.holder, ttl).await {
+            let lease = self.jobs.hold_lease("rollup-fold", &self.holder, ttl).await;
+            holding = !matches!(lease, Ok(false));
+            match lease {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
