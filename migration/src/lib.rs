@@ -38,6 +38,7 @@ mod m20261205_000011_numbers_and_rating;
 mod m20261207_000012_alerts;
 mod m20261207_000013_account_days;
 mod m20261207_000014_pending_lz4;
+mod m20261207_000015_pending_names;
 
 pub struct Migrator;
 
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_alerts::Migration),
             Box::new(m20261207_000013_account_days::Migration),
             Box::new(m20261207_000014_pending_lz4::Migration),
+            Box::new(m20261207_000015_pending_names::Migration),
         ]
     }
 }

@@ -121,23 +121,48 @@ pub fn dest_prefix(number: &str) -> &str {
 /// code, destination prefix, country and number type.
 type GroupKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
 
-/// One batch's sums as `kpi_pending` keeps them: parallel arrays, one element per group.
+/// The dimensions of a pending group as `kpi_pending.dim_ids` lists them, each group's in turn.
+pub const PENDING_DIMS: [&str; 7] =
+    ["source", "direction", "disposition", "account_code", "dest_prefix", "dest_country", "dest_type"];
+
+/// One batch's sums as `kpi_pending` keeps them: parallel arrays, one element per group. The
+/// dimensions are numbers into the batch's `names` (1-based, as SQL subscripts), seven per
+/// group in the order of [`PENDING_DIMS`]: a batch names a few dozen sources, accounts and
+/// countries but has about a group per call, and numbers cost the append, the fold and
+/// PostgreSQL far less to write and read than the same strings over and over.
 #[derive(Debug, Default, PartialEq)]
 pub struct BatchSums<'a> {
     pub bucket: Vec<DateTime<Utc>>,
-    pub source: Vec<&'a str>,
-    pub direction: Vec<&'a str>,
-    pub disposition: Vec<&'a str>,
-    pub account_code: Vec<&'a str>,
-    pub dest_prefix: Vec<&'a str>,
-    pub dest_country: Vec<&'a str>,
-    pub dest_type: Vec<&'a str>,
+    /// Each string the groups and events name, once.
+    pub names: Vec<&'a str>,
+    /// [`PENDING_DIMS`] of each group, as subscripts of `names`.
+    pub dim_ids: Vec<i32>,
     /// One per [`super::SUM_COLUMNS`], each one element per group.
     pub sums: [Vec<i64>; super::SUM_COLUMNS.len()],
-    pub ev_source: Vec<&'a str>,
+    /// The source of each per-second count, as a subscript of `names`.
+    pub ev_source_ids: Vec<i32>,
     pub ev_second: Vec<DateTime<Utc>>,
     pub ev_delta: Vec<i32>,
     pub ev_ends_on: Vec<i32>,
+}
+
+/// Gives each string of a batch its subscript in the batch's `names`.
+#[derive(Default)]
+struct Subscripts<'a> {
+    names: Vec<&'a str>,
+    index: HashMap<&'a str, i32>,
+}
+
+impl<'a> Subscripts<'a> {
+    fn of(&mut self, name: &'a str) -> i32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        self.names.push(name);
+        let i = i32::try_from(self.names.len()).unwrap_or(i32::MAX);
+        self.index.insert(name, i);
+        i
+    }
 }
 
 impl<'a> BatchSums<'a> {
@@ -178,25 +203,24 @@ impl<'a> BatchSums<'a> {
             ending.1 += i32::from(f.end == end_second && f.end > f.start);
         }
         let mut out = BatchSums::default();
+        let mut names = Subscripts::default();
+        out.dim_ids.reserve(groups.len() * PENDING_DIMS.len());
         for ((minute, source, direction, disposition, account, prefix, country, kind), sums) in groups {
             out.bucket.push(at(minute));
-            out.source.push(source);
-            out.direction.push(direction);
-            out.disposition.push(disposition);
-            out.account_code.push(account);
-            out.dest_prefix.push(prefix);
-            out.dest_country.push(country);
-            out.dest_type.push(kind);
+            for name in [source, direction, disposition, account, prefix, country, kind] {
+                out.dim_ids.push(names.of(name));
+            }
             for (column, value) in out.sums.iter_mut().zip(sums) {
                 column.push(value);
             }
         }
         for ((source, second), (delta, ends_on)) in events {
-            out.ev_source.push(source);
+            out.ev_source_ids.push(names.of(source));
             out.ev_second.push(at(second));
             out.ev_delta.push(delta);
             out.ev_ends_on.push(ends_on);
         }
+        out.names = names.names;
         out
     }
 
@@ -209,10 +233,9 @@ fn at(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
-const APPEND_SQL: &str = "INSERT INTO kpi_pending (job_id, bucket, source, direction, disposition, account_code, \
-     dest_prefix, dest_country, dest_type, attempts, effective, billsec, duration, sell_rated, buy_rated, sell_micros, \
-     buy_micros, ev_source, ev_second, ev_delta, ev_ends_on) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)";
+const APPEND_SQL: &str = "INSERT INTO kpi_pending (job_id, bucket, names, dim_ids, attempts, effective, billsec, duration, \
+     sell_rated, buy_rated, sell_micros, buy_micros, ev_source_ids, ev_second, ev_delta, ev_ends_on) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
 /// Appends `sums` as job `job_id`'s pending row, in the transaction that stored its rows.
 pub async fn append(
@@ -223,21 +246,13 @@ pub async fn append(
     if sums.is_empty() {
         return Ok(());
     }
-    let mut query = sqlx::query(APPEND_SQL)
-        .bind(job_id)
-        .bind(&sums.bucket)
-        .bind(&sums.source)
-        .bind(&sums.direction)
-        .bind(&sums.disposition)
-        .bind(&sums.account_code)
-        .bind(&sums.dest_prefix)
-        .bind(&sums.dest_country)
-        .bind(&sums.dest_type);
+    let mut query =
+        sqlx::query(APPEND_SQL).bind(job_id).bind(&sums.bucket).bind(&sums.names).bind(&sums.dim_ids);
     for column in &sums.sums {
         query = query.bind(column);
     }
     query
-        .bind(&sums.ev_source)
+        .bind(&sums.ev_source_ids)
         .bind(&sums.ev_second)
         .bind(&sums.ev_delta)
         .bind(&sums.ev_ends_on)
@@ -355,6 +370,51 @@ mod tests {
         assert_eq!(price_micros(d("1.5")), Some(1_500_000));
         assert_eq!(price_micros(d("12")), Some(12_000_000));
         assert_eq!(price_micros(d("99999999999999999")), None);
+    }
+
+    #[test]
+    fn dimensions_are_numbered_by_the_batch_names_each_listed_once() {
+        let fact = |source: &'static str, account: &'static str, start: i64| Fact {
+            start,
+            end: start + 5_000_000,
+            source,
+            direction: "inbound",
+            disposition: "ANSWERED",
+            account_code: account,
+            dest_number: "+4930123",
+            dest_country: "DE",
+            dest_type: "fixed",
+            billsec: 5,
+            duration: 5,
+            effective: true,
+            sell_rated: false,
+            buy_rated: false,
+            sell_micros: None,
+            buy_micros: None,
+        };
+        let facts = [fact("pbx-a", "acme", 0), fact("pbx-b", "acme", 0), fact("pbx-a", "", 120_000_000)];
+        let sums = BatchSums::of(&facts);
+        let mut names = sums.names.clone();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), sums.names.len(), "each name once: {:?}", sums.names);
+        assert_eq!(sums.dim_ids.len(), sums.bucket.len() * PENDING_DIMS.len());
+        let name = |id: i32| sums.names[usize::try_from(id - 1).unwrap()];
+        let mut groups: Vec<Vec<&str>> =
+            sums.dim_ids.chunks(PENDING_DIMS.len()).map(|g| g.iter().map(|&i| name(i)).collect()).collect();
+        groups.sort();
+        assert_eq!(
+            groups,
+            [
+                ["pbx-a", "inbound", "ANSWERED", "", "493", "DE", "fixed"],
+                ["pbx-a", "inbound", "ANSWERED", "acme", "493", "DE", "fixed"],
+                ["pbx-b", "inbound", "ANSWERED", "acme", "493", "DE", "fixed"],
+            ]
+        );
+        let mut sources: Vec<&str> = sums.ev_source_ids.iter().map(|&i| name(i)).collect();
+        sources.sort_unstable();
+        // Each call starts in one second and ends in another.
+        assert_eq!(sources, ["pbx-a", "pbx-a", "pbx-a", "pbx-a", "pbx-b", "pbx-b"]);
     }
 
     #[test]

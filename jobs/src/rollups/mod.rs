@@ -130,17 +130,26 @@ pub const SUMS_OF_ROWS: &str = "date_trunc('minute', start_time, 'UTC') AS bucke
      count(*) FILTER (WHERE sell_rating = 'rated') AS sell_rated, count(*) FILTER (WHERE buy_rating = 'rated') AS buy_rated, \
      coalesce(sum((sell_cost * 1000000)::int8), 0) AS sell_micros, coalesce(sum((buy_cost * 1000000)::int8), 0) AS buy_micros";
 
-/// Pending sums as rows (each pending row holds one batch's sums as parallel arrays). Rows
-/// appended before money was summed have no money arrays: their sums read as zero.
-pub const PENDING_ROWS: &str = "SELECT u.job_id, u.bucket, u.source, u.direction, u.disposition, u.account_code, \
-     u.dest_prefix, coalesce(u.dest_country, '') AS dest_country, coalesce(u.dest_type, '') AS dest_type, u.attempts, u.effective, u.billsec, u.duration, coalesce(u.sell_rated, 0) AS sell_rated, \
+/// Pending sums as rows (each pending row holds one batch's sums as parallel arrays). A row
+/// names its dimensions by subscripts of its `names` (seven per group, in the order of
+/// [`append::PENDING_DIMS`]) or, in the earlier shape re-rating still writes, spells them out;
+/// rows appended before money was summed have no money arrays: their sums read as zero.
+pub const PENDING_ROWS: &str = "SELECT u.job_id, u.bucket, \
+     coalesce(u.source, u.names[u.dim_ids[u.n * 7 - 6]], '') AS source, \
+     coalesce(u.direction, u.names[u.dim_ids[u.n * 7 - 5]], '') AS direction, \
+     coalesce(u.disposition, u.names[u.dim_ids[u.n * 7 - 4]], '') AS disposition, \
+     coalesce(u.account_code, u.names[u.dim_ids[u.n * 7 - 3]], '') AS account_code, \
+     coalesce(u.dest_prefix, u.names[u.dim_ids[u.n * 7 - 2]], '') AS dest_prefix, \
+     coalesce(u.dest_country, u.names[u.dim_ids[u.n * 7 - 1]], '') AS dest_country, \
+     coalesce(u.dest_type, u.names[u.dim_ids[u.n * 7]], '') AS dest_type, \
+     u.attempts, u.effective, u.billsec, u.duration, coalesce(u.sell_rated, 0) AS sell_rated, \
      coalesce(u.buy_rated, 0) AS buy_rated, coalesce(u.sell_micros, 0) AS sell_micros, coalesce(u.buy_micros, 0) AS buy_micros \
-     FROM (SELECT p.job_id, u.* FROM kpi_pending p, \
+     FROM (SELECT p.job_id, p.names, p.dim_ids, u.* FROM kpi_pending p, \
      unnest(p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix, \
             p.attempts, p.effective, p.billsec, p.duration, p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros, \
-            p.dest_country, p.dest_type) \
+            p.dest_country, p.dest_type) WITH ORDINALITY \
      AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration, \
-          sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type)) u";
+          sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type, n)) u";
 
 /// `GROUP BY` positions of the dimensions [`SUMS_OF_ROWS`] derives.
 pub const DIMENSIONS: &str = "1, 2, 3, 4, 5, 6, 7, 8";
@@ -191,7 +200,8 @@ pub fn second_rows(condition: &str) -> String {
 /// keep them per source only (the fold derives the sum over sources); entries for `''` that
 /// versions before this one appended are skipped, since they equal that sum.
 pub const PENDING_EVENTS: &str = "SELECT s.scope AS source, u.second, u.delta, u.ends_on FROM kpi_pending p, \
-     unnest(p.ev_source, p.ev_second, p.ev_delta, p.ev_ends_on) AS u(source, second, delta, ends_on) \
+     unnest(p.ev_source, p.ev_source_ids, p.ev_second, p.ev_delta, p.ev_ends_on) AS e(spelled, id, second, delta, ends_on) \
+     CROSS JOIN LATERAL (SELECT coalesce(e.spelled, p.names[e.id], '') AS source, e.second, e.delta, e.ends_on) u \
      CROSS JOIN LATERAL (VALUES (u.source), ('')) s(scope) WHERE u.source <> ''";
 
 /// Every CDR stored, as the rollups count them: folded plus pending. Cheap at any size.

@@ -1,6 +1,7 @@
 //! KPI rollups kept exactly in step with the stored rows.
 
 use crate::common::{TestApp, answered_cdr, eventually};
+use sea_orm::ConnectionTrait as _;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -119,6 +120,71 @@ async fn a_job_delivered_twice_adds_its_sums_once() {
         jobs::rollups::PENDING_ROWS
     );
     assert_eq!(app.count(&prefixes).await, 5);
+    app.assert_rollups_match_rows().await;
+    app.start_worker().await;
+    wait_folded(&app).await;
+    app.assert_rollups_match_rows().await;
+    app.cleanup().await;
+}
+
+/// Pending rows name their dimensions by number; rows of the earlier shape, which spell them
+/// out (and which re-rating still appends), are read and folded beside them.
+#[tokio::test]
+async fn pending_rows_of_either_shape_are_read_and_folded_alike() {
+    let mut app = TestApp::new().await;
+    let dests = ["+442071234567", "0049301234", "100", "s", "33612345678"];
+    let batch = |from: usize| -> Vec<jobs::cdr::Cdr> {
+        (from..from + 60)
+            .map(|n| {
+                let mut cdr = answered_cdr(n);
+                cdr["dest_number"] = json!(dests[n % 5]);
+                cdr["account_code"] = json!(format!("acct-{}", n % 4));
+                cdr["source"] = json!(format!("pbx-{}", n % 3));
+                jobs::cdr::parse_record(n, &cdr, "s").expect("valid")
+            })
+            .collect()
+    };
+    let store = jobs::store::CdrStore::new(app.db.clone());
+    store.store_batch(&jobs::new_job_id(), &batch(0)).await.expect("first batch");
+    let numbered = "SELECT count(*) FROM kpi_pending WHERE dim_ids IS NOT NULL AND source IS NULL";
+    assert_eq!(app.count(numbered).await, 1, "ingest appends the numbered shape");
+    // The first batch's row rewritten as earlier versions wrote it.
+    let spell = |i: usize| {
+        format!(
+            "ARRAY(SELECT names[dim_ids[(g - 1) * 7 + {i}]] FROM generate_subscripts(bucket, 1) g ORDER BY g)"
+        )
+    };
+    let spelled = format!(
+        "UPDATE kpi_pending SET source = {}, direction = {}, disposition = {}, account_code = {}, dest_prefix = {}, \
+         dest_country = {}, dest_type = {}, \
+         ev_source = ARRAY(SELECT names[ev_source_ids[g]] FROM generate_subscripts(ev_second, 1) g ORDER BY g), \
+         names = NULL, dim_ids = NULL, ev_source_ids = NULL",
+        spell(1),
+        spell(2),
+        spell(3),
+        spell(4),
+        spell(5),
+        spell(6),
+        spell(7)
+    );
+    app.db.execute_unprepared(&spelled).await.expect("spell the pending row out");
+    store.store_batch(&jobs::new_job_id(), &batch(60)).await.expect("second batch");
+    assert_eq!(app.count(numbered).await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM kpi_pending WHERE dim_ids IS NULL AND source IS NOT NULL").await,
+        1
+    );
+    let pending = format!("SELECT coalesce(sum(attempts), 0)::int8 FROM ({}) p", jobs::rollups::PENDING_ROWS);
+    assert_eq!(app.count(&pending).await, 120);
+    let accounts = format!(
+        "SELECT count(DISTINCT (account_code, source, dest_prefix)) FROM ({}) p",
+        jobs::rollups::PENDING_ROWS
+    );
+    assert_eq!(
+        app.count(&accounts).await,
+        60,
+        "4 accounts × 3 sources × 5 prefixes, as 60 calls combine them"
+    );
     app.assert_rollups_match_rows().await;
     app.start_worker().await;
     wait_folded(&app).await;
