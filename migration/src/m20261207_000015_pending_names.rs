@@ -38,6 +38,7 @@ END $$;
 /// Rows in the new shape are rewritten with their strings before the columns go.
 const DOWN: &str = r#"
 LOCK TABLE kpi_pending IN EXCLUSIVE MODE;
+ALTER TABLE kpi_pending DROP CONSTRAINT kpi_pending_one_shape;
 UPDATE kpi_pending p SET
     source = ARRAY(SELECT p.names[p.dim_ids[(i - 1) * 7 + 1]] FROM generate_subscripts(p.bucket, 1) i ORDER BY i),
     direction = ARRAY(SELECT p.names[p.dim_ids[(i - 1) * 7 + 2]] FROM generate_subscripts(p.bucket, 1) i ORDER BY i),
@@ -50,7 +51,6 @@ UPDATE kpi_pending p SET
 WHERE p.dim_ids IS NOT NULL;
 UPDATE kpi_pending SET ev_source = '{}' WHERE ev_source IS NULL;
 ALTER TABLE kpi_pending
-    DROP CONSTRAINT kpi_pending_one_shape,
     DROP COLUMN names,
     DROP COLUMN dim_ids,
     DROP COLUMN ev_source_ids,
