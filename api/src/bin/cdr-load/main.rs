@@ -13,6 +13,7 @@ mod parse;
 mod post;
 mod queries;
 mod stats;
+mod wait;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -45,6 +46,9 @@ enum Command {
     Freeswitch(freeswitch::FreeswitchArgs),
     /// Time reading and validating a large Asterisk Master.csv (no services needed).
     Parse(parse::ParseArgs),
+    /// Wait, on one database connection, until N rows are stored (and, with --folded, no
+    /// rollup sums are pending).
+    Wait(wait::WaitArgs),
     /// Write N generated rows as CSV to stdout.
     Csv {
         #[arg(long, default_value_t = 1_000_000)]
@@ -78,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
             freeswitch::run(&cli.url, &client(cli.token.as_deref(), args.concurrency)?, args).await?
         }
         Command::Parse(args) => parse::run(args)?,
+        Command::Wait(args) => wait::run(args).await?,
         Command::Csv { count, seed } => {
             let mut g =
                 generator::Generator::new(*seed, &format!("copy{seed}"), 5, chrono::Duration::days(7));
