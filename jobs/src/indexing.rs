@@ -85,16 +85,25 @@ impl IndexError {
 }
 
 /// Records the job's state and publishes it; used after an ingest commit and by the sweeper.
+/// `Ok` names the job when it is queued, or may be (a publish the broker never confirmed).
 pub async fn enqueue(
     publisher: &Publisher,
     jobs: &JobStore,
     ingest_job_id: &str,
 ) -> Result<String, IndexError> {
     let job = IndexJob::new(ingest_job_id);
-    crate::job::enqueue(jobs, publisher, &job, &job.initial_state()).await.map_err(|e| match e {
-        crate::job::EnqueueError::State(e) => IndexError::JobState(e),
-        crate::job::EnqueueError::Publish(e) => IndexError::Publish(e),
-    })?;
+    match crate::job::enqueue(jobs, publisher, &job, &job.initial_state()).await {
+        Ok(()) => {}
+        // Sent, but the broker went away before confirming it: the message may be queued or
+        // lost, and its state stays `enqueued`. The job is still named to the caller, which
+        // links it to the batch, so the sweeper republishes this same job if it never runs
+        // rather than queue another and leave this one `enqueued` for good.
+        Err(crate::job::EnqueueError::Publish(e @ PublishError::Unconfirmed(_))) => {
+            tracing::warn!(job_id = %job.job_id, error = %e, "index job not confirmed; the sweeper republishes it if it never runs");
+        }
+        Err(crate::job::EnqueueError::State(e)) => return Err(IndexError::JobState(e)),
+        Err(crate::job::EnqueueError::Publish(e)) => return Err(IndexError::Publish(e)),
+    }
     Ok(job.job_id)
 }
 
