@@ -134,6 +134,12 @@ pub const SUMS_OF_ROWS: &str = "date_trunc('minute', start_time, 'UTC') AS bucke
 /// names its dimensions by subscripts of its `names` (seven per group, in the order of
 /// [`append::PENDING_DIMS`]) or, in the earlier shape re-rating still writes, spells them out;
 /// rows appended before money was summed have no money arrays: their sums read as zero.
+///
+/// A row's `names` and `dim_ids` are copied once (`|| '{}'`, in a `LATERAL` subquery that
+/// `OFFSET 0` keeps from being inlined) before they are subscripted: they are stored
+/// compressed, and PostgreSQL decompresses a stored array at every subscript of it. Over
+/// 1,000 pending batches of a backfill (a million groups, seven subscripts each) a read took
+/// 14 s that way and 0.4 s with the copy.
 pub const PENDING_ROWS: &str = "SELECT u.job_id, u.bucket, \
      coalesce(u.source, u.names[u.dim_ids[u.n * 7 - 6]], '') AS source, \
      coalesce(u.direction, u.names[u.dim_ids[u.n * 7 - 5]], '') AS direction, \
@@ -144,7 +150,8 @@ pub const PENDING_ROWS: &str = "SELECT u.job_id, u.bucket, \
      coalesce(u.dest_type, u.names[u.dim_ids[u.n * 7]], '') AS dest_type, \
      u.attempts, u.effective, u.billsec, u.duration, coalesce(u.sell_rated, 0) AS sell_rated, \
      coalesce(u.buy_rated, 0) AS buy_rated, coalesce(u.sell_micros, 0) AS sell_micros, coalesce(u.buy_micros, 0) AS buy_micros \
-     FROM (SELECT p.job_id, p.names, p.dim_ids, u.* FROM kpi_pending p, \
+     FROM (SELECT p.job_id, d.names, d.dim_ids, u.* FROM kpi_pending p \
+     CROSS JOIN LATERAL (SELECT p.names || '{}'::text[] AS names, p.dim_ids || '{}'::int4[] AS dim_ids OFFSET 0) d, \
      unnest(p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix, \
             p.attempts, p.effective, p.billsec, p.duration, p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros, \
             p.dest_country, p.dest_type) WITH ORDINALITY \
@@ -198,10 +205,12 @@ pub fn second_rows(condition: &str) -> String {
 
 /// Pending per-second counts as rows, per source and for all sources (`''`). Pending rows
 /// keep them per source only (the fold derives the sum over sources); entries for `''` that
-/// versions before this one appended are skipped, since they equal that sum.
-pub const PENDING_EVENTS: &str = "SELECT s.scope AS source, u.second, u.delta, u.ends_on FROM kpi_pending p, \
+/// versions before this one appended are skipped, since they equal that sum. A row's `names`
+/// is copied once before it is subscripted, as in [`PENDING_ROWS`].
+pub const PENDING_EVENTS: &str = "SELECT s.scope AS source, u.second, u.delta, u.ends_on FROM kpi_pending p \
+     CROSS JOIN LATERAL (SELECT p.names || '{}'::text[] AS names OFFSET 0) d, \
      unnest(p.ev_source, p.ev_source_ids, p.ev_second, p.ev_delta, p.ev_ends_on) AS e(spelled, id, second, delta, ends_on) \
-     CROSS JOIN LATERAL (SELECT coalesce(e.spelled, p.names[e.id], '') AS source, e.second, e.delta, e.ends_on) u \
+     CROSS JOIN LATERAL (SELECT coalesce(e.spelled, d.names[e.id], '') AS source, e.second, e.delta, e.ends_on) u \
      CROSS JOIN LATERAL (VALUES (u.source), ('')) s(scope) WHERE u.source <> ''";
 
 /// Every CDR stored, as the rollups count them: folded plus pending. Cheap at any size.
