@@ -62,6 +62,13 @@ pub struct WorkerCli {
     #[arg(long, env = "CDR_ROLLUP_FOLD_ON_PAUSE", default_value_t = true, action = clap::ArgAction::Set)]
     pub rollup_fold_on_pause: bool,
 
+    /// Pending rollup rows (one per stored batch) past which sums are folded even while
+    /// ingest has a backlog; below it, a backlog is stored first and folded once it clears.
+    /// `/stats` stays exact either way (it adds what is pending), and reads at most this many
+    /// unfolded batches.
+    #[arg(long, env = "CDR_ROLLUP_MAX_PENDING", default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..))]
+    pub rollup_max_pending: i64,
+
     /// Rows per Elasticsearch bulk request.
     #[arg(long, env = "CDR_INDEX_CHUNK", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub index_chunk: u64,

@@ -52,7 +52,8 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
     // The coming months' partitions exist from the start, whenever the schedule fires.
     MaintenanceJob::runner(&env).create_ahead(chrono::Utc::now()).await?;
     Ok(Runners {
-        folder: jobs::rollups::fold::Folder::new(db.clone(), job_store.clone()),
+        folder: jobs::rollups::fold::Folder::new(db.clone(), job_store.clone())
+            .yielding_to(jobs::rollups::fold::IngestQueue::of(publisher.clone())),
         sweeper: Sweeper::new(db, job_store, publisher, Duration::from_secs(cli.sweep_grace_secs)),
         env,
     })
@@ -66,11 +67,12 @@ pub async fn run(cli: WorkerCli, shutdown: impl Future<Output = ()> + Send + 'st
     let sweeper = tokio::spawn(
         runners.sweeper.clone().run(Duration::from_secs(cli.sweep_interval_secs), shutdown.clone()),
     );
-    let folder = tokio::spawn(runners.folder.clone().run(
-        Duration::from_millis(cli.rollup_fold_ms),
-        cli.rollup_fold_on_pause,
-        shutdown.clone(),
-    ));
+    let cadence = jobs::rollups::fold::Cadence {
+        every: Duration::from_millis(cli.rollup_fold_ms),
+        on_pause: cli.rollup_fold_on_pause,
+        max_pending: cli.rollup_max_pending,
+    };
+    let folder = tokio::spawn(runners.folder.clone().run(cadence, shutdown.clone()));
     let http = crate::http::serve(&cli.http_addr, runners.sweeper.clone(), shutdown.clone()).await?;
     // Outside the monitor: the monitor is rebuilt whenever the broker goes away, and a
     // schedule that never ends would keep it from noticing.

@@ -289,11 +289,59 @@ pub struct Folder {
     pub db: DatabaseConnection,
     pub jobs: crate::state::JobStore,
     pub holder: String,
+    /// Where ingest's backlog is read, when the folder should yield to it.
+    pub ingest: Option<IngestQueue>,
+}
+
+/// The ingest queue a folder yields to: while batches wait in it, storing them comes first.
+#[derive(Clone)]
+pub struct IngestQueue {
+    pub publisher: crate::queue::Publisher,
+    pub queue: String,
+}
+
+impl IngestQueue {
+    /// The ingest queue of `publisher`'s deployment.
+    pub fn of(publisher: crate::queue::Publisher) -> Self {
+        let queue = crate::job::queue_of::<crate::ingest::IngestJob>(&publisher);
+        IngestQueue { publisher, queue }
+    }
+}
+
+/// When a folder folds.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    /// Between two timed folds.
+    pub every: Duration,
+    /// Also fold as soon as ingest pauses.
+    pub on_pause: bool,
+    /// Pending rows (batches) from which the folder folds even while ingest has a backlog:
+    /// what `/stats` reads unfolded stays bounded.
+    pub max_pending: i64,
 }
 
 impl Folder {
     pub fn new(db: DatabaseConnection, jobs: crate::state::JobStore) -> Self {
-        Folder { db, jobs, holder: crate::new_job_id() }
+        Folder { db, jobs, holder: crate::new_job_id(), ingest: None }
+    }
+
+    /// The same folder, yielding to ingest's backlog in `ingest`.
+    pub fn yielding_to(self, ingest: IngestQueue) -> Self {
+        Folder { ingest: Some(ingest), ..self }
+    }
+
+    /// Whether ingest has batches waiting that no worker has taken yet. Folding then would
+    /// take the cores storing needs; the sums wait, exact, in `kpi_pending` (every reader
+    /// adds them) until the backlog clears or [`Cadence::max_pending`] batches are pending.
+    async fn ingest_is_behind(&self) -> bool {
+        let Some(ingest) = &self.ingest else { return false };
+        match ingest.publisher.queue_depth(&ingest.queue).await {
+            Ok(waiting) => waiting > 0,
+            Err(e) => {
+                debug!(error = %e, "ingest backlog unknown; folding");
+                false
+            }
+        }
     }
 
     /// Folds everything pending now; returns the pending rows folded.
@@ -302,14 +350,16 @@ impl Folder {
     }
 
     /// Folds every `every` (and, with `on_pause`, as soon as ingest pauses) until `stop`
-    /// resolves, while it holds the lease.
+    /// resolves, while it holds the lease; while ingest has a backlog, only once
+    /// `max_pending` batches are pending.
     ///
     /// Between timed folds it looks at how many batches are pending every [`LOOK_EVERY`]:
     /// when some are and none came since the last look, ingest has paused (a load ended, a
     /// quiet spell), and folding them now costs no merging that waiting would have bought.
     /// A steady ingest is folded every `every`, so its cells gather several batches' calls.
-    pub async fn run(self, every: Duration, on_pause: bool, stop: impl std::future::Future<Output = ()>) {
+    pub async fn run(self, cadence: Cadence, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        let Cadence { every, on_pause, max_pending } = cadence;
         let ttl = (every * 10).max(Duration::from_secs(30));
         let look = if on_pause { LOOK_EVERY.min(every) } else { every };
         let mut rounds: u64 = 0;
@@ -331,6 +381,14 @@ impl Folder {
                 let paused = matches!((seen, last_seen), (Some(n), Some(before)) if n > 0 && n == before);
                 last_seen = seen;
                 if !paused {
+                    continue;
+                }
+            }
+            if self.ingest_is_behind().await {
+                let pending = pending::count(&self.db).await.unwrap_or(i64::MAX);
+                if pending < max_pending {
+                    debug!(pending, "ingest has a backlog; fold postponed");
+                    last_fold = tokio::time::Instant::now();
                     continue;
                 }
             }

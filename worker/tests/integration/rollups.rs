@@ -1,9 +1,18 @@
 //! KPI rollups kept exactly in step with the stored rows.
 
-use crate::common::{TestApp, answered_cdr, eventually};
+use crate::common::{TestApp, answered_cdr, batch, eventually};
 use sea_orm::ConnectionTrait as _;
 use serde_json::{Value, json};
 use std::time::Duration;
+
+/// Waits until `n` calls are stored.
+async fn wait_stored(app: &TestApp, n: i64) {
+    eventually(Duration::from_secs(120), "every call stored", || async {
+        let stored = app.count("SELECT count(*) FROM cdrs").await;
+        if stored == n { Ok(()) } else { Err(stored.to_string()) }
+    })
+    .await;
+}
 
 async fn wait_folded(app: &TestApp) {
     eventually(Duration::from_secs(30), "pending rollup sums folded", || async {
@@ -241,5 +250,82 @@ async fn a_rollup_rebuild_after_a_manual_purge_matches_the_rows_again() {
     app.assert_rollups_match_rows().await;
     let stats = app.client.get("/stats").send().await.json().await.value().deserialize::<Value>();
     assert_eq!((&stats["answered_by"], &stats["total_calls"]), (&json!("rollups"), &json!(150)), "{stats}");
+    app.cleanup().await;
+}
+
+/// `batches` batches of 200 calls queued while no worker runs, then one worker taking them
+/// one at a time; returns what the test watches the ingest queue with.
+async fn queue_a_backlog(
+    app: &mut TestApp,
+    batches: usize,
+    env: &[(&str, &str)],
+) -> (jobs::queue::Publisher, String) {
+    for b in 0..batches {
+        app.ingest(&batch(b * 200..(b + 1) * 200)).await;
+    }
+    let topology = jobs::queue::Topology::new(&app.name);
+    let publisher = jobs::queue::Publisher::new(&app.settings.amqp_url, topology.clone());
+    let queue = topology.queue("ingest");
+    for (k, v) in [("CDR_WORKER_CONCURRENCY", "1"), ("CDR_WORKER_PREFETCH", "1")].iter().chain(env) {
+        app.worker_env.push(((*k).into(), (*v).into()));
+    }
+    app.start_worker().await;
+    (publisher, queue)
+}
+
+#[tokio::test]
+async fn a_backlog_is_stored_before_its_sums_are_folded() {
+    let mut app = TestApp::new().await;
+    let (publisher, queue) = queue_a_backlog(&mut app, 60, &[]).await;
+    let stored_during_backlog = std::sync::atomic::AtomicBool::new(false);
+    eventually(Duration::from_secs(120), "the backlog stored", || async {
+        // Read in this order: nothing is queued meanwhile, so a queue still holding batches
+        // held them when the sums were read.
+        let folded = app.count("SELECT attempts FROM kpi_totals WHERE id = 1").await;
+        let pending = app.count("SELECT count(*) FROM kpi_pending").await;
+        let waiting = publisher.queue_depth(&queue).await.expect("queue depth");
+        if waiting == 0 {
+            return Ok(());
+        }
+        assert_eq!(folded, 0, "sums were folded while {waiting} batches still waited to be stored");
+        if pending > 0 {
+            stored_during_backlog.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Err(format!("{waiting} batches waiting, {pending} stored"))
+    })
+    .await;
+    assert!(
+        stored_during_backlog.into_inner(),
+        "no batch was seen stored while others waited: the test saw no backlog"
+    );
+    wait_stored(&app, 12_000).await;
+    wait_folded(&app).await;
+    assert_eq!(app.count("SELECT coalesce(sum(attempts), 0)::int8 FROM kpi_day").await, 12_000);
+    app.assert_rollups_match_rows().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_backlog_is_folded_as_it_goes_once_too_many_batches_are_pending() {
+    let mut app = TestApp::new().await;
+    let (publisher, queue) = queue_a_backlog(&mut app, 120, &[("CDR_ROLLUP_MAX_PENDING", "3")]).await;
+    eventually(Duration::from_secs(120), "sums folded while batches still waited", || async {
+        let folded = app.count("SELECT attempts FROM kpi_totals WHERE id = 1").await;
+        let waiting = publisher.queue_depth(&queue).await.expect("queue depth");
+        assert!(
+            waiting > 0 || folded > 0,
+            "the backlog was stored without a fold: more than 3 batches pending"
+        );
+        if folded > 0 && waiting > 0 {
+            Ok(())
+        } else {
+            Err(format!("{folded} attempts folded, {waiting} batches waiting"))
+        }
+    })
+    .await;
+    wait_stored(&app, 24_000).await;
+    wait_folded(&app).await;
+    assert_eq!(app.count("SELECT coalesce(sum(attempts), 0)::int8 FROM kpi_day").await, 24_000);
+    app.assert_rollups_match_rows().await;
     app.cleanup().await;
 }
