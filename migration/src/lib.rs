@@ -39,6 +39,7 @@ mod m20261207_000012_alerts;
 mod m20261207_000013_account_days;
 mod m20261207_000014_pending_lz4;
 mod m20261207_000015_pending_names;
+mod m20261208_000016_pending_span;
 
 pub struct Migrator;
 
@@ -61,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000013_account_days::Migration),
             Box::new(m20261207_000014_pending_lz4::Migration),
             Box::new(m20261207_000015_pending_names::Migration),
+            Box::new(m20261208_000016_pending_span::Migration),
         ]
     }
 }

@@ -144,6 +144,10 @@ pub struct BatchSums<'a> {
     pub ev_second: Vec<DateTime<Utc>>,
     pub ev_delta: Vec<i32>,
     pub ev_ends_on: Vec<i32>,
+    /// At or before every minute and second above, and after every one: a reader skips the
+    /// row for a window outside it.
+    pub first_at: Option<DateTime<Utc>>,
+    pub last_at: Option<DateTime<Utc>>,
 }
 
 /// Gives each string of a batch its subscript in the batch's `names`.
@@ -170,6 +174,7 @@ impl<'a> BatchSums<'a> {
     pub fn of(facts: &[Fact<'a>]) -> Self {
         let mut groups: HashMap<GroupKey<'a>, Sums> = HashMap::new();
         let mut events: HashMap<(&'a str, i64), (i32, i32)> = HashMap::new();
+        let mut span: Option<(i64, i64)> = None;
         for f in facts {
             let key = (
                 f.start.div_euclid(60_000_000) * 60_000_000,
@@ -201,6 +206,8 @@ impl<'a> BatchSums<'a> {
             let ending = events.entry((f.source, end_second)).or_default();
             ending.0 -= 1;
             ending.1 += i32::from(f.end == end_second && f.end > f.start);
+            let (first, last) = (key.0.min(end_second), (key.0 + 60_000_000).max(end_second + 1_000_000));
+            span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
         }
         let mut out = BatchSums::default();
         let mut names = Subscripts::default();
@@ -221,6 +228,8 @@ impl<'a> BatchSums<'a> {
             out.ev_ends_on.push(ends_on);
         }
         out.names = names.names;
+        out.first_at = span.map(|(first, _)| at(first));
+        out.last_at = span.map(|(_, last)| at(last));
         out
     }
 
@@ -234,8 +243,8 @@ fn at(micros: i64) -> DateTime<Utc> {
 }
 
 const APPEND_SQL: &str = "INSERT INTO kpi_pending (job_id, bucket, names, dim_ids, attempts, effective, billsec, duration, \
-     sell_rated, buy_rated, sell_micros, buy_micros, ev_source_ids, ev_second, ev_delta, ev_ends_on) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+     sell_rated, buy_rated, sell_micros, buy_micros, ev_source_ids, ev_second, ev_delta, ev_ends_on, first_at, last_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
 /// Appends `sums` as job `job_id`'s pending row, in the transaction that stored its rows.
 pub async fn append(
@@ -256,6 +265,8 @@ pub async fn append(
         .bind(&sums.ev_second)
         .bind(&sums.ev_delta)
         .bind(&sums.ev_ends_on)
+        .bind(sums.first_at)
+        .bind(sums.last_at)
         .execute(&mut **txn)
         .await?;
     Ok(())
@@ -453,5 +464,16 @@ mod tests {
         events.sort();
         // -1 s: one start; 0 s: a zero-length call starts and ends; 1 s: one end, on the second.
         assert_eq!(events, [(-1, 1, 0), (0, 0, 0), (1, -1, 1)]);
+        // The span holds every minute counted (from -60 s to the end of minute 0) and every
+        // second (up to the end of second 1).
+        assert_eq!(sums.first_at.map(|t| t.timestamp()), Some(-60));
+        assert_eq!(sums.last_at.map(|t| t.timestamp()), Some(60));
+        // A call ending an hour after its minute stretches the span to its last second.
+        let long = BatchSums::of(&[fact(0, 3_600_500_000)]);
+        assert_eq!(
+            (long.first_at.map(|t| t.timestamp()), long.last_at.map(|t| t.timestamp())),
+            (Some(0), Some(3601))
+        );
+        assert_eq!(BatchSums::of(&[]).first_at, None);
     }
 }

@@ -139,8 +139,11 @@ pub const SUMS_OF_ROWS: &str = "date_trunc('minute', start_time, 'UTC') AS bucke
 /// `OFFSET 0` keeps from being inlined) before they are subscripted: they are stored
 /// compressed, and PostgreSQL decompresses a stored array at every subscript of it. Over
 /// 1,000 pending batches of a backfill (a million groups, seven subscripts each) a read took
-/// 14 s that way and 0.4 s with the copy.
-pub const PENDING_ROWS: &str = "SELECT u.job_id, u.bucket, \
+/// 14 s that way and 0.4 s with the copy. Only the rows meeting `within`, a condition on the
+/// pending row `p` ([`overlapping`] or `TRUE`), are unnested.
+pub fn pending_rows(within: &str) -> String {
+    format!(
+        "SELECT u.job_id, u.bucket, \
      coalesce(u.source, u.names[u.dim_ids[u.n * 7 - 6]], '') AS source, \
      coalesce(u.direction, u.names[u.dim_ids[u.n * 7 - 5]], '') AS direction, \
      coalesce(u.disposition, u.names[u.dim_ids[u.n * 7 - 4]], '') AS disposition, \
@@ -151,12 +154,14 @@ pub const PENDING_ROWS: &str = "SELECT u.job_id, u.bucket, \
      u.attempts, u.effective, u.billsec, u.duration, coalesce(u.sell_rated, 0) AS sell_rated, \
      coalesce(u.buy_rated, 0) AS buy_rated, coalesce(u.sell_micros, 0) AS sell_micros, coalesce(u.buy_micros, 0) AS buy_micros \
      FROM (SELECT p.job_id, d.names, d.dim_ids, u.* FROM kpi_pending p \
-     CROSS JOIN LATERAL (SELECT p.names || '{}'::text[] AS names, p.dim_ids || '{}'::int4[] AS dim_ids OFFSET 0) d, \
+     CROSS JOIN LATERAL (SELECT p.names || '{{}}'::text[] AS names, p.dim_ids || '{{}}'::int4[] AS dim_ids OFFSET 0) d, \
      unnest(p.bucket, p.source, p.direction, p.disposition, p.account_code, p.dest_prefix, \
             p.attempts, p.effective, p.billsec, p.duration, p.sell_rated, p.buy_rated, p.sell_micros, p.buy_micros, \
             p.dest_country, p.dest_type) WITH ORDINALITY \
      AS u(bucket, source, direction, disposition, account_code, dest_prefix, attempts, effective, billsec, duration, \
-          sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type, n)) u";
+          sell_rated, buy_rated, sell_micros, buy_micros, dest_country, dest_type, n) WHERE {within}) u"
+    )
+}
 
 /// `GROUP BY` positions of the dimensions [`SUMS_OF_ROWS`] derives.
 pub const DIMENSIONS: &str = "1, 2, 3, 4, 5, 6, 7, 8";
@@ -206,12 +211,33 @@ pub fn second_rows(condition: &str) -> String {
 /// Pending per-second counts as rows, per source and for all sources (`''`). Pending rows
 /// keep them per source only (the fold derives the sum over sources); entries for `''` that
 /// versions before this one appended are skipped, since they equal that sum. A row's `names`
-/// is copied once before it is subscripted, as in [`PENDING_ROWS`].
-pub const PENDING_EVENTS: &str = "SELECT s.scope AS source, u.second, u.delta, u.ends_on FROM kpi_pending p \
-     CROSS JOIN LATERAL (SELECT p.names || '{}'::text[] AS names OFFSET 0) d, \
+/// is copied once before it is subscripted, as in [`pending_rows`], and only the rows meeting
+/// `within` are read.
+pub fn pending_events(within: &str) -> String {
+    format!(
+        "SELECT s.scope AS source, u.second, u.delta, u.ends_on FROM kpi_pending p \
+     CROSS JOIN LATERAL (SELECT p.names || '{{}}'::text[] AS names OFFSET 0) d, \
      unnest(p.ev_source, p.ev_source_ids, p.ev_second, p.ev_delta, p.ev_ends_on) AS e(spelled, id, second, delta, ends_on) \
      CROSS JOIN LATERAL (SELECT coalesce(e.spelled, d.names[e.id], '') AS source, e.second, e.delta, e.ends_on) u \
-     CROSS JOIN LATERAL (VALUES (u.source), ('')) s(scope) WHERE u.source <> ''";
+     CROSS JOIN LATERAL (VALUES (u.source), ('')) s(scope) WHERE u.source <> '' AND {within}"
+    )
+}
+
+/// The condition that pending row `p` may count calls in the window from `from` to `to`
+/// (SQL expressions; `None`, an open side). A row's span covers every minute it counts and
+/// every second its calls start and end in, so a row that ends before the window holds only
+/// calls over before it: nothing in the window, and a net change of zero to the calls in
+/// progress when it opens. Rows with no span are always read.
+pub fn overlapping(from: Option<&str>, to: Option<&str>) -> String {
+    let mut conds = Vec::new();
+    if let Some(from) = from {
+        conds.push(format!("(p.last_at IS NULL OR p.last_at > {from})"));
+    }
+    if let Some(to) = to {
+        conds.push(format!("(p.first_at IS NULL OR p.first_at < {to})"));
+    }
+    if conds.is_empty() { "TRUE".to_string() } else { conds.join(" AND ") }
+}
 
 /// Every CDR stored, as the rollups count them: folded plus pending. Cheap at any size.
 pub const TOTAL_SQL: &str = "SELECT ((SELECT attempts FROM kpi_totals WHERE id = 1) + \

@@ -9,7 +9,7 @@
 //! started before it and end after its first instant), then at the end of every second in
 //! which calls started or ended.
 
-use super::PENDING_EVENTS;
+use super::{overlapping, pending_events};
 use crate::search::PeakConcurrency;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, Statement, Value};
@@ -105,16 +105,26 @@ pub async fn peak<C: ConnectionTrait>(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Option<PeakConcurrency>, DbErr> {
-    // Counts not folded yet: few (the fold runs every couple of seconds), read whole.
+    // Counts not folded yet, of the pending rows that may touch the window's hours (one over
+    // before the first hour begins changes no running count in it).
     let mut pending: BTreeMap<i64, Second> = BTreeMap::new();
+    let mut values: Vec<Value> = vec![scope.into()];
+    let mut bound = |t: Option<DateTime<Utc>>| -> Result<Option<String>, DbErr> {
+        let Some(t) = t else { return Ok(None) };
+        values.push(at(floor_hour(t.timestamp()))?.into());
+        Ok(Some(format!("${}", values.len())))
+    };
+    let (lower, upper) = (bound(from)?, bound(to.map(|t| t + chrono::Duration::hours(1)))?);
+    let within = overlapping(lower.as_deref(), upper.as_deref());
     let rows = db
         .query_all_raw(statement(
             db,
             &format!(
                 "SELECT second, sum(delta)::int8 AS delta, sum(ends_on)::int8 AS ends_on \
-                 FROM ({PENDING_EVENTS}) p WHERE source = $1 GROUP BY 1"
+                 FROM ({}) p WHERE source = $1 GROUP BY 1",
+                pending_events(&within)
             ),
-            vec![scope.into()],
+            values,
         ))
         .await?;
     for r in rows {

@@ -3,7 +3,7 @@
 //! of the committed rows and cost the same at a million CDRs as at a billion.
 
 use super::plan::{Family, Plan};
-use super::{MONEY_COLUMNS, PENDING_ROWS, SUM_COLUMNS};
+use super::{MONEY_COLUMNS, SUM_COLUMNS, overlapping, pending_rows};
 use crate::search::{AnsweredBy, Breakdown, HistogramBucket, ParamError, Stats, StatsRequest, Totals, money};
 use chrono::{DateTime, Duration, Utc};
 use poem_openapi::types::MaybeUndefined;
@@ -90,7 +90,9 @@ fn statement(request: &StatsRequest, plan: &Plan, key: Option<&str>) -> (String,
     }
     let mut conds = dims;
     conds.extend(sql.range(f.from, f.to));
-    arms.push(format!("SELECT {columns} FROM ({PENDING_ROWS}) p{}", where_clause(&conds)));
+    let (from, to) = (f.from.map(|t| sql.bind(t)), f.to.map(|t| sql.bind(t)));
+    let pending = pending_rows(&overlapping(from.as_deref(), to.as_deref()));
+    arms.push(format!("SELECT {columns} FROM ({pending}) p{}", where_clause(&conds)));
     let summed: Vec<String> =
         SUM_COLUMNS.iter().map(|c| format!("coalesce(sum({c}), 0)::int8 AS {c}")).collect();
     let group = match key {

@@ -360,7 +360,7 @@ impl TestApp {
             let stored = format!(
                 "SELECT {key}, {sums} FROM (SELECT {key}, {columns} FROM {table} \
                  UNION ALL SELECT {truncated}, {columns} FROM ({}) p) x GROUP BY {positions} HAVING {nothing}",
-                jobs::rollups::PENDING_ROWS
+                jobs::rollups::pending_rows("TRUE")
             );
             let differing = self
                 .count(&format!(
@@ -377,7 +377,7 @@ impl TestApp {
              {} UNION ALL {}) x GROUP BY 1, 2 \
              HAVING sum(delta) <> 0 OR sum(ends_on) <> 0",
             jobs::rollups::second_rows("true"),
-            jobs::rollups::PENDING_EVENTS
+            jobs::rollups::pending_events("TRUE")
         );
         let expected = format!("SELECT * FROM ({expected}) e WHERE delta <> 0 OR ends_on <> 0");
         let differing = self

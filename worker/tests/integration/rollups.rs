@@ -116,7 +116,8 @@ async fn a_job_delivered_twice_adds_its_sums_once() {
     // Both report the one commit; only one of them made it.
     assert_eq!((a.inserted, b.inserted), (50, 50), "{a:?} {b:?}");
     assert!(a.replayed != b.replayed, "{a:?} {b:?}");
-    let pending = format!("SELECT coalesce(sum(attempts), 0)::int8 FROM ({}) p", jobs::rollups::PENDING_ROWS);
+    let pending =
+        format!("SELECT coalesce(sum(attempts), 0)::int8 FROM ({}) p", jobs::rollups::pending_rows("TRUE"));
     assert_eq!(app.count(&pending).await, 50);
     assert_eq!(app.count("SELECT count(*) FROM kpi_pending").await, 1, "one row for the one commit");
     // Pending arrays are compressed with LZ4, not pglz (which cost more than the append).
@@ -126,7 +127,7 @@ async fn a_job_delivered_twice_adds_its_sums_once() {
     // Destination prefixes as derived: the international prefix dropped, non-digits give none.
     let prefixes = format!(
         "SELECT count(DISTINCT dest_prefix) FROM ({}) p WHERE dest_prefix IN ('442', '493', '100', '336', '')",
-        jobs::rollups::PENDING_ROWS
+        jobs::rollups::pending_rows("TRUE")
     );
     assert_eq!(app.count(&prefixes).await, 5);
     app.assert_rollups_match_rows().await;
@@ -183,11 +184,12 @@ async fn pending_rows_of_either_shape_are_read_and_folded_alike() {
         app.count("SELECT count(*) FROM kpi_pending WHERE dim_ids IS NULL AND source IS NOT NULL").await,
         1
     );
-    let pending = format!("SELECT coalesce(sum(attempts), 0)::int8 FROM ({}) p", jobs::rollups::PENDING_ROWS);
+    let pending =
+        format!("SELECT coalesce(sum(attempts), 0)::int8 FROM ({}) p", jobs::rollups::pending_rows("TRUE"));
     assert_eq!(app.count(&pending).await, 120);
     let accounts = format!(
         "SELECT count(DISTINCT (account_code, source, dest_prefix)) FROM ({}) p",
-        jobs::rollups::PENDING_ROWS
+        jobs::rollups::pending_rows("TRUE")
     );
     assert_eq!(
         app.count(&accounts).await,
