@@ -92,7 +92,7 @@ pub async fn enqueue(
     ingest_job_id: &str,
 ) -> Result<String, IndexError> {
     let job = IndexJob::new(ingest_job_id);
-    match crate::job::enqueue(jobs, publisher, &job, &job.initial_state()).await {
+    match crate::job::enqueue_keeping_unconfirmed(jobs, publisher, &job, &job.initial_state()).await {
         Ok(()) => {}
         // Sent, but the broker went away before confirming it: the message may be queued or
         // lost, and its state stays `enqueued`. The job is still named to the caller, which

@@ -152,19 +152,43 @@ pub enum EnqueueError {
     Publish(#[from] PublishError),
 }
 
-/// Records `state` and publishes `job`; a job whose message never reached the broker is
-/// forgotten again, so no state waits for a message that does not exist.
+/// Records `state` and publishes `job`. A job whose message did not reach the broker, or is
+/// not known to have (a confirm that never came), is forgotten again and the caller told so:
+/// no state waits `enqueued` for a message that may not exist. If that message did reach the
+/// queue after all, the worker that takes it writes the state afresh (every job's runner
+/// starts from [`Job::initial_state`] when it finds none).
 pub async fn enqueue<J: Job>(
     jobs: &JobStore,
     publisher: &Publisher,
     job: &J,
     state: &JobState,
 ) -> Result<(), EnqueueError> {
+    queue(jobs, publisher, job, state, false).await
+}
+
+/// [`enqueue`], except that a job whose publish was not confirmed keeps its state and is
+/// reported queued-or-maybe (`Err` with [`PublishError::Unconfirmed`]), for a caller that
+/// republishes the same job if it never runs, as the index sweeper does.
+pub async fn enqueue_keeping_unconfirmed<J: Job>(
+    jobs: &JobStore,
+    publisher: &Publisher,
+    job: &J,
+    state: &JobState,
+) -> Result<(), EnqueueError> {
+    queue(jobs, publisher, job, state, true).await
+}
+
+async fn queue<J: Job>(
+    jobs: &JobStore,
+    publisher: &Publisher,
+    job: &J,
+    state: &JobState,
+    keep_unconfirmed: bool,
+) -> Result<(), EnqueueError> {
     jobs.create(state).await?;
     if let Err(e) = publish(publisher, job).await {
-        if !matches!(e, PublishError::Unconfirmed(_))
-            && let Err(de) = jobs.delete(job.job_id()).await
-        {
+        let keep = keep_unconfirmed && matches!(e, PublishError::Unconfirmed(_));
+        if !keep && let Err(de) = jobs.delete(job.job_id()).await {
             tracing::warn!(job_id = job.job_id(), error = %de, "could not forget the state of an unpublished job");
         }
         return Err(e.into());
