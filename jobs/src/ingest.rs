@@ -197,7 +197,7 @@ impl crate::job::Job for IngestJob {
 
     fn runner(env: &crate::job::WorkerEnv) -> IngestRunner {
         IngestRunner {
-            store: CdrStore::new(env.db.clone()),
+            store: CdrStore::with_catalogue(env.db.clone(), env.catalogue.clone()),
             jobs: env.jobs.clone(),
             publisher: env.publisher.clone(),
             max_attempts: env.settings.max_attempts,

@@ -544,7 +544,7 @@ impl crate::job::Job for ReindexJob {
             search: env.search.clone(),
             publisher: env.publisher.clone(),
             chunk: env.settings.index_chunk,
-            catalogue: Default::default(),
+            catalogue: env.catalogue.clone(),
         }
     }
 

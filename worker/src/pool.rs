@@ -48,7 +48,14 @@ pub async fn connect(cli: &WorkerCli) -> anyhow::Result<Runners> {
         publisher: publisher.clone(),
         search,
         settings: cli.worker_settings(),
+        catalogue: Default::default(),
     };
+    // Loaded now rather than by the first batch, which would wait for it.
+    if cli.consumes(jobs::ingest::IngestJob::QUEUE)
+        && let Err(e) = env.catalogue.current(&db).await
+    {
+        warn!(error = %e, "dialling plans and rate decks not loaded yet; the first batch loads them");
+    }
     // The coming months' partitions exist from the start, whenever the schedule fires.
     MaintenanceJob::runner(&env).create_ahead(chrono::Utc::now()).await?;
     Ok(Runners {

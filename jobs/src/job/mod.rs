@@ -121,6 +121,9 @@ pub struct WorkerEnv {
     pub publisher: Publisher,
     pub search: SearchIndex,
     pub settings: WorkerSettings,
+    /// The dialling plans and rate decks, loaded once per process for ingest and re-rating
+    /// alike (large decks take a fraction of a second to load).
+    pub catalogue: crate::rating::CatalogueCache,
 }
 
 /// The queue a job of type `J` goes to in `publisher`'s deployment.

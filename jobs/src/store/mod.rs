@@ -79,7 +79,12 @@ pub struct CdrStore {
 
 impl CdrStore {
     pub fn new(db: DatabaseConnection) -> Self {
-        CdrStore { db, months: partitions::KnownMonths::default(), catalogue: Default::default() }
+        Self::with_catalogue(db, Default::default())
+    }
+
+    /// A store deriving with `catalogue`, shared with the process's other runners.
+    pub fn with_catalogue(db: DatabaseConnection, catalogue: crate::rating::CatalogueCache) -> Self {
+        CdrStore { db, months: partitions::KnownMonths::default(), catalogue }
     }
 
     /// Stores an ingest job's records in one transaction, exactly once per job.
