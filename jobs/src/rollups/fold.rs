@@ -315,8 +315,9 @@ pub struct Cadence {
     pub every: Duration,
     /// Also fold as soon as ingest pauses.
     pub on_pause: bool,
-    /// Pending rows (batches) from which the folder folds even while ingest has a backlog:
-    /// what `/stats` reads unfolded stays bounded.
+    /// Pending rows (batches) from which the folder folds even while ingest has a backlog.
+    /// Where folding starts, not a cap: beside a full queue the fold gets a small share of
+    /// the cores, so pending rows can keep growing until the backlog clears.
     pub max_pending: i64,
 }
 
